@@ -1,0 +1,87 @@
+# Keel. The two commands that matter: `make run` and `make test` (see README.md).
+# Both install what they need on a fresh Debian 12 machine first (as root), idempotently and quietly.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := run
+
+BUILD    := build
+TARGET   := x86_64-unknown-linux-musl
+RELEASE  := target/$(TARGET)/release
+MKIMAGE  := target/release/keel-mkimage
+CARGO    := $(shell command -v cargo 2>/dev/null || echo $(HOME)/.cargo/bin/cargo)
+RUSTUP   := $(shell command -v rustup 2>/dev/null || echo $(HOME)/.cargo/bin/rustup)
+# Fixed timestamps make the image reproducible: two builds are byte-identical.
+export SOURCE_DATE_EPOCH ?= 0
+# Crates that compile C for musl find a compiler without musl-tools' wrapper too.
+export CC_x86_64_unknown_linux_musl ?= musl-gcc
+
+APT_PACKAGES := build-essential bc flex bison libelf-dev linux-source-6.12 zstd musl-tools \
+                qemu-system-x86 openssh-client iproute2
+
+.PHONY: setup kernel init image reproducible run test unit lint e2e bench clean
+
+## setup: apt packages and the musl target; does nothing (and says nothing) when all are there.
+setup:
+	@missing=$$(for p in $(APT_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "setup: installing" $$missing; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+	@$(RUSTUP) target list --installed | grep -qx $(TARGET) || $(RUSTUP) target add $(TARGET)
+
+## kernel: build/vmlinuz from Debian's linux-source-6.12 and kernel-config/keel.config (cached by config hash).
+kernel: setup
+	@kernel-config/build.sh $(BUILD)
+
+## init: the static PID 1, the test helper, and the image writer; built once per run.
+init: setup
+	@$(CARGO) build --quiet --release --target $(TARGET) -p keel-init -p keel-testhelper
+	@$(CARGO) build --quiet --release -p keel-mkimage
+
+## image: build/vmlinuz, build/initramfs.cpio.zst, and build/initramfs-test.cpio.zst (= production + test helper).
+image: kernel init
+	@KEEL_INIT=$(RELEASE)/keel-init $(MKIMAGE) image/initramfs.manifest $(BUILD)/initramfs.cpio >/dev/null
+	@zstd -q -19 -f $(BUILD)/initramfs.cpio -o $(BUILD)/initramfs.cpio.zst
+	@KEEL_TESTHELPER=$(RELEASE)/keel-testhelper $(MKIMAGE) image/initramfs-test.manifest $(BUILD)/test-extra.cpio >/dev/null
+	@zstd -q -19 -f $(BUILD)/test-extra.cpio -o $(BUILD)/test-extra.cpio.zst
+	@cat $(BUILD)/initramfs.cpio.zst $(BUILD)/test-extra.cpio.zst > $(BUILD)/initramfs-test.cpio.zst
+	@printf 'image: %-28s %8s bytes\n' vmlinuz $$(stat -c %s $(BUILD)/vmlinuz) \
+	  initramfs.cpio.zst $$(stat -c %s $(BUILD)/initramfs.cpio.zst) \
+	  initramfs-test.cpio.zst $$(stat -c %s $(BUILD)/initramfs-test.cpio.zst) \
+	  "init (static musl)" $$(stat -c %s $(RELEASE)/keel-init)
+
+## reproducible: rebuilds the initramfs from the same inputs and fails unless it is byte-identical.
+reproducible: image
+	@mkdir -p $(BUILD)/repro
+	@KEEL_INIT=$(RELEASE)/keel-init $(MKIMAGE) image/initramfs.manifest $(BUILD)/repro/initramfs.cpio >/dev/null
+	@zstd -q -19 -f $(BUILD)/repro/initramfs.cpio -o $(BUILD)/repro/initramfs.cpio.zst
+	@cmp $(BUILD)/initramfs.cpio.zst $(BUILD)/repro/initramfs.cpio.zst && echo "reproducible: initramfs rebuilt byte-identical"
+
+## run: boot a node in QEMU on the serial console (Ctrl-A X exits).
+run: image
+	@qemu/run.sh $(BUILD)
+
+lint: setup
+	@$(CARGO) fmt --all -- --check
+	@$(CARGO) clippy --quiet --workspace --all-targets -- -D warnings
+	@test -z "$$($(CARGO) tree --workspace -d --edges normal,build 2>/dev/null | grep -v '^$$')" || \
+	  { echo "lint: duplicate dependency versions:"; $(CARGO) tree --workspace -d; exit 1; }
+
+unit: setup
+	@$(CARGO) test --workspace --lib --bins
+
+## e2e: boots VMs (at most two at once) against the built images.
+e2e: image
+	@$(CARGO) test -p keel-e2e --test boot -- --test-threads=2
+
+## test: set-up, lint, unit tests, reproducibility, then the QEMU end-to-end tests.
+test: setup lint unit reproducible e2e
+
+## bench: boots N times (BENCH_RUNS, default 5) and prints medians against the targets.
+bench: image
+	@$(CARGO) run --quiet --release -p keel-e2e --bin keel-bench -- $${BENCH_RUNS:-5}
+
+clean:
+	rm -rf $(BUILD) target

@@ -1,0 +1,169 @@
+//! The boot sequence, phase by phase, each marked by a log line stamped with the time since kernel start.
+
+pub mod console;
+pub mod mounts;
+
+use crate::cmdline::{Settings, TestHook};
+use crate::machine_id::MachineId;
+use crate::reaper::Reaper;
+use crate::{clock, logging, power, procfs, shutdown};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+
+/// What the early phases found out about the node.
+pub struct Node {
+    pub settings: Settings,
+    pub machine_id: MachineId,
+    pub hostname: String,
+}
+
+/// Mounts, console, logging, command line, identity, read-only root. Synchronous and short: this runs before
+/// anything else exists, and none of it may stop the boot.
+pub fn early(exec_at: Duration) -> Node {
+    let mut mounted = 0;
+    let mut already = 0;
+    let mut failed = Vec::new();
+    for m in mounts::EARLY {
+        match mounts::mount_early(m) {
+            Ok(mounts::Outcome::Mounted) => mounted += 1,
+            Ok(mounts::Outcome::AlreadyMounted) => already += 1,
+            Err(e) => failed.push(e),
+        }
+    }
+    // Without this the kernel rate-limits our lines on /dev/kmsg.
+    let _ = std::fs::write("/proc/sys/kernel/printk_devkmsg", "on\n");
+    let console = console::attach();
+    logging::open_sinks();
+    log::info!(
+        "boot.start version={} exec_ms={} uptime_ms={}",
+        env!("CARGO_PKG_VERSION"),
+        clock::ms(exec_at),
+        clock::ms(clock::uptime())
+    );
+    if let Err(e) = console {
+        log::error!("boot.console_failed error={e}");
+    }
+    for e in &failed {
+        log::error!("boot.mount_failed target={} fstype={} error={}", e.target, e.fstype, e.source);
+    }
+    log::info!(
+        "boot.mounts mounted={mounted} already={already} failed={} uptime_ms={}",
+        failed.len(),
+        clock::ms(clock::uptime())
+    );
+
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let (settings, warnings) = Settings::from_cmdline(&cmdline);
+    log::set_max_level(settings.log_level);
+    crate::panic::set_policy(settings.panic, settings.panic_delay);
+    for w in &warnings {
+        log::warn!("{w}");
+    }
+    log::info!("boot.cmdline warnings={} uptime_ms={}", warnings.len(), clock::ms(clock::uptime()));
+
+    // Ctrl-Alt-Del becomes SIGINT to us instead of an immediate hard reboot.
+    if let Err(e) = nix::sys::reboot::set_cad_enabled(false) {
+        log::warn!("boot.cad_failed error={e}");
+    }
+
+    let machine_id = MachineId::detect();
+    let hostname = settings.hostname.clone().unwrap_or_else(|| machine_id.default_hostname());
+    if let Err(e) = nix::unistd::sethostname(&hostname) {
+        log::error!("boot.hostname_failed hostname={hostname} error={e}");
+    }
+    let _ = std::fs::create_dir_all("/run/keel");
+    let _ = std::fs::write("/run/keel/machine-id", format!("{}\n", machine_id.as_str()));
+    log::info!(
+        "boot.identity machine_id={} source={} hostname={hostname} uptime_ms={}",
+        machine_id.as_str(),
+        machine_id.source,
+        clock::ms(clock::uptime())
+    );
+
+    match mounts::remount_root_readonly() {
+        Ok(()) => log::info!("boot.rootfs mode=ro uptime_ms={}", clock::ms(clock::uptime())),
+        Err(e) => log::error!("boot.rootfs_ro_failed error={e}"),
+    }
+    Node { settings, machine_id, hostname }
+}
+
+/// Everything after the early phases: the reap loop, shutdown triggers, the ready line, and then waiting for
+/// the one request that ends this boot.
+pub async fn run(exec_at: Duration) -> ! {
+    let node = early(exec_at);
+    let reaper = Reaper::default();
+    let mut sigchld = match signal(SignalKind::child()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            log::error!("boot.sigchld_failed error={e}");
+            None
+        }
+    };
+    let (tx, mut requests) = mpsc::channel(8);
+    power::watch_signals(tx.clone());
+    let buttons = power::watch_power_button(tx.clone());
+
+    let now = clock::uptime();
+    log::info!(
+        "ready uptime_ms={} init_ms={} rss_kib={} machine_id={} hostname={} power_buttons={buttons}",
+        clock::ms(now),
+        clock::ms(now.saturating_sub(exec_at)),
+        procfs::self_rss_kib(),
+        node.machine_id.as_str(),
+        node.hostname,
+    );
+
+    if let Some(argv) = &node.settings.run {
+        start_program(&reaper, argv);
+    }
+    if node.settings.test == Some(TestHook::Panic) {
+        panic!("keel.test=panic: forced panic after ready");
+    }
+
+    let grace = node.settings.shutdown_timeout;
+    let reap_loop = {
+        let reaper = reaper.clone();
+        async move {
+            loop {
+                for r in reaper.reap_all() {
+                    if r.orphan {
+                        log::info!("reap.orphan pid={} status={}", r.pid, r.exit);
+                    }
+                }
+                match sigchld.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    // No SIGCHLD stream: fall back to polling so zombies still go away.
+                    None => tokio::time::sleep(Duration::from_millis(500)).await,
+                }
+            }
+        }
+    };
+    tokio::spawn(reap_loop);
+    let request = match requests.recv().await {
+        Some(r) => r,
+        None => power::Request { action: power::Action::Reboot, reason: "no-request-source".into() },
+    };
+    shutdown::execute(request, grace).await
+}
+
+/// Starts `keel.run`'s program with the console as its output and logs how it ends.
+fn start_program(reaper: &Reaper, argv: &[String]) {
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..]).stdin(Stdio::null()).env_clear().env("PATH", "/usr/bin:/bin");
+    match reaper.spawn(&mut cmd) {
+        Ok(child) => {
+            let pid = child.pid;
+            log::info!("run.start pid={pid} argv={}", logging::q(&argv.join(" ")));
+            tokio::spawn(async move {
+                if let Some(exit) = child.wait().await {
+                    log::info!("run.exit pid={pid} status={exit}");
+                }
+            });
+        }
+        Err(e) => log::error!("run.failed path={} error={}", argv[0], logging::q(&e.to_string())),
+    }
+}

@@ -1,0 +1,30 @@
+//! Keel's PID 1.
+
+mod boot;
+mod clock;
+mod cmdline;
+mod logging;
+mod machine_id;
+mod panic;
+mod power;
+mod procfs;
+mod reaper;
+mod shutdown;
+
+fn main() {
+    let exec_at = clock::uptime();
+    logging::init(log::LevelFilter::Info);
+    if nix::unistd::getpid().as_raw() != 1 {
+        // Everything below mounts filesystems and reboots the machine: never do that to a host by accident.
+        eprintln!("keel-init: refusing to run as pid {} (it is the node's PID 1)", nix::unistd::getpid());
+        std::process::exit(2);
+    }
+    panic::install();
+    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt.block_on(boot::run(exec_at)),
+        Err(e) => {
+            logging::emergency(&format!("boot.runtime_failed error={}", logging::q(&e.to_string())));
+            panic::fail_safe()
+        }
+    }
+}

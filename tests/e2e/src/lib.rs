@@ -1,0 +1,211 @@
+//! Boots a built Keel image in QEMU and lets a test read its serial console line by line and press buttons over
+//! QMP. It builds nothing: `make image` (which `make test` runs first) provides `build/vmlinuz` and the initramfs.
+//!
+//! At most two VMs run at once on the machine, across test processes: each VM holds one of two lock files.
+//! Every wait has a generous timeout and fails with a message saying what it waited for, and the last lines the
+//! console printed; the whole transcript is kept under `target/e2e/<name>.log`.
+
+mod console;
+mod qmp;
+mod slots;
+
+pub use console::Console;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// Default wait for a boot to reach ready: TCG on a loaded 2-core machine is slow and noisy; normally ~2 s.
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
+/// Default wait for anything after ready.
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The workspace's build directory (`KEEL_BUILD_DIR` overrides).
+pub fn build_dir() -> PathBuf {
+    match std::env::var_os("KEEL_BUILD_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../build"),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Initrd {
+    /// What `make image` ships.
+    Production,
+    /// The production image plus `/usr/libexec/keel-testhelper`.
+    Test,
+}
+
+#[derive(Debug, Clone)]
+pub struct VmConfig {
+    pub initrd: Initrd,
+    /// Appended to the base command line (`console=ttyS0 panic=-1`).
+    pub append: String,
+    /// SMBIOS product UUID (`-uuid`), from which the node derives its machine id.
+    pub uuid: Option<String>,
+    /// Exit QEMU instead of rebooting, so a test can see that the guest asked to reboot.
+    pub no_reboot: bool,
+    pub memory_mib: u32,
+}
+
+impl Default for VmConfig {
+    fn default() -> Self {
+        VmConfig { initrd: Initrd::Production, append: String::new(), uuid: None, no_reboot: true, memory_mib: 256 }
+    }
+}
+
+pub struct Vm {
+    pub name: String,
+    child: Child,
+    pub console: Console,
+    qmp_path: PathBuf,
+    qmp: Option<qmp::Qmp>,
+    pub started: Instant,
+    _slot: slots::Slot,
+}
+
+fn image_path(name: &str) -> PathBuf {
+    let path = build_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: build the images first with 'make image' ('make test' does it for you)",
+        path.display()
+    );
+    path
+}
+
+impl Vm {
+    /// Boots a VM named after the test. Waits for a free VM slot first.
+    pub fn boot(name: &str, cfg: &VmConfig) -> Vm {
+        let kernel = image_path("vmlinuz");
+        let initrd = image_path(match cfg.initrd {
+            Initrd::Production => "initramfs.cpio.zst",
+            Initrd::Test => "initramfs-test.cpio.zst",
+        });
+        let slot = slots::Slot::acquire(&build_dir(), Duration::from_secs(1800));
+        let run_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/e2e");
+        let _ = std::fs::create_dir_all(&run_dir);
+        let qmp_path = run_dir.join(format!("{name}.qmp"));
+        let _ = std::fs::remove_file(&qmp_path);
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args(accel_args())
+            .args(["-m", &cfg.memory_mib.to_string(), "-smp", "1", "-nodefaults", "-display", "none"])
+            .args(["-serial", "stdio"])
+            .arg("-qmp")
+            .arg(format!("unix:{},server=on,wait=off", qmp_path.display()))
+            .args(["-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0"])
+            .arg("-kernel")
+            .arg(&kernel)
+            .arg("-initrd")
+            .arg(&initrd)
+            .arg("-append")
+            .arg(format!("console=ttyS0 panic=-1 {}", cfg.append).trim());
+        if let Some(uuid) = &cfg.uuid {
+            cmd.args(["-uuid", uuid]);
+        }
+        if cfg.no_reboot {
+            cmd.arg("-no-reboot");
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let started = Instant::now();
+        let mut child =
+            cmd.spawn().unwrap_or_else(|e| panic!("cannot start qemu-system-x86_64: {e} (make setup installs it)"));
+        let console = Console::attach(&mut child, &run_dir.join(format!("{name}.log")));
+        Vm { name: name.to_string(), child, console, qmp_path, qmp: None, started, _slot: slot }
+    }
+
+    /// Waits for a console line containing `needle`, after the lines already consumed; panics on timeout.
+    pub fn expect(&mut self, needle: &str, timeout: Duration) -> String {
+        match self.console.wait_for(|l| l.contains(needle), timeout) {
+            Some(line) => line,
+            None => self.fail(&format!("a console line containing {needle:?}"), timeout),
+        }
+    }
+
+    /// Waits for a line containing `needle` anywhere in the transcript, consumed or not; the cursor stays.
+    pub fn expect_anywhere(&mut self, needle: &str, timeout: Duration) -> String {
+        match self.console.wait_any(|l| l.contains(needle), timeout) {
+            Some(line) => line,
+            None => self.fail(&format!("a console line containing {needle:?}"), timeout),
+        }
+    }
+
+    /// Waits for the ready line.
+    pub fn expect_ready(&mut self) -> String {
+        self.expect("keel: ready ", BOOT_TIMEOUT)
+    }
+
+    fn fail(&mut self, what: &str, timeout: Duration) -> ! {
+        let tail = self.console.tail(40).join("\n    ");
+        panic!(
+            "VM {:?}: timed out after {}s waiting for {what}; console so far in {}; last lines:\n    {tail}",
+            self.name,
+            timeout.as_secs(),
+            self.console.transcript_path().display()
+        )
+    }
+
+    /// Sends one QMP command (`{"execute": …}` JSON) and returns the reply line.
+    pub fn qmp(&mut self, command: &str) -> String {
+        if self.qmp.is_none() {
+            match qmp::Qmp::connect(&self.qmp_path, Duration::from_secs(30)) {
+                Ok(q) => self.qmp = Some(q),
+                Err(e) => panic!("VM {:?}: QMP connect to {}: {e}", self.name, self.qmp_path.display()),
+            }
+        }
+        let q = self.qmp.as_mut().unwrap_or_else(|| unreachable!());
+        q.execute(command).unwrap_or_else(|e| panic!("VM {:?}: QMP {command}: {e}", self.name))
+    }
+
+    /// Waits for QEMU to exit (the guest powered off, or rebooted under `-no-reboot`).
+    pub fn expect_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return status,
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+                _ => self.fail("QEMU to exit", timeout),
+            }
+        }
+    }
+
+    /// Every console line so far.
+    pub fn transcript(&self) -> Vec<String> {
+        self.console.all()
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.qmp_path);
+    }
+}
+
+/// TCG by default; `KEEL_KVM=1` opts in to KVM where nested virtualisation works.
+pub fn accel_args() -> Vec<String> {
+    if std::env::var("KEEL_KVM").as_deref() == Ok("1") {
+        vec!["-accel".into(), "kvm".into(), "-cpu".into(), "host".into()]
+    } else {
+        vec!["-accel".into(), "tcg".into()]
+    }
+}
+
+/// The value of `key=` in a structured log line (`keel: ready uptime_ms=812.3 …`).
+pub fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_fields_from_log_lines() {
+        let line = "[    0.912345] keel: ready uptime_ms=912.3 init_ms=4.1 hostname=keel-0a1b2c3d";
+        assert_eq!(field(line, "uptime_ms"), Some("912.3"));
+        assert_eq!(field(line, "hostname"), Some("keel-0a1b2c3d"));
+        assert_eq!(field(line, "init"), None);
+        assert_eq!(field(line, "missing"), None);
+    }
+}

@@ -1,0 +1,34 @@
+//! At most two VMs at a time on this machine, across every test process: a VM holds an exclusive lock on one of
+//! two lock files for its whole life.
+
+use std::fs::{File, OpenOptions};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+pub const SLOTS: usize = 2;
+
+pub struct Slot {
+    _file: File,
+}
+
+impl Slot {
+    pub fn acquire(dir: &Path, timeout: Duration) -> Slot {
+        let deadline = Instant::now() + timeout;
+        loop {
+            for i in 0..SLOTS {
+                let path = dir.join(format!(".vm-slot-{i}.lock"));
+                let file = OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&path)
+                    .unwrap_or_else(|e| panic!("cannot open VM slot lock {}: {e}", path.display()));
+                if file.try_lock().is_ok() {
+                    return Slot { _file: file };
+                }
+            }
+            assert!(Instant::now() < deadline, "no free VM slot after {}s: other VMs hold both", timeout.as_secs());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}

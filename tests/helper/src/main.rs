@@ -1,0 +1,69 @@
+//! keel-testhelper: exercises PID 1 from inside the test image. Never a shell: each mode does one thing.
+//!
+//! - `orphans N`: forks N children that outlive this process (they become orphans of PID 1), prints each pid, exits.
+//! - `signal-init SIG`: sends SIG (TERM, INT, PWR) to PID 1.
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::{fork, ForkResult, Pid};
+use std::process::ExitCode;
+use std::time::Duration;
+
+fn orphans(n: u32) -> ExitCode {
+    for i in 0..n {
+        // SAFETY: single-threaded program; the child only sleeps and exits.
+        match unsafe { fork() } {
+            Ok(ForkResult::Child) => {
+                std::thread::sleep(Duration::from_millis(500));
+                std::process::exit(i as i32);
+            }
+            Ok(ForkResult::Parent { child }) => println!("testhelper: orphan pid={child} code={i}"),
+            Err(e) => {
+                eprintln!("testhelper: fork failed: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn signal_init(name: &str) -> ExitCode {
+    let signal = match name {
+        "TERM" => Signal::SIGTERM,
+        "INT" => Signal::SIGINT,
+        "PWR" => Signal::SIGPWR,
+        _ => {
+            eprintln!("testhelper: unknown signal {name:?} (TERM, INT, PWR)");
+            return ExitCode::from(2);
+        }
+    };
+    // Give the console a moment so the test sees the ready line before the shutdown lines.
+    std::thread::sleep(Duration::from_millis(200));
+    match kill(Pid::from_raw(1), signal) {
+        Ok(()) => {
+            println!("testhelper: sent SIG{name} to pid 1");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("testhelper: kill(1, SIG{name}) failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["orphans", n] => match n.parse() {
+            Ok(n) => orphans(n),
+            Err(_) => {
+                eprintln!("testhelper: orphans takes a count, got {n:?}");
+                ExitCode::from(2)
+            }
+        },
+        ["signal-init", sig] => signal_init(sig),
+        _ => {
+            eprintln!("usage: keel-testhelper orphans N | signal-init TERM|INT|PWR");
+            ExitCode::from(2)
+        }
+    }
+}
