@@ -17,4 +17,5 @@ exec qemu-system-x86_64 "${accel[@]}" -m 256 -smp 2 -nographic \
   -uuid "$uuid" \
   -kernel "$build/vmlinuz" -initrd "$build/initramfs.cpio.zst" \
   -append "console=ttyS0 panic=-1 ${KEEL_APPEND:-}" \
+  -device virtio-rng-pci \
   -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:${KEEL_API_PORT:-7443}-:7443" -device virtio-net-pci,netdev=n0

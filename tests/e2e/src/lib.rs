@@ -93,6 +93,8 @@ impl Vm {
             .arg("-qmp")
             .arg(format!("unix:{},server=on,wait=off", qmp_path.display()))
             .args(["-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0"])
+            // Like any cloud VM: a hardware RNG, so the kernel's pool is ready early.
+            .args(["-device", "virtio-rng-pci"])
             .arg("-kernel")
             .arg(&kernel)
             .arg("-initrd")
