@@ -74,7 +74,7 @@ unit: setup
 
 ## e2e: boots VMs (at most two at once) against the built images.
 e2e: image
-	@$(CARGO) test -p keel-e2e --test boot -- --test-threads=2
+	@$(CARGO) test -p keel-e2e --tests -- --test-threads=2
 
 ## test: set-up, lint, unit tests, reproducibility, then the QEMU end-to-end tests.
 test: setup lint unit reproducible e2e

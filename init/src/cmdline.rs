@@ -31,6 +31,10 @@ pub struct Settings {
     /// A program inside the image (and its arguments) started once the node is ready.
     pub run: Option<Vec<String>>,
     pub test: Option<TestHook>,
+    /// The kernel's `ip=` (interpreted by the network controller; the kernel itself has no IP autoconfig).
+    pub ip: Option<String>,
+    /// SNTP servers from `keel.ntp=a,b`.
+    pub ntp: Vec<String>,
 }
 
 impl Default for Settings {
@@ -43,6 +47,8 @@ impl Default for Settings {
             hostname: None,
             run: None,
             test: None,
+            ip: None,
+            ntp: Vec::new(),
         }
     }
 }
@@ -108,6 +114,10 @@ impl Settings {
         let mut s = Settings::default();
         let mut warnings = Vec::new();
         for (key, value) in split(cmdline) {
+            if key == "ip" {
+                s.ip = value;
+                continue;
+            }
             if !key.starts_with("keel.") {
                 continue;
             }
@@ -140,6 +150,13 @@ impl Settings {
                     match argv.first() {
                         Some(path) if path.starts_with('/') => s.run = Some(argv),
                         _ => warnings.push(bad("absolute path of a program in the image, then arguments")),
+                    }
+                }
+                "keel.ntp" => {
+                    let servers: Vec<String> = value.split(',').filter(|v| !v.is_empty()).map(str::to_string).collect();
+                    match servers.is_empty() {
+                        true => warnings.push(bad("comma-separated NTP server addresses or names")),
+                        false => s.ntp = servers,
                     }
                 }
                 "keel.test" => match value.as_str() {
@@ -206,7 +223,7 @@ mod tests {
 
     #[test]
     fn defaults_without_keel_keys() {
-        let (s, w) = Settings::from_cmdline("console=ttyS0 panic=-1 ip=dhcp");
+        let (s, w) = Settings::from_cmdline("console=ttyS0 panic=-1 quiet");
         assert_eq!(s, Settings::default());
         assert!(w.is_empty());
     }
@@ -215,7 +232,8 @@ mod tests {
     fn reads_every_known_key() {
         let (s, w) = Settings::from_cmdline(
             "keel.log=debug keel.panic=halt keel.panic_delay=0 keel.shutdown_timeout=3 \
-             keel.hostname=edge-1 keel.run=\"/usr/libexec/t orphans 3\" keel.test=panic",
+             keel.hostname=edge-1 keel.run=\"/usr/libexec/t orphans 3\" keel.test=panic \
+             ip=10.0.2.15::10.0.2.2:255.255.255.0 keel.ntp=10.0.2.2,pool.example",
         );
         assert!(w.is_empty(), "{w:?}");
         assert_eq!(s.log_level, log::LevelFilter::Debug);
@@ -225,6 +243,8 @@ mod tests {
         assert_eq!(s.hostname.as_deref(), Some("edge-1"));
         assert_eq!(s.run, Some(vec!["/usr/libexec/t".into(), "orphans".into(), "3".into()]));
         assert_eq!(s.test, Some(TestHook::Panic));
+        assert_eq!(s.ip.as_deref(), Some("10.0.2.15::10.0.2.2:255.255.255.0"));
+        assert_eq!(s.ntp, ["10.0.2.2", "pool.example"]);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use crate::boot::mounts::parse_mounts;
 use crate::clock;
+use crate::net::controller::NetEvent;
 use crate::power::{Action, Request};
 use nix::errno::Errno;
 use nix::mount::{umount2, MntFlags};
@@ -11,6 +12,7 @@ use nix::sys::reboot::{reboot, RebootMode};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
 
 /// Sends `signal` to every process but PID 1, then waits up to `grace` for them all to be gone.
 /// Returns how many were still there at the deadline.
@@ -72,13 +74,22 @@ fn unmount_all() -> Unmounted {
 }
 
 /// Runs the whole shutdown and never returns.
-pub async fn execute(request: Request, grace: Duration) -> ! {
+pub async fn execute(request: Request, grace: Duration, net: Option<mpsc::Sender<NetEvent>>) -> ! {
     log::info!(
         "shutdown.start action={} reason={} uptime_ms={}",
         request.action,
         request.reason,
         clock::ms(clock::uptime())
     );
+    // DHCP leases are released while the network still works.
+    if let Some(net) = net {
+        let (ack, done) = oneshot::channel();
+        if net.send(NetEvent::Shutdown(ack)).await.is_ok()
+            && tokio::time::timeout(Duration::from_secs(3), done).await.is_err()
+        {
+            log::warn!("shutdown.net_timeout");
+        }
+    }
     let left = signal_all_and_wait(Signal::SIGTERM, grace).await;
     let killed = if left > 0 {
         log::warn!("shutdown.kill remaining={left} grace_s={}", grace.as_secs());

@@ -101,6 +101,7 @@ pub async fn run(exec_at: Duration) -> ! {
             None
         }
     };
+    let net = crate::net::start(&node.settings, node.machine_id.default_hostname(), exec_at);
     let (tx, mut requests) = mpsc::channel(8);
     power::watch_signals(tx.clone());
     let buttons = power::watch_power_button(tx.clone());
@@ -147,7 +148,7 @@ pub async fn run(exec_at: Duration) -> ! {
         Some(r) => r,
         None => power::Request { action: power::Action::Reboot, reason: "no-request-source".into() },
     };
-    shutdown::execute(request, grace).await
+    shutdown::execute(request, grace, net.map(|(inbox, _)| inbox)).await
 }
 
 /// Starts `keel.run`'s program with the console as its output and logs how it ends.

@@ -206,10 +206,12 @@ impl Controller {
         self.supervise_dhcp(&eff, &obs);
         // Leases dropped by supervision no longer count.
         eff = desired::effective(&self.base, &obs, &self.leases);
+        // The host name first: anything that talks once the network is up already sees the right name.
+        let hostname = eff.hostname.clone().unwrap_or_else(|| self.default_hostname.clone());
+        let mut writes = self.converge_hostname(&hostname);
         let plan = plan::plan(&eff, &obs);
         let repair = matches!(reason, "kernel-event" | "resync");
         let mut failed = Vec::new();
-        let mut writes = 0;
         for op in &plan.ops {
             match netlink::apply(&self.handle, op).await {
                 Ok(()) => {
@@ -230,8 +232,7 @@ impl Controller {
             log::debug!("net.pending item={} reason={}", crate::logging::q(&p.item), crate::logging::q(&p.reason));
         }
         self.failures = if failed.is_empty() && plan.pending.is_empty() { 0 } else { self.failures.saturating_add(1) };
-        let hostname = eff.hostname.clone().unwrap_or_else(|| self.default_hostname.clone());
-        writes += self.converge_resolv(&eff) + self.converge_hostname(&hostname);
+        writes += self.converge_resolv(&eff);
         let dhcp_wanted = !self.dhcp.is_empty();
         let ready = failed.is_empty() && plan.pending.is_empty() && (!dhcp_wanted || !self.leases.is_empty());
         let was_ready = self.status.borrow().ready;

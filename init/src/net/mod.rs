@@ -3,6 +3,7 @@
 
 pub mod controller;
 pub mod desired;
+mod dhcp_glue;
 pub mod kernel_ip;
 pub mod model;
 pub mod netlink;
@@ -11,3 +12,39 @@ mod netns_tests;
 pub mod observed;
 pub mod plan;
 pub mod resolv;
+
+use crate::cmdline::Settings;
+use controller::{Controller, NetEvent, NetStatus, Options};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// Starts the network controller on the boot's settings: `ip=` if given, else DHCP on every physical link.
+/// Returns its inbox and status, or `None` when netlink is unavailable (logged; the node runs on without network).
+pub fn start(
+    settings: &Settings,
+    default_hostname: String,
+    exec_at: Duration,
+) -> Option<(mpsc::Sender<NetEvent>, watch::Receiver<NetStatus>)> {
+    let ip = settings.ip.as_deref().and_then(|v| match kernel_ip::parse(v) {
+        Ok(ip) => Some(ip),
+        Err(e) => {
+            log::warn!("net.ip_invalid value={} error={} using=dhcp", crate::logging::q(v), crate::logging::q(&e));
+            None
+        }
+    });
+    let mut base = desired::before_config(ip.as_ref());
+    if !settings.ntp.is_empty() {
+        base.ntp = settings.ntp.clone();
+    }
+    let opts = Options { default_hostname, resolv_path: resolv::PATH.into(), manage_hostname: true, exec_at };
+    match Controller::new(base, dhcp_glue::starter(), opts) {
+        Ok((controller, inbox, status)) => {
+            tokio::spawn(controller.run());
+            Some((inbox, status))
+        }
+        Err(e) => {
+            log::error!("net.start_failed error={}", crate::logging::q(&e.to_string()));
+            None
+        }
+    }
+}

@@ -2,6 +2,8 @@
 //!
 //! - `orphans N`: forks N children that outlive this process (they become orphans of PID 1), prints each pid, exits.
 //! - `signal-init SIG`: sends SIG (TERM, INT, PWR) to PID 1.
+//! - `connect ADDR:PORT TOKEN`: connects over TCP (retrying for up to 60 s while the network comes up), sends
+//!   TOKEN and this node's host name, and reports the outcome.
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::{fork, ForkResult, Pid};
@@ -50,6 +52,26 @@ fn signal_init(name: &str) -> ExitCode {
     }
 }
 
+fn connect(addr: &str, token: &str) -> ExitCode {
+    use std::io::Write;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match std::net::TcpStream::connect(addr) {
+            Ok(mut s) => {
+                let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+                let _ = writeln!(s, "{token} {}", hostname.trim());
+                println!("testhelper: connected to {addr}");
+                return ExitCode::SUCCESS;
+            }
+            Err(e) if std::time::Instant::now() >= deadline => {
+                eprintln!("testhelper: connect {addr} failed: {e}");
+                return ExitCode::FAILURE;
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
@@ -61,8 +83,9 @@ fn main() -> ExitCode {
             }
         },
         ["signal-init", sig] => signal_init(sig),
+        ["connect", addr, token] => connect(addr, token),
         _ => {
-            eprintln!("usage: keel-testhelper orphans N | signal-init TERM|INT|PWR");
+            eprintln!("usage: keel-testhelper orphans N | signal-init TERM|INT|PWR | connect ADDR:PORT TOKEN");
             ExitCode::from(2)
         }
     }

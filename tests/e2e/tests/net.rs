@@ -1,0 +1,54 @@
+//! End-to-end networking: the node brings its network up over netlink (static from `ip=`, or DHCP from QEMU's
+//! built-in server) and reaches a TCP listener on the host through QEMU user networking (host = 10.0.2.2).
+
+use keel_e2e::{field, Initrd, Vm, VmConfig, BOOT_TIMEOUT, STEP_TIMEOUT};
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::time::Duration;
+
+/// Listens on the host's loopback; the guest reaches it as 10.0.2.2:<port>.
+fn listener() -> (TcpListener, u16) {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind a loopback listener");
+    let port = l.local_addr().map(|a| a.port()).unwrap_or(0);
+    (l, port)
+}
+
+/// Waits for the guest's connection and returns the line it sent.
+fn accept_line(l: TcpListener, timeout: Duration) -> String {
+    l.set_nonblocking(true).ok();
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match l.accept() {
+            Ok((s, _)) => {
+                s.set_nonblocking(false).ok();
+                s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+                let mut line = String::new();
+                let _ = BufReader::new(s).read_line(&mut line);
+                return line.trim().to_string();
+            }
+            Err(_) if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Err(e) => panic!("the node never connected to the host listener within {timeout:?}: {e}"),
+        }
+    }
+}
+
+#[test]
+fn qemu_static_ip_from_cmdline_reaches_the_host() {
+    let (l, port) = listener();
+    let cfg = VmConfig {
+        initrd: Initrd::Test,
+        append: format!(
+            "ip=10.0.2.15::10.0.2.2:255.255.255.0:static-node:eth0:off:10.0.2.3 \
+             keel.run=\"/usr/libexec/keel-testhelper connect 10.0.2.2:{port} static-ok\""
+        ),
+        ..VmConfig::default()
+    };
+    let mut vm = Vm::boot("net_static", &cfg);
+    vm.expect_ready();
+    vm.expect("keel: net.apply op=addr-add if=eth0 addr=10.0.2.15/24", STEP_TIMEOUT);
+    vm.expect("keel: net.apply op=route-add route=0.0.0.0/0 via=10.0.2.2", STEP_TIMEOUT);
+    let ready = vm.expect("keel: net.ready ", STEP_TIMEOUT);
+    assert_eq!(field(&ready, "source"), Some("static"), "{ready}");
+    assert_eq!(accept_line(l, BOOT_TIMEOUT), "static-ok static-node");
+    vm.expect_anywhere("keel: net.hostname name=static-node", STEP_TIMEOUT);
+}
