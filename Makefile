@@ -79,8 +79,9 @@ e2e: image
 ## test: set-up, lint, unit tests, reproducibility, then the QEMU end-to-end tests.
 test: setup lint unit reproducible e2e
 
-## bench: boots N times (BENCH_RUNS, default 5) and prints medians against the targets.
+## bench: netlink convergence in a netns, then boots N times per network mode (BENCH_RUNS, default 5): medians vs targets.
 bench: image
+	@$(CARGO) test --quiet --release -p keel-init root_netns_bench -- --ignored --nocapture 2>&1 | grep '^net bench'
 	@$(CARGO) run --quiet --release -p keel-e2e --bin keel-bench -- $${BENCH_RUNS:-5}
 
 clean:

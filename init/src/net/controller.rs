@@ -239,9 +239,10 @@ impl Controller {
         if ready && !was_ready {
             let now = clock::uptime();
             log::info!(
-                "net.ready uptime_ms={} init_ms={} source={} addresses={}",
+                "net.ready uptime_ms={} init_ms={} rss_kib={} source={} addresses={}",
                 clock::ms(now),
                 clock::ms(now.saturating_sub(self.exec_at)),
+                crate::procfs::self_rss_kib(),
                 if dhcp_wanted {
                     "dhcp"
                 } else if eff.addresses.is_empty() {

@@ -252,3 +252,48 @@ fn root_netns_missing_link_and_refused_address_are_reported_rest_converges() {
     assert!(has(&ns, &["addr", "show", "va"], "10.77.0.2/24"), "the rest converges");
     assert!(has(&ns, &["-4", "route"], "default via 10.77.0.1"), "the rest converges");
 }
+
+/// `make bench`: converge 1,000 addresses and 1,000 routes on a veth from scratch, then re-plan with nothing to
+/// do (which must issue zero netlink writes). Prints the figures; ignored in `make test`.
+#[test]
+#[ignore = "benchmark: run by make bench"]
+fn root_netns_bench_converge_1000_addresses_and_routes() {
+    let ns = veth_netns("bench");
+    let va = LinkMatch::Name("va".into());
+    let mut d =
+        Desired { links: vec![LinkSpec { link: va.clone(), up: true, mtu: None, dhcp4: false }], ..Desired::default() };
+    for i in 0..1000u32 {
+        let a = std::net::Ipv4Addr::from(0x0a40_0000 + (i << 8) + 1);
+        d.addresses.push(AddrSpec { link: va.clone(), addr: IpAddr::V4(a), prefix: 24, origin: Origin::Static });
+        let dest = std::net::Ipv4Addr::from(0xac10_0000 + (i << 8));
+        let gw = std::net::Ipv4Addr::from(0x0a40_0000 + (i << 8) + 254);
+        d.routes.push(RouteSpec {
+            dest: IpAddr::V4(dest),
+            prefix: 24,
+            gateway: Some(IpAddr::V4(gw)),
+            link: Some(va.clone()),
+            metric: 10,
+            onlink: false,
+            origin: Origin::Static,
+        });
+    }
+    let began = Instant::now();
+    let c = start(&ns, d, std::env::temp_dir().join(format!("{}.resolv", ns.name)));
+    let s = c.wait("1,000 + 1,000 converged", Duration::from_secs(300), |s| s.ready);
+    let converge = began.elapsed();
+    assert!(s.failed.is_empty(), "{:?}", &s.failed[..s.failed.len().min(3)]);
+    let before = s.clone();
+    let t = Instant::now();
+    c.send(NetEvent::Kernel);
+    let after = c.wait("no-op re-plan", Duration::from_secs(60), |s| s.reconciles > before.reconciles);
+    let replan = t.elapsed();
+    let routes = ns.ip(&["-4", "route", "show", "proto", "229"]).lines().count();
+    println!("net bench: converge 1000 addresses + 1000 routes from scratch: {:.0} ms", converge.as_secs_f64() * 1e3);
+    println!(
+        "net bench: no-op re-plan (dump + plan): {:.1} ms, netlink writes: {}",
+        replan.as_secs_f64() * 1e3,
+        after.writes - before.writes
+    );
+    assert_eq!(after.writes, before.writes, "the no-op re-plan must write nothing");
+    assert_eq!(routes, 1000);
+}

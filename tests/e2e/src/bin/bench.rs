@@ -1,17 +1,18 @@
-//! keel-bench [N]: boots the production image N times (default 5) and prints the median of each figure next to
-//! the foundation's targets. Wall time is measured here, from QEMU's start to the ready line; the rest is what the
-//! node reports in that line (kernel uptime, init's own time from exec, PID 1's VmRSS).
+//! keel-bench [N]: boots the production image N times (default 5) per network mode and prints the median of each
+//! figure next to its target. Wall time is measured here, from QEMU's start to the ready line; the rest is what
+//! the node reports (kernel uptime, init's own time from main(), PID 1's VmRSS, init time to network ready) and
+//! the kernel's printk timestamp of its exec of /init.
 
-use keel_e2e::{build_dir, field, Vm, VmConfig};
+use keel_e2e::{build_dir, field, Vm, VmConfig, BOOT_TIMEOUT, STEP_TIMEOUT};
 use std::time::Duration;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => v[n / 2],
+        _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
     }
 }
 
@@ -19,45 +20,75 @@ fn size_kib(name: &str) -> f64 {
     std::fs::metadata(build_dir().join(name)).map(|m| m.len() as f64 / 1024.0).unwrap_or(f64::NAN)
 }
 
+#[derive(Default)]
+struct Samples {
+    wall: Vec<f64>,
+    uptime: Vec<f64>,
+    init: Vec<f64>,
+    from_exec: Vec<f64>,
+    rss: Vec<f64>,
+    net: Vec<f64>,
+    rss_net: Vec<f64>,
+}
+
+fn num(line: &str, key: &str) -> f64 {
+    field(line, key).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("no {key} in {line}"))
+}
+
+fn boot(name: &str, cfg: &VmConfig, s: &mut Samples) {
+    let mut vm = Vm::boot(name, cfg);
+    // The kernel's own timestamp of the exec of /init: init's time including its process start-up.
+    let exec = vm.expect("Run /init as init process", BOOT_TIMEOUT);
+    let exec_ms = exec
+        .trim_start_matches('[')
+        .split(']')
+        .next()
+        .and_then(|t| t.trim().parse::<f64>().ok())
+        .map(|t| t * 1000.0)
+        .unwrap_or_else(|| panic!("no printk timestamp in {exec:?} (CONFIG_PRINTK_TIME)"));
+    let ready = vm.expect_ready();
+    s.wall.push(vm.started.elapsed().as_secs_f64() * 1000.0);
+    s.uptime.push(num(&ready, "uptime_ms"));
+    s.init.push(num(&ready, "init_ms"));
+    s.from_exec.push(num(&ready, "uptime_ms") - exec_ms);
+    s.rss.push(num(&ready, "rss_kib"));
+    let net = vm.expect("keel: net.ready ", STEP_TIMEOUT);
+    s.net.push(num(&net, "init_ms"));
+    if let Some(rss) = field(&net, "rss_kib").and_then(|v| v.parse().ok()) {
+        s.rss_net.push(rss);
+    }
+    eprintln!("bench: {name} wall_ms={:.0} {} | {}", s.wall.last().unwrap_or(&0.0), ready.trim(), net.trim());
+    vm.qmp(r#"{"execute":"quit"}"#);
+    let _ = vm.expect_exit(Duration::from_secs(30));
+}
+
 fn main() {
     let runs: usize = std::env::args().nth(1).and_then(|n| n.parse().ok()).unwrap_or(5).max(1);
-    let (mut wall, mut uptime, mut init, mut rss) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut from_exec = Vec::new();
-    // As `make run` boots: a machine UUID (the identity) and a virtio RNG, on the production image.
-    let cfg = VmConfig { uuid: Some("6b65656c-0000-4000-8000-000000000001".into()), ..VmConfig::default() };
+    // As `make run` boots: a machine UUID (the identity), a virtio RNG, the production image.
+    let uuid = Some("6b65656c-0000-4000-8000-000000000001".to_string());
+    let dhcp_cfg = VmConfig { uuid: uuid.clone(), ..VmConfig::default() };
+    let static_cfg =
+        VmConfig { uuid, append: "ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off".into(), ..VmConfig::default() };
+    let (mut dhcp, mut fixed) = (Samples::default(), Samples::default());
     for i in 0..runs {
-        let mut vm = Vm::boot(&format!("bench-{i}"), &cfg);
-        // The kernel's own timestamp of the exec of /init: init's time including its process start-up.
-        let exec = vm.expect("Run /init as init process", keel_e2e::BOOT_TIMEOUT);
-        let exec_s: f64 = exec
-            .trim_start_matches('[')
-            .split(']')
-            .next()
-            .and_then(|t| t.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no printk timestamp in {exec:?} (CONFIG_PRINTK_TIME)"));
-        let ready = vm.expect_ready();
-        wall.push(vm.started.elapsed().as_secs_f64() * 1000.0);
-        let num = |key: &str| -> f64 {
-            field(&ready, key).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("no {key} in {ready}"))
-        };
-        uptime.push(num("uptime_ms"));
-        from_exec.push(num("uptime_ms") - exec_s * 1000.0);
-        init.push(num("init_ms"));
-        rss.push(num("rss_kib"));
-        eprintln!("bench: run {}/{runs} wall_ms={:.0} {}", i + 1, wall[i], ready.trim());
-        vm.qmp(r#"{"execute":"quit"}"#);
-        let _ = vm.expect_exit(Duration::from_secs(30));
+        boot(&format!("bench-dhcp-{i}"), &dhcp_cfg, &mut dhcp);
+        boot(&format!("bench-static-{i}"), &static_cfg, &mut fixed);
     }
+    let all = |f: fn(&Samples) -> &Vec<f64>| [f(&dhcp).clone(), f(&fixed).clone()].concat();
     let kernel = size_kib("vmlinuz");
     let initrd = size_kib("initramfs.cpio.zst");
-    println!("Keel boot benchmark: {runs} boots, QEMU TCG, medians");
-    println!("{:<34} {:>12} {:>12}", "figure", "median", "target");
-    println!("{:<34} {:>9.0} ms {:>12}", "QEMU start -> ready (wall)", median(wall), "-");
-    println!("{:<34} {:>9.1} ms {:>12}", "kernel uptime at ready", median(uptime), "-");
-    println!("{:<34} {:>9.2} ms {:>12}", "init main() -> ready", median(init), "<= 20 ms");
-    println!("{:<34} {:>9.2} ms {:>12}", "kernel execs /init -> ready", median(from_exec), "-");
-    println!("{:<34} {:>8.0} KiB {:>12}", "PID 1 VmRSS at ready", median(rss), "<= 3072 KiB");
-    println!("{:<34} {:>8.0} KiB {:>12}", "kernel (bzImage)", kernel, "-");
-    println!("{:<34} {:>8.0} KiB {:>12}", "initramfs (cpio.zst)", initrd, "-");
-    println!("{:<34} {:>8.0} KiB {:>12}", "kernel + initramfs", kernel + initrd, "<= 5120 KiB");
+    println!("Keel boot benchmark: {runs} boots per network mode, QEMU TCG, medians");
+    println!("{:<36} {:>12} {:>14}", "figure", "median", "target");
+    let row = |name: &str, v: f64, unit: &str, target: &str| println!("{name:<36} {v:>9.1} {unit:<3} {target:>14}");
+    row("QEMU start -> ready (wall)", median(all(|s| &s.wall)), "ms", "-");
+    row("kernel uptime at ready", median(all(|s| &s.uptime)), "ms", "-");
+    row("init main() -> ready", median(all(|s| &s.init)), "ms", "<= 20 ms");
+    row("kernel execs /init -> ready", median(all(|s| &s.from_exec)), "ms", "-");
+    row("init main() -> network ready, static", median(fixed.net), "ms", "<= 10 ms");
+    row("init main() -> network ready, DHCP", median(dhcp.net), "ms", "<= 50 ms");
+    row("PID 1 VmRSS at ready", median(all(|s| &s.rss)), "KiB", "<= 3072 KiB");
+    row("PID 1 VmRSS at network ready", median(all(|s| &s.rss_net)), "KiB", "<= 4096 KiB");
+    row("kernel (bzImage)", kernel, "KiB", "-");
+    row("initramfs (cpio.zst)", initrd, "KiB", "-");
+    row("kernel + initramfs", kernel + initrd, "KiB", "<= 5120 KiB");
 }
