@@ -10,6 +10,7 @@ mod panic;
 mod power;
 mod procfs;
 mod reaper;
+mod reconcile;
 mod shutdown;
 
 fn main() {

@@ -8,7 +8,7 @@ pub mod kernel_ip;
 pub mod model;
 pub mod netlink;
 #[cfg(test)]
-mod netns_tests;
+pub mod netns_tests;
 pub mod observed;
 pub mod plan;
 pub mod resolv;

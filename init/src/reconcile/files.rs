@@ -1,0 +1,212 @@
+//! Files the config asks for, under the writable trees (/run, /var): content, mode and owner. Writes are atomic
+//! (temp file in the same directory, fsync, rename, fsync of the directory). Keel removes only files it wrote
+//! itself and that the config no longer names; the list of those lives beside them so it survives restarts.
+
+use super::{ItemState, Resource};
+use std::collections::BTreeSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSpec {
+    pub path: PathBuf,
+    pub content: Vec<u8>,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+pub enum FileOp {
+    Write(FileSpec),
+    /// Same content: only mode or owner differ.
+    Attrs(FileSpec),
+    Remove(PathBuf),
+}
+
+impl std::fmt::Display for FileOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FileOp::Write(s) => {
+                write!(f, "op=write path={} bytes={} mode={:04o}", s.path.display(), s.content.len(), s.mode)
+            }
+            FileOp::Attrs(s) => {
+                write!(f, "op=attrs path={} mode={:04o} uid={} gid={}", s.path.display(), s.mode, s.uid, s.gid)
+            }
+            FileOp::Remove(p) => write!(f, "op=remove path={}", p.display()),
+        }
+    }
+}
+
+pub struct Files {
+    /// Where the list of files Keel wrote is kept.
+    manifest: PathBuf,
+    owned: BTreeSet<PathBuf>,
+}
+
+impl Files {
+    pub fn new(manifest: impl Into<PathBuf>) -> Files {
+        let manifest = manifest.into();
+        let owned = fs::read_to_string(&manifest)
+            .map(|t| t.lines().filter(|l| !l.is_empty()).map(PathBuf::from).collect())
+            .unwrap_or_default();
+        Files { manifest, owned }
+    }
+
+    fn save_manifest(&self) -> std::io::Result<()> {
+        let text: String = self.owned.iter().map(|p| format!("{}\n", p.display())).collect();
+        write_atomic(&self.manifest, text.as_bytes(), 0o600, None)
+    }
+}
+
+/// Writes `content` to `path` atomically with `mode` (and owner, when given), creating parent directories.
+pub fn write_atomic(path: &Path, content: &[u8], mode: u32, owner: Option<(u32, u32)>) -> std::io::Result<()> {
+    let dir = path.parent().ok_or_else(|| std::io::Error::other("no parent directory"))?;
+    fs::create_dir_all(dir)?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.keel-tmp"));
+    let result = (|| {
+        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
+        f.write_all(content)?;
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
+        }
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+impl Resource for Files {
+    type Desired = Vec<FileSpec>;
+    type Op = FileOp;
+    const NAME: &'static str = "files";
+
+    fn plan(&mut self, desired: &Vec<FileSpec>) -> (Vec<FileOp>, Vec<(String, ItemState)>) {
+        let mut ops = Vec::new();
+        let mut items = Vec::new();
+        for spec in desired {
+            let name = spec.path.display().to_string();
+            match (fs::metadata(&spec.path), fs::read(&spec.path)) {
+                (Ok(meta), Ok(content)) if content == spec.content => {
+                    let attrs_ok =
+                        meta.mode() & 0o7777 == spec.mode && meta.uid() == spec.uid && meta.gid() == spec.gid;
+                    if attrs_ok {
+                        items.push((name, ItemState::Converged));
+                    } else {
+                        ops.push(FileOp::Attrs(spec.clone()));
+                    }
+                }
+                (Ok(meta), _) if meta.is_dir() => {
+                    items.push((name, ItemState::Failed("a directory is in the way".into())))
+                }
+                _ => ops.push(FileOp::Write(spec.clone())),
+            }
+        }
+        for path in &self.owned {
+            if !desired.iter().any(|s| &s.path == path) {
+                ops.push(FileOp::Remove(path.clone()));
+            }
+        }
+        (ops, items)
+    }
+
+    fn apply(&mut self, op: &FileOp) -> Result<String, (String, String)> {
+        let (path, result) = match op {
+            FileOp::Write(s) => (&s.path, write_atomic(&s.path, &s.content, s.mode, Some((s.uid, s.gid)))),
+            FileOp::Attrs(s) => (
+                &s.path,
+                fs::set_permissions(&s.path, fs::Permissions::from_mode(s.mode))
+                    .and_then(|()| std::os::unix::fs::chown(&s.path, Some(s.uid), Some(s.gid))),
+            ),
+            FileOp::Remove(p) => (
+                p,
+                fs::remove_file(p).or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) }),
+            ),
+        };
+        let name = path.display().to_string();
+        result.map_err(|e| (name.clone(), e.to_string()))?;
+        let changed = match op {
+            FileOp::Remove(p) => self.owned.remove(p),
+            FileOp::Write(s) | FileOp::Attrs(s) => self.owned.insert(s.path.clone()),
+        };
+        if changed {
+            self.save_manifest()
+                .map_err(|e| (name.clone(), format!("applied, but the manifest could not be saved: {e}")))?;
+        }
+        Ok(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("keel-files-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn spec(path: PathBuf, content: &str, mode: u32) -> FileSpec {
+        FileSpec { path, content: content.as_bytes().to_vec(), mode, uid: 0, gid: 0 }
+    }
+
+    fn converge(f: &mut Files, desired: &Vec<FileSpec>) -> usize {
+        let (ops, _) = f.plan(desired);
+        for op in &ops {
+            f.apply(op).unwrap();
+        }
+        ops.len()
+    }
+
+    #[test]
+    fn writes_then_plans_nothing_then_repairs_drift() {
+        let d = dir("drift");
+        let mut f = Files::new(d.join("manifest"));
+        let want = vec![spec(d.join("etc/motd"), "hello\n", 0o644), spec(d.join("secret"), "s3cret", 0o600)];
+        assert_eq!(converge(&mut f, &want), 2);
+        assert_eq!(fs::read_to_string(d.join("etc/motd")).unwrap(), "hello\n");
+        assert_eq!(fs::metadata(d.join("secret")).unwrap().mode() & 0o7777, 0o600);
+        assert_eq!(converge(&mut f, &want), 0, "converged: zero writes");
+        fs::write(d.join("etc/motd"), "tampered").unwrap();
+        fs::set_permissions(d.join("secret"), fs::Permissions::from_mode(0o666)).unwrap();
+        assert_eq!(converge(&mut f, &want), 2);
+        assert_eq!(fs::read_to_string(d.join("etc/motd")).unwrap(), "hello\n");
+        assert_eq!(fs::metadata(d.join("secret")).unwrap().mode() & 0o7777, 0o600);
+        let _ = fs::remove_dir_all(d);
+    }
+
+    #[test]
+    fn removes_only_files_it_wrote_even_after_a_restart() {
+        let d = dir("owner");
+        fs::write(d.join("foreign"), "not ours").unwrap();
+        let mut f = Files::new(d.join("manifest"));
+        converge(&mut f, &vec![spec(d.join("a"), "a", 0o644), spec(d.join("b"), "b", 0o644)]);
+        // A new init (after a reboot) reads the manifest back.
+        let mut f = Files::new(d.join("manifest"));
+        converge(&mut f, &vec![spec(d.join("a"), "a", 0o644)]);
+        assert!(d.join("a").exists());
+        assert!(!d.join("b").exists(), "a file dropped from the config is removed");
+        assert!(d.join("foreign").exists(), "a file Keel did not write is never removed");
+        let _ = fs::remove_dir_all(d);
+    }
+
+    #[test]
+    fn a_directory_in_the_way_is_reported() {
+        let d = dir("dir");
+        fs::create_dir_all(d.join("x")).unwrap();
+        let mut f = Files::new(d.join("manifest"));
+        let (ops, items) = f.plan(&vec![spec(d.join("x"), "x", 0o644)]);
+        assert!(ops.is_empty());
+        assert_eq!(items[0].1, ItemState::Failed("a directory is in the way".into()));
+        let _ = fs::remove_dir_all(d);
+    }
+}

@@ -1,0 +1,101 @@
+//! The reconcile model for resources without kernel events of their own (sysctls, files): a controller observes,
+//! plans (pure) and applies, on every new desired state and on a periodic resync; a failing item does not stop
+//! the others and is retried with backoff; a converged host costs zero writes. Each controller publishes per-item
+//! status and the generation it converged.
+
+pub mod files;
+pub mod sysctl;
+
+use std::fmt;
+use std::time::Duration;
+use tokio::sync::watch;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ItemState {
+    Converged,
+    Pending(String),
+    Failed(String),
+}
+
+impl fmt::Display for ItemState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ItemState::Converged => f.write_str("converged"),
+            ItemState::Pending(r) => write!(f, "pending: {r}"),
+            ItemState::Failed(r) => write!(f, "failed: {r}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ControllerStatus {
+    pub name: &'static str,
+    /// The config generation whose desired state this status describes.
+    pub generation: Option<u64>,
+    /// True when every item converged for `generation`.
+    pub converged: bool,
+    pub items: Vec<(String, ItemState)>,
+    pub writes: u64,
+    pub runs: u64,
+}
+
+/// A resource kind the generic runner can reconcile.
+pub trait Resource: Send + 'static {
+    type Desired: Clone + Send + Sync + 'static;
+    type Op: fmt::Display + Send;
+    const NAME: &'static str;
+
+    /// Observes the host and plans; items already right get `Converged`, the rest an op.
+    fn plan(&mut self, desired: &Self::Desired) -> (Vec<Self::Op>, Vec<(String, ItemState)>);
+    /// Applies one op; the item name it reports on, or the error.
+    fn apply(&mut self, op: &Self::Op) -> Result<String, (String, String)>;
+}
+
+const RESYNC: Duration = Duration::from_secs(30);
+
+/// Runs one controller for ever: on every new desired state, on a periodic resync, and after failures with
+/// exponential backoff (1 s … 60 s).
+pub async fn run<R: Resource>(
+    mut resource: R,
+    mut desired: watch::Receiver<Option<(u64, R::Desired)>>,
+    status: watch::Sender<ControllerStatus>,
+) {
+    let mut failures: u32 = 0;
+    loop {
+        let current = desired.borrow_and_update().clone();
+        if let Some((generation, d)) = current {
+            let (ops, mut items) = resource.plan(&d);
+            let mut writes = 0;
+            for op in &ops {
+                match resource.apply(op) {
+                    Ok(item) => {
+                        writes += 1;
+                        log::info!("{}.apply {op} generation={generation}", R::NAME);
+                        items.push((item, ItemState::Converged));
+                    }
+                    Err((item, e)) => {
+                        log::warn!("{}.failed {op} error={}", R::NAME, crate::logging::q(&e));
+                        items.push((item, ItemState::Failed(e)));
+                    }
+                }
+            }
+            items.sort_by(|a, b| a.0.cmp(&b.0));
+            let converged = items.iter().all(|(_, s)| *s == ItemState::Converged);
+            failures = if converged { 0 } else { failures.saturating_add(1) };
+            status.send_modify(|s| {
+                s.name = R::NAME;
+                s.generation = Some(generation);
+                s.converged = converged;
+                s.items = items;
+                s.writes += writes;
+                s.runs += 1;
+            });
+        }
+        let wait =
+            if failures > 0 { Duration::from_secs(1 << failures.min(6)).min(Duration::from_secs(60)) } else { RESYNC };
+        match tokio::time::timeout(wait, desired.changed()).await {
+            Ok(Err(_)) => return, // the config pipeline is gone: nothing more will come
+            Ok(Ok(())) | Err(_) => {}
+        }
+    }
+}
