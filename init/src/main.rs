@@ -13,7 +13,6 @@ mod reaper;
 mod reconcile;
 mod shutdown;
 // Not wired into boot yet: the integrator calls time::rtc and spawns time::run.
-#[allow(dead_code, unused_imports)]
 mod time;
 
 fn main() {

@@ -17,6 +17,8 @@ pub struct Node {
     pub settings: Settings,
     pub machine_id: MachineId,
     pub hostname: String,
+    /// The clock's state after the boot-time RTC read.
+    pub time: crate::time::TimeStatus,
 }
 
 /// Mounts, console, logging, command line, identity, read-only root. Synchronous and short: this runs before
@@ -82,11 +84,17 @@ pub fn early(exec_at: Duration) -> Node {
         clock::ms(clock::uptime())
     );
 
+    // The kernel does not set the clock from the RTC (no RTC_HCTOSYS): PID 1 does, forward only.
+    let rtc = crate::time::rtc::set_system_clock_from_rtc(std::path::Path::new(crate::time::rtc::DEVICE));
+    if let Err(e) = &rtc {
+        log::warn!("time.rtc_failed error={}", logging::q(&e.to_string()));
+    }
+
     match mounts::remount_root_readonly() {
         Ok(()) => log::info!("boot.rootfs mode=ro uptime_ms={}", clock::ms(clock::uptime())),
         Err(e) => log::error!("boot.rootfs_ro_failed error={e}"),
     }
-    Node { settings, machine_id, hostname }
+    Node { settings, machine_id, hostname, time: crate::time::TimeStatus::after_rtc(&rtc) }
 }
 
 /// Everything after the early phases: the reap loop, shutdown triggers, the ready line, and then waiting for
@@ -102,6 +110,7 @@ pub async fn run(exec_at: Duration) -> ! {
         }
     };
     let net = crate::net::start(&node.settings, node.machine_id.default_hostname(), exec_at);
+    start_time_sync(&node, net.as_ref().map(|(_, status)| status.clone()));
     let (tx, mut requests) = mpsc::channel(8);
     power::watch_signals(tx.clone());
     let buttons = power::watch_power_button(tx.clone());
@@ -149,6 +158,28 @@ pub async fn run(exec_at: Duration) -> ! {
         None => power::Request { action: power::Action::Reboot, reason: "no-request-source".into() },
     };
     shutdown::execute(request, grace, net.map(|(inbox, _)| inbox)).await
+}
+
+/// Keeps the clock right with SNTP, using the servers the network controller resolves (config, `ip=`,
+/// `keel.ntp=`, or DHCP option 42).
+fn start_time_sync(node: &Node, net: Option<tokio::sync::watch::Receiver<crate::net::controller::NetStatus>>) {
+    let (servers_tx, servers_rx) = tokio::sync::watch::channel(node.settings.ntp.clone());
+    let (status_tx, _status_rx) = tokio::sync::watch::channel(node.time.clone());
+    if let Some(mut net) = net {
+        tokio::spawn(async move {
+            while net.changed().await.is_ok() {
+                let ntp = net.borrow_and_update().ntp.clone();
+                servers_tx.send_if_modified(|s| {
+                    let changed = *s != ntp && !ntp.is_empty();
+                    if changed {
+                        *s = ntp;
+                    }
+                    changed
+                });
+            }
+        });
+    }
+    tokio::spawn(crate::time::run(servers_rx, status_tx, crate::time::SystemClock::default()));
 }
 
 /// Starts `keel.run`'s program with the console as its output and logs how it ends.

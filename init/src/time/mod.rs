@@ -19,9 +19,8 @@ mod system;
 #[cfg(test)]
 mod tests;
 
-pub use schedule::Tuning;
-pub use sync::{run, run_with, Clock};
-pub use system::{ClockError, SystemClock};
+pub use sync::run;
+pub use system::SystemClock;
 
 use crate::logging::q;
 use std::fmt;

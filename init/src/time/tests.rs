@@ -4,7 +4,9 @@
 use super::schedule::Tuning;
 use super::sntp::{self, NtpTimestamp, Packet, SntpError};
 use super::sync::run_with;
-use super::{Clock, ClockError, Source, TimeStatus};
+use super::sync::Clock;
+use super::system::ClockError;
+use super::{Source, TimeStatus};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
