@@ -109,8 +109,6 @@ pub async fn run(exec_at: Duration) -> ! {
             None
         }
     };
-    let net = crate::net::start(&node.settings, node.machine_id.default_hostname(), exec_at);
-    start_time_sync(&node, net.as_ref().map(|(_, status)| status.clone()));
     let (tx, mut requests) = mpsc::channel(8);
     power::watch_signals(tx.clone());
     let buttons = power::watch_power_button(tx.clone());
@@ -124,6 +122,10 @@ pub async fn run(exec_at: Duration) -> ! {
         node.machine_id.as_str(),
         node.hostname,
     );
+
+    // PID 1 itself is ready; the network and the clock converge from here, each reporting its own readiness.
+    let net = crate::net::start(&node.settings, node.machine_id.default_hostname(), exec_at);
+    start_time_sync(&node, net.as_ref().map(|(_, status)| status.clone()));
 
     if let Some(argv) = &node.settings.run {
         start_program(&reaper, argv);

@@ -84,8 +84,8 @@ fn main() {
     row("kernel uptime at ready", median(all(|s| &s.uptime)), "ms", "-");
     row("init main() -> ready", median(all(|s| &s.init)), "ms", "<= 20 ms");
     row("kernel execs /init -> ready", median(all(|s| &s.from_exec)), "ms", "-");
-    row("init main() -> network ready, static", median(fixed.net), "ms", "<= 10 ms");
-    row("init main() -> network ready, DHCP", median(dhcp.net), "ms", "<= 50 ms");
+    row("init main() -> network ready, static", median(fixed.net.clone()), "ms", "<= 10 ms");
+    row("init main() -> network ready, DHCP", median(dhcp.net.clone()), "ms", "<= 50 ms");
     row("PID 1 VmRSS at ready", median(all(|s| &s.rss)), "KiB", "<= 3072 KiB");
     row("PID 1 VmRSS at network ready", median(all(|s| &s.rss_net)), "KiB", "<= 4096 KiB");
     row("kernel (bzImage)", kernel, "KiB", "-");
