@@ -3,6 +3,7 @@
 mod boot;
 mod clock;
 mod cmdline;
+mod config;
 mod logging;
 mod machine_id;
 mod net;

@@ -194,6 +194,7 @@ impl Controller {
     }
 
     async fn reconcile(&mut self, reason: &str) {
+        let started = clock::uptime();
         let obs = match netlink::dump(&self.handle).await {
             Ok(o) => o,
             Err(e) => {
@@ -202,6 +203,7 @@ impl Controller {
                 return;
             }
         };
+        let observed_at = clock::uptime();
         let mut eff = desired::effective(&self.base, &obs, &self.leases);
         self.supervise_dhcp(&eff, &obs);
         // Leases dropped by supervision no longer count.
@@ -233,6 +235,13 @@ impl Controller {
         }
         self.failures = if failed.is_empty() && plan.pending.is_empty() { 0 } else { self.failures.saturating_add(1) };
         writes += self.converge_resolv(&eff);
+        log::debug!(
+            "net.reconcile reason={reason} ops={} writes={writes} start_ms={} observe_ms={} total_ms={}",
+            plan.ops.len(),
+            clock::ms(started),
+            clock::ms(observed_at.saturating_sub(started)),
+            clock::ms(clock::uptime().saturating_sub(started))
+        );
         let dhcp_wanted = !self.dhcp.is_empty();
         let ready = failed.is_empty() && plan.pending.is_empty() && (!dhcp_wanted || !self.leases.is_empty());
         let was_ready = self.status.borrow().ready;

@@ -1,0 +1,2 @@
+//! Node config: sources, the acceptance pipeline, and the controllers it drives.
+pub mod http;
