@@ -8,6 +8,9 @@
 //! - [`sshsig`] verifies (and, for keelctl, makes) OpenSSH `SSHSIG` signatures against an `allowed_signers` file,
 //!   exactly as `ssh-keygen -Y verify` does for the supported key types.
 
+// The PID 1 links this crate: no panicking shortcuts outside tests.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
 mod accept;
 mod diag;
 pub mod model;
@@ -40,15 +43,16 @@ pub fn parse(file: &str, text: &str) -> Result<Config, LoadError> {
     // Look at `version` alone first: a config for a newer schema should say so, not list unknown keys.
     #[derive(serde::Deserialize)]
     struct Probe {
-        version: Option<At<toml::Value>>,
+        version: Option<At<AnyInt>>,
     }
     let probe: Probe = toml::from_str(text).map_err(|e| malformed(&sink, e))?;
     match probe.version {
         None => return Err(LoadError::Malformed(sink.diagnostic(0, "", "missing key `version` (version = 1)"))),
-        Some(v) if v.get().as_integer() != Some(1) => {
-            let shown =
-                v.get().as_integer().map_or_else(|| format!("of type {}", v.get().type_str()), |n| n.to_string());
-            let msg = format!("unsupported config version {shown}; this node understands version = 1");
+        Some(v) if v.get().0 != Some(1) => {
+            let msg = match v.get().0 {
+                Some(n) => format!("unsupported config version {n}; this node understands version = 1"),
+                None => "must be the integer 1".to_string(),
+            };
             return Err(LoadError::Malformed(sink.diagnostic(v.span().start, "version", msg)));
         }
         Some(_) => {}
@@ -85,4 +89,43 @@ fn malformed(sink: &Sink, mut e: toml::de::Error) -> LoadError {
     let shown = e.to_string();
     let path = shown.lines().find_map(|l| l.strip_prefix("in `").and_then(|l| l.strip_suffix('`'))).unwrap_or("");
     LoadError::Malformed(sink.diagnostic(offset, path, message))
+}
+
+/// Any TOML value, keeping only whether it is an integer (smaller than going through `toml::Value`).
+struct AnyInt(Option<i64>);
+
+impl<'de> serde::Deserialize<'de> for AnyInt {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<AnyInt, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = AnyInt;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("any value")
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<AnyInt, E> {
+                Ok(AnyInt(Some(v)))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<AnyInt, E> {
+                Ok(AnyInt(i64::try_from(v).ok()))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<AnyInt, E> {
+                Ok(AnyInt(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<AnyInt, E> {
+                Ok(AnyInt(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<AnyInt, E> {
+                Ok(AnyInt(None))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<AnyInt, A::Error> {
+                while a.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(AnyInt(None))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<AnyInt, A::Error> {
+                while a.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
+                Ok(AnyInt(None))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }

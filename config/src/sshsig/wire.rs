@@ -44,6 +44,7 @@ impl<'a> Reader<'a> {
 
     /// A non-negative `mpint` of at most `width` bytes, left-padded to `width` (OpenSSH rejects negative and
     /// non-minimal encodings, and so does this).
+    #[cfg_attr(not(feature = "ecdsa"), allow(dead_code))]
     pub fn mpint(&mut self, width: usize) -> Result<Vec<u8>, WireError> {
         let raw = self.string()?;
         if raw.first().is_some_and(|b| b & 0x80 != 0) {
