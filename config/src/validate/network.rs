@@ -142,8 +142,9 @@ fn route(r: &raw::Route, i: usize, links: &[(Link, bool)], sink: &mut Sink) -> O
     let to = destination(&r.to, &format!("{path}.to"), sink);
     let link = r.link.as_ref().and_then(|at| {
         let wanted = at.get();
+        // An empty name is the placeholder of a link without a valid selector; it matches nothing.
         let found = links.iter().map(|(l, _)| &l.selector).find(|s| match s {
-            LinkSelector::Name(n) => n == wanted,
+            LinkSelector::Name(n) => !n.is_empty() && n == wanted,
             LinkSelector::Mac(m) => looks_like_mac(wanted) && wanted.parse().ok() == Some(*m),
         });
         if found.is_none() {

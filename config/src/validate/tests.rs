@@ -87,6 +87,9 @@ fn parse_errors_are_one_line_with_place_and_key() {
         "node.toml:6:11: service.restart: unknown variant `sometimes`, expected one of `always`, `on-failure`, `never`"
     );
     assert_eq!(malformed("version = 1\ngeneration = 1\ngeneration = 2\n"), "node.toml:3:1: duplicate key");
+    let dup_sysctl =
+        "version = 1\ngeneration = 1\n[sysctl]\n\"net.ipv4.ip_forward\" = \"1\"\n\"net.ipv4.ip_forward\" = \"0\"\n";
+    assert_eq!(malformed(dup_sysctl), "node.toml:5:1: duplicate key");
     assert_eq!(malformed("version = \"1\"\ngeneration = 1\n"), "node.toml:1:11: version: must be the integer 1");
     let not_utf8 = crate::parse_bytes("node.toml", b"version = 1\n\xff").unwrap_err();
     assert_eq!(not_utf8.to_string(), "node.toml:2:1: not UTF-8 (invalid byte at offset 12)");
