@@ -69,8 +69,10 @@ lint: setup
 	@test -z "$$($(CARGO) tree --workspace -d --edges normal,build 2>/dev/null | grep -v '^$$')" || \
 	  { echo "lint: duplicate dependency versions:"; $(CARGO) tree --workspace -d; exit 1; }
 
+## unit: unit tests, plus keel-config's and keelctl's integration tests (schema up to date, ssh-keygen interop).
 unit: setup
 	@$(CARGO) test --workspace --lib --bins
+	@$(CARGO) test -p keel-config -p keelctl --test '*'
 
 ## e2e: boots VMs (at most two at once) against the built images.
 e2e: image

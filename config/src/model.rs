@@ -1,0 +1,204 @@
+//! The validated, typed node config: what [`crate::parse`] returns and the init applies. Every value here has
+//! passed validation, so the init never re-checks or re-parses text.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+
+use crate::net::{Cidr, Host, MacAddr};
+pub use crate::raw::{Filesystem, Restart};
+use crate::time::Timestamp;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Newer configs have higher generations; see [`crate::check_generation`].
+    pub generation: u64,
+    pub target: Target,
+    /// Dotted sysctl key (e.g. `net.ipv4.ip_forward`) to value.
+    pub sysctl: BTreeMap<String, String>,
+    pub network: Network,
+    pub volumes: Vec<Volume>,
+    pub files: Vec<File>,
+    pub services: Vec<Service>,
+}
+
+/// The `[node]` table: which node the config is for and until when (see [`crate::check_target`]), and its host name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Target {
+    /// 32 lowercase hex digits.
+    pub machine_id: Option<String>,
+    pub mac: Option<MacAddr>,
+    pub expires: Option<Timestamp>,
+    pub hostname: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Network {
+    pub nameservers: Vec<IpAddr>,
+    pub search: Vec<String>,
+    pub ntp: Vec<Host>,
+    pub links: Vec<Link>,
+    pub routes: Vec<Route>,
+}
+
+/// How a link (and a route's `link`) picks its interface.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LinkSelector {
+    Name(String),
+    Mac(MacAddr),
+}
+
+impl fmt::Display for LinkSelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LinkSelector::Name(name) => f.write_str(name),
+            LinkSelector::Mac(mac) => mac.fmt(f),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub selector: LinkSelector,
+    pub up: bool,
+    pub mtu: Option<u32>,
+    pub dhcp4: bool,
+    /// Interface addresses; host bits are the address itself.
+    pub addresses: Vec<Cidr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Destination network, host bits zero; `default` is 0.0.0.0/0 and `default6` is ::/0.
+    pub to: Cidr,
+    pub via: Option<IpAddr>,
+    /// The selector of one of [`Network::links`].
+    pub link: Option<LinkSelector>,
+    pub metric: Option<u32>,
+    pub onlink: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Volume {
+    pub name: String,
+    pub device: String,
+    pub fs: Filesystem,
+    pub mount: String,
+    pub options: Vec<String>,
+    pub wipe: bool,
+    pub label: Option<String>,
+}
+
+/// A file to write. Its `Debug` output leaves out the content of a `secret` file.
+#[derive(Clone, PartialEq, Eq)]
+pub struct File {
+    /// Absolute, normalized, under /run/ or /var/.
+    pub path: String,
+    pub content: Vec<u8>,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub secret: bool,
+}
+
+impl fmt::Debug for File {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redacted;
+        let content: &dyn fmt::Debug = if self.secret {
+            redacted = format!("<secret, {} bytes>", self.content.len());
+            &redacted
+        } else {
+            &String::from_utf8_lossy(&self.content)
+        };
+        f.debug_struct("File")
+            .field("path", &self.path)
+            .field("content", content)
+            .field("mode", &format_args!("{:04o}", self.mode))
+            .field("uid", &self.uid)
+            .field("gid", &self.gid)
+            .field("secret", &self.secret)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    pub name: String,
+    pub exec: String,
+    pub args: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub uid: u32,
+    pub gid: u32,
+    /// `CAP_*` names, each a known Linux capability.
+    pub capabilities: Vec<String>,
+    pub restart: Restart,
+    /// Names of other services in this config.
+    pub after: Vec<String>,
+}
+
+/// The Linux capabilities a service may keep, indexed by their number (`CAP_CHOWN` is 0).
+pub const CAPABILITIES: [&str; 41] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_file_content_is_not_in_debug_output() {
+        let file = File {
+            path: "/run/keel/token".into(),
+            content: b"hunter2".to_vec(),
+            mode: 0o600,
+            uid: 0,
+            gid: 0,
+            secret: true,
+        };
+        let shown = format!("{file:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("<secret, 7 bytes>") && shown.contains("0600"), "{shown}");
+        let open = File { secret: false, ..file };
+        assert!(format!("{open:?}").contains("hunter2"));
+    }
+}

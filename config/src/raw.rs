@@ -1,0 +1,253 @@
+//! The node config as written in TOML: what serde reads, every field that validation reports on wrapped in [`At`]
+//! so its error can name a line and column. Values stay close to the text here (addresses are strings, numbers are
+//! `i64`) so that one bad value becomes one collected validation error instead of stopping the parse;
+//! [`crate::validate`] turns this into the typed [`crate::Config`]. The JSON Schema is derived from these types.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use serde::Deserialize;
+use toml::value::Datetime;
+
+/// A value and the byte range it came from in the TOML text.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(transparent)]
+pub struct At<T>(toml::Spanned<T>);
+
+impl<T> At<T> {
+    pub fn get(&self) -> &T {
+        self.0.get_ref()
+    }
+
+    pub fn span(&self) -> Range<usize> {
+        self.0.span()
+    }
+}
+
+#[cfg(feature = "schema")]
+impl<T: schemars::JsonSchema> schemars::JsonSchema for At<T> {
+    fn inline_schema() -> bool {
+        T::inline_schema()
+    }
+
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        T::schema_name()
+    }
+
+    fn schema_id() -> std::borrow::Cow<'static, str> {
+        T::schema_id()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        T::json_schema(generator)
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A Keel node config (`version = 1`). Unknown keys are errors everywhere.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema), schemars(title = "Keel node config"))]
+pub struct Document {
+    /// Schema version of this file; must be 1.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 1)))]
+    pub version: At<i64>,
+    /// Increases with every config for the node; a node applies only a generation newer than the one it runs.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
+    pub generation: At<i64>,
+    /// Which node the config is for, and until when. A node refuses a config that targets another node.
+    pub node: Option<At<Node>>,
+    /// Kernel parameters: dotted sysctl key to value, e.g. "net.ipv4.ip_forward" = "1".
+    #[serde(default)]
+    pub sysctl: BTreeMap<At<String>, At<String>>,
+    pub network: Option<Network>,
+    pub storage: Option<Storage>,
+    /// Files written at apply time, under /run/ or /var/ (the root is read-only).
+    #[serde(default)]
+    pub file: Vec<At<File>>,
+    /// Long-running programs the init supervises.
+    #[serde(default)]
+    pub service: Vec<At<Service>>,
+}
+
+/// Targeting: every key given must match the node.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Node {
+    /// The node's machine id (its SMBIOS UUID), dashed UUID or 32 hex digits; compared case-insensitively.
+    #[cfg_attr(
+        feature = "schema",
+        schemars(regex(pattern = r"^([0-9a-fA-F]{32}|[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12})$"))
+    )]
+    pub uuid: Option<At<String>>,
+    /// One of the node's MAC addresses, e.g. "52:54:00:12:34:56".
+    #[cfg_attr(feature = "schema", schemars(regex(pattern = r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")))]
+    pub mac: Option<At<String>>,
+    /// The config is refused from this instant on. A TOML offset date-time, e.g. 2026-12-31T00:00:00Z.
+    #[cfg_attr(feature = "schema", schemars(with = "String", extend("format" = "date-time")))]
+    pub expires: Option<At<Datetime>>,
+    /// Host name (RFC 1123, at most 64 characters); replaces the default keel-<id>.
+    pub hostname: Option<At<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Network {
+    /// DNS servers, IP addresses.
+    #[serde(default)]
+    pub nameservers: Vec<At<String>>,
+    /// DNS search domains.
+    #[serde(default)]
+    pub search: Vec<At<String>>,
+    /// NTP servers, IP addresses or host names.
+    #[serde(default)]
+    pub ntp: Vec<At<String>>,
+    #[serde(default)]
+    pub link: Vec<At<Link>>,
+    #[serde(default)]
+    pub route: Vec<At<Route>>,
+}
+
+/// One network interface, selected by exactly one of `name` or `mac`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Link {
+    /// Kernel interface name, e.g. "eth0".
+    pub name: Option<At<String>>,
+    /// The interface's MAC address.
+    pub mac: Option<At<String>>,
+    /// Bring the link up.
+    #[serde(default = "yes")]
+    pub up: bool,
+    #[cfg_attr(feature = "schema", schemars(range(min = 68, max = 65535)))]
+    pub mtu: Option<At<i64>>,
+    /// Ask DHCPv4 for an address.
+    #[serde(default)]
+    pub dhcp4: bool,
+    /// Static addresses in CIDR form, IPv4 or IPv6, e.g. "10.0.2.15/24".
+    #[serde(default)]
+    pub addresses: Vec<At<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Route {
+    /// "default" (0.0.0.0/0), "default6" (::/0), or a network in CIDR form with no host bits set.
+    pub to: At<String>,
+    /// Gateway address; it must lie in a subnet of the link's addresses unless `onlink` or the link uses DHCP.
+    pub via: Option<At<String>>,
+    /// The link, by the `name` or `mac` that selects it in [[network.link]].
+    pub link: Option<At<String>>,
+    #[cfg_attr(feature = "schema", schemars(range(min = 0, max = 4294967295_i64)))]
+    pub metric: Option<At<i64>>,
+    /// Treat the gateway as directly reachable on the link even outside its subnets.
+    #[serde(default)]
+    pub onlink: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Storage {
+    #[serde(default)]
+    pub volume: Vec<At<Volume>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub enum Filesystem {
+    #[default]
+    Ext4,
+}
+
+/// A block-device volume (typed now; mounting lands with storage).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Volume {
+    /// Unique name, [a-z0-9-]+.
+    pub name: At<String>,
+    /// Which block device, e.g. "/dev/vdb" or "serial=…".
+    pub device: At<String>,
+    #[serde(default)]
+    pub fs: Filesystem,
+    /// Absolute mount path.
+    pub mount: At<String>,
+    /// Mount options.
+    #[serde(default)]
+    pub options: Vec<String>,
+    /// Make a fresh filesystem even if one is there.
+    #[serde(default)]
+    pub wipe: bool,
+    /// Filesystem label.
+    pub label: Option<At<String>>,
+}
+
+/// A file written when the config is applied; exactly one of `content` / `content_base64`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct File {
+    /// Absolute path under /run/ or /var/.
+    pub path: At<String>,
+    /// Text content.
+    pub content: Option<At<String>>,
+    /// Binary content, standard base64.
+    pub content_base64: Option<At<String>>,
+    /// Octal permission bits as a string; default "0644".
+    #[cfg_attr(feature = "schema", schemars(regex(pattern = r"^[0-7]{3,4}$")))]
+    pub mode: Option<At<String>>,
+    #[cfg_attr(feature = "schema", schemars(range(min = 0, max = 4294967294_i64)))]
+    pub uid: Option<At<i64>>,
+    #[cfg_attr(feature = "schema", schemars(range(min = 0, max = 4294967294_i64)))]
+    pub gid: Option<At<i64>>,
+    /// Redact the content wherever the config is shown.
+    #[serde(default)]
+    pub secret: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub enum Restart {
+    Always,
+    #[default]
+    OnFailure,
+    Never,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Service {
+    /// Unique name, [a-z0-9-]+.
+    pub name: At<String>,
+    /// Absolute path of the program in the image.
+    pub exec: At<String>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Environment variables.
+    #[serde(default)]
+    pub env: BTreeMap<At<String>, String>,
+    #[cfg_attr(feature = "schema", schemars(range(min = 0, max = 4294967294_i64)))]
+    pub uid: Option<At<i64>>,
+    #[cfg_attr(feature = "schema", schemars(range(min = 0, max = 4294967294_i64)))]
+    pub gid: Option<At<i64>>,
+    /// Capabilities kept, by name, e.g. "CAP_NET_BIND_SERVICE".
+    #[serde(default)]
+    pub capabilities: Vec<At<String>>,
+    /// When to start it again after it exits; default "on-failure".
+    #[serde(default)]
+    pub restart: Restart,
+    /// Names of services started before this one.
+    #[serde(default)]
+    pub after: Vec<At<String>>,
+}

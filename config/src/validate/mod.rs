@@ -1,0 +1,143 @@
+//! Semantic validation: turns the [`raw`](crate::raw) document into a typed [`Config`], collecting every problem
+//! with its place in the file rather than stopping at the first.
+
+mod network;
+mod workloads;
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use crate::diag::{key, Sink};
+use crate::model::{Config, Target};
+use crate::net::{hostname_problem, normalize_machine_id, MacAddr};
+use crate::raw::{self, At};
+use crate::time::Timestamp;
+
+/// Checks `doc` and builds the config. The config is complete only when `sink` collected no errors.
+pub(crate) fn document(doc: &raw::Document, sink: &mut Sink) -> Config {
+    if *doc.version.get() != 1 {
+        sink.error(doc.version.span(), "version", "must be 1 (the only config version this node understands)");
+    }
+    let generation = int_in(sink, &doc.generation, "generation", 1, i64::MAX).unwrap_or(0);
+    Config {
+        generation: u64::try_from(generation).unwrap_or(0),
+        target: doc.node.as_ref().map(|n| target(n.get(), sink)).unwrap_or_default(),
+        sysctl: sysctl(&doc.sysctl, sink),
+        network: doc.network.as_ref().map(|n| network::network(n, sink)).unwrap_or_default(),
+        volumes: doc.storage.as_ref().map(|s| workloads::volumes(&s.volume, sink)).unwrap_or_default(),
+        files: workloads::files(&doc.file, sink),
+        services: workloads::services(&doc.service, sink),
+    }
+}
+
+fn target(node: &raw::Node, sink: &mut Sink) -> Target {
+    let machine_id = node.uuid.as_ref().and_then(|uuid| {
+        let id = normalize_machine_id(uuid.get());
+        if id.is_none() {
+            let msg = format!("{:?} is not a UUID (0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9) or 32 hex digits", uuid.get());
+            sink.error(uuid.span(), "node.uuid", msg);
+        }
+        id
+    });
+    let expires = node.expires.as_ref().and_then(|at| {
+        let t = Timestamp::from_toml(at.get());
+        if t.is_none() {
+            let msg = format!(
+                "{} names no single instant; give a date, a time and an offset, e.g. 2026-12-31T00:00:00Z",
+                at.get()
+            );
+            sink.error(at.span(), "node.expires", msg);
+        }
+        t
+    });
+    let hostname = node.hostname.as_ref().and_then(|h| match hostname_problem(h.get(), 64) {
+        Some(problem) => {
+            sink.error(h.span(), "node.hostname", problem);
+            None
+        }
+        None => Some(h.get().clone()),
+    });
+    Target { machine_id, mac: node.mac.as_ref().and_then(|m| mac(m, "node.mac", sink)), expires, hostname }
+}
+
+fn sysctl(map: &BTreeMap<At<String>, At<String>>, sink: &mut Sink) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (name, value) in map {
+        let path = format!("sysctl.{}", key(name.get()));
+        let name_ok = name.get().split('.').all(|part| {
+            !part.is_empty()
+                && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        });
+        if !name_ok {
+            let msg = "is not a sysctl key: dot-separated parts of [a-z0-9_-], e.g. \"net.ipv4.ip_forward\"";
+            sink.error(name.span(), &path, msg);
+        }
+        let value_ok = !value.get().trim().is_empty() && !value.get().chars().any(char::is_control);
+        if !value_ok {
+            sink.error(value.span(), &path, "value must be non-empty text on one line");
+        }
+        if name_ok && value_ok {
+            out.insert(name.get().clone(), value.get().clone());
+        }
+    }
+    out
+}
+
+/// The integer if it lies in `lo..=hi`; else reports `must be lo..hi` (or `must be at least lo`).
+pub(crate) fn int_in(sink: &mut Sink, v: &At<i64>, path: &str, lo: i64, hi: i64) -> Option<i64> {
+    let n = *v.get();
+    if (lo..=hi).contains(&n) {
+        return Some(n);
+    }
+    let msg = if hi == i64::MAX { format!("must be at least {lo}") } else { format!("must be {lo}..{hi}") };
+    sink.error(v.span(), path, msg);
+    None
+}
+
+/// A uid or gid: 0..4294967294 (4294967295 is the kernel's "no id"); absent means 0 (root).
+pub(crate) fn id(sink: &mut Sink, v: Option<&At<i64>>, path: &str) -> u32 {
+    v.and_then(|v| int_in(sink, v, path, 0, i64::from(u32::MAX - 1))).and_then(|n| u32::try_from(n).ok()).unwrap_or(0)
+}
+
+pub(crate) fn mac(m: &At<String>, path: &str, sink: &mut Sink) -> Option<MacAddr> {
+    m.get().parse::<MacAddr>().map_err(|e| sink.error(m.span(), path, e)).ok()
+}
+
+/// Remembers the first place each value was used, to report later duplicates against it.
+pub(crate) struct Unique<K: Ord> {
+    seen: BTreeMap<K, String>,
+    what: &'static str,
+}
+
+impl<K: Ord> Unique<K> {
+    pub fn new(what: &'static str) -> Unique<K> {
+        Unique { seen: BTreeMap::new(), what }
+    }
+
+    /// Records `k` first used at `path`; a later use is reported at `span`, naming the first.
+    pub fn check(&mut self, sink: &mut Sink, k: K, shown: &str, span: Range<usize>, path: &str) {
+        if let Some(first) = self.seen.get(&k) {
+            sink.error(span, path, format!("{} {shown} is already used by {first}", self.what));
+        } else {
+            self.seen.insert(k, path.to_string());
+        }
+    }
+}
+
+/// Why `p` is not a clean absolute path (no empty, `.` or `..` components, no trailing `/`), or None.
+pub(crate) fn abs_path_problem(p: &str) -> Option<&'static str> {
+    if !p.starts_with('/') {
+        Some("must be an absolute path")
+    } else if p.len() > 1 && p.ends_with('/') {
+        Some("must not end with '/'")
+    } else if p.len() > 1 && p[1..].split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+        Some("must not contain empty, '.' or '..' components")
+    } else if p.chars().any(char::is_control) {
+        Some("must not contain control characters")
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests;

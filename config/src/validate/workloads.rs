@@ -1,0 +1,209 @@
+//! `[[storage.volume]]`, `[[file]]` and `[[service]]`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use base64::Engine;
+
+use super::{abs_path_problem, id, Unique};
+use crate::diag::{key, Sink};
+use crate::model::{File, Service, Volume, CAPABILITIES};
+use crate::raw::{self, At};
+
+pub(super) fn volumes(raw_volumes: &[At<raw::Volume>], sink: &mut Sink) -> Vec<Volume> {
+    let (mut names, mut mounts) = (Unique::new("name"), Unique::new("mount path"));
+    let mut out = Vec::new();
+    for (i, v) in raw_volumes.iter().map(At::get).enumerate() {
+        let path = format!("storage.volume[{i}]");
+        let errors_before = sink.diags.len();
+        if name_ok(&v.name, &format!("{path}.name"), sink) {
+            names.check(
+                sink,
+                v.name.get().clone(),
+                &format!("{:?}", v.name.get()),
+                v.name.span(),
+                &format!("{path}.name"),
+            );
+        }
+        if v.device.get().trim().is_empty() {
+            sink.error(v.device.span(), &format!("{path}.device"), "must name a block device");
+        }
+        let mount = v.mount.get();
+        match abs_path_problem(mount) {
+            Some(problem) => sink.error(v.mount.span(), &format!("{path}.mount"), problem),
+            None if mount == "/" => sink.error(v.mount.span(), &format!("{path}.mount"), "must not be / (the image)"),
+            None => mounts.check(sink, mount.clone(), &format!("{mount:?}"), v.mount.span(), &format!("{path}.mount")),
+        }
+        if let Some(label) = v.label.as_ref().filter(|l| l.get().is_empty() || l.get().len() > 16) {
+            sink.error(label.span(), &format!("{path}.label"), "must be 1..16 bytes (the ext4 limit)");
+        }
+        if sink.diags.len() == errors_before {
+            out.push(Volume {
+                name: v.name.get().clone(),
+                device: v.device.get().clone(),
+                fs: v.fs,
+                mount: mount.clone(),
+                options: v.options.clone(),
+                wipe: v.wipe,
+                label: v.label.as_ref().map(|l| l.get().clone()),
+            });
+        }
+    }
+    out
+}
+
+pub(super) fn files(raw_files: &[At<raw::File>], sink: &mut Sink) -> Vec<File> {
+    let mut paths = Unique::new("path");
+    let mut out = Vec::new();
+    for (i, at) in raw_files.iter().enumerate() {
+        let (f, path) = (at.get(), format!("file[{i}]"));
+        let errors_before = sink.diags.len();
+        let p = f.path.get();
+        let ppath = format!("{path}.path");
+        match abs_path_problem(p) {
+            Some(problem) => sink.error(f.path.span(), &ppath, problem),
+            None if !(p.starts_with("/run/") || p.starts_with("/var/")) => {
+                sink.error(f.path.span(), &ppath, "must be under /run/ or /var/ (the root is read-only)")
+            }
+            None => paths.check(sink, p.clone(), &format!("{p:?}"), f.path.span(), &ppath),
+        }
+        let content = match (&f.content, &f.content_base64) {
+            (Some(text), None) => Some(text.get().as_bytes().to_vec()),
+            (None, Some(b64)) => {
+                let compact: String = b64.get().chars().filter(|c| !c.is_ascii_whitespace()).collect();
+                let decoded = base64::engine::general_purpose::STANDARD.decode(compact);
+                let msg = "is not standard base64 (A-Z a-z 0-9 + /, '=' padding)";
+                decoded.map_err(|_| sink.error(b64.span(), &format!("{path}.content_base64"), msg)).ok()
+            }
+            (Some(_), Some(_)) => {
+                sink.error(at.span(), &path, "give exactly one of `content` or `content_base64`, not both");
+                None
+            }
+            (None, None) => {
+                sink.error(at.span(), &path, "needs `content` or `content_base64`");
+                None
+            }
+        };
+        let mode = f.mode.as_ref().map_or(Some(0o644), |m| {
+            let text = m.get();
+            let ok = (3..=4).contains(&text.len()) && text.bytes().all(|b| (b'0'..=b'7').contains(&b));
+            if !ok {
+                sink.error(m.span(), &format!("{path}.mode"), format!("{text:?} is not an octal mode like \"0644\""));
+            }
+            u32::from_str_radix(text, 8).ok().filter(|_| ok)
+        });
+        let (uid, gid) =
+            (id(sink, f.uid.as_ref(), &format!("{path}.uid")), id(sink, f.gid.as_ref(), &format!("{path}.gid")));
+        if let (Some(content), Some(mode), true) = (content, mode, sink.diags.len() == errors_before) {
+            out.push(File { path: p.clone(), content, mode, uid, gid, secret: f.secret });
+        }
+    }
+    out
+}
+
+pub(super) fn services(raw_services: &[At<raw::Service>], sink: &mut Sink) -> Vec<Service> {
+    let mut names = Unique::new("name");
+    for (i, s) in raw_services.iter().map(At::get).enumerate() {
+        let p = format!("service[{i}].name");
+        if name_ok(&s.name, &p, sink) {
+            names.check(sink, s.name.get().clone(), &format!("{:?}", s.name.get()), s.name.span(), &p);
+        }
+    }
+    let known: BTreeSet<&str> = raw_services.iter().map(|s| s.get().name.get().as_str()).collect();
+    let mut out = Vec::new();
+    for (i, s) in raw_services.iter().map(At::get).enumerate() {
+        let path = format!("service[{i}]");
+        let errors_before = sink.diags.len();
+        if let Some(problem) = abs_path_problem(s.exec.get()) {
+            sink.error(s.exec.span(), &format!("{path}.exec"), problem);
+        }
+        let mut env = BTreeMap::new();
+        for (name, value) in &s.env {
+            let n = name.get();
+            let ok = n.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+                && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !ok {
+                let msg = "is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)";
+                sink.error(name.span(), &format!("{path}.env.{}", key(n)), msg);
+            } else if value.contains('\0') {
+                sink.error(name.span(), &format!("{path}.env.{}", key(n)), "value must not contain NUL");
+            }
+            env.insert(n.clone(), value.clone());
+        }
+        for (j, cap) in s.capabilities.iter().enumerate() {
+            if !CAPABILITIES.contains(&cap.get().as_str()) {
+                let msg = format!("{:?} is not a Linux capability (CAP_NET_ADMIN, CAP_NET_BIND_SERVICE, …)", cap.get());
+                sink.error(cap.span(), &format!("{path}.capabilities[{j}]"), msg);
+            }
+        }
+        for (j, after) in s.after.iter().enumerate() {
+            let p = format!("{path}.after[{j}]");
+            if after.get() == s.name.get() {
+                sink.error(after.span(), &p, "a service cannot start after itself");
+            } else if !known.contains(after.get().as_str()) {
+                sink.error(after.span(), &p, format!("{:?} names no [[service]]", after.get()));
+            }
+        }
+        let (uid, gid) =
+            (id(sink, s.uid.as_ref(), &format!("{path}.uid")), id(sink, s.gid.as_ref(), &format!("{path}.gid")));
+        if sink.diags.len() == errors_before {
+            out.push(Service {
+                name: s.name.get().clone(),
+                exec: s.exec.get().clone(),
+                args: s.args.clone(),
+                env,
+                uid,
+                gid,
+                capabilities: s.capabilities.iter().map(|c| c.get().clone()).collect(),
+                restart: s.restart,
+                after: s.after.iter().map(|a| a.get().clone()).collect(),
+            });
+        }
+    }
+    report_cycle(raw_services, sink);
+    out
+}
+
+/// Services and volumes are named `[a-z0-9-]+`, at most 64 long.
+fn name_ok(name: &At<String>, path: &str, sink: &mut Sink) -> bool {
+    let n = name.get();
+    let ok =
+        !n.is_empty() && n.len() <= 64 && n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !ok {
+        sink.error(name.span(), path, format!("{n:?} is not a name: 1..64 of [a-z0-9-]"));
+    }
+    ok
+}
+
+/// Reports one `after` cycle (at the service where the walk closes it), so that a start order exists.
+fn report_cycle(raw_services: &[At<raw::Service>], sink: &mut Sink) {
+    let index: BTreeMap<&str, usize> =
+        raw_services.iter().enumerate().map(|(i, s)| (s.get().name.get().as_str(), i)).collect();
+    // 0 = unvisited, 1 = on the current path, 2 = done.
+    let mut state = vec![0u8; raw_services.len()];
+    fn visit(i: usize, svcs: &[At<raw::Service>], index: &BTreeMap<&str, usize>, state: &mut [u8]) -> Option<usize> {
+        state[i] = 1;
+        for after in &svcs[i].get().after {
+            match index.get(after.get().as_str()) {
+                Some(&j) if j != i && state[j] == 1 => return Some(j),
+                Some(&j) if j != i && state[j] == 0 => {
+                    if let Some(c) = visit(j, svcs, index, state) {
+                        return Some(c);
+                    }
+                }
+                _ => {}
+            }
+        }
+        state[i] = 2;
+        None
+    }
+    for i in 0..raw_services.len() {
+        if state[i] == 0 {
+            if let Some(j) = visit(i, raw_services, &index, &mut state) {
+                let name = raw_services[j].get().name.get();
+                let msg = format!("service {name:?} is part of an `after` cycle; no start order exists");
+                sink.error(raw_services[j].get().name.span(), &format!("service[{j}].after"), msg);
+                return;
+            }
+        }
+    }
+}

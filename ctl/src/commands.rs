@@ -1,0 +1,137 @@
+//! The keelctl commands. Each returns one actionable line on failure; `validate` prints every config error first.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use keel_config::sshsig::{self, AllowedSigners, HashAlg, PrivateKey};
+use keel_config::{LoadError, NAMESPACE};
+
+use crate::{Failure, Opts};
+
+fn read(path: &Path) -> Result<Vec<u8>, Failure> {
+    fs::read(path).map_err(|e| Failure::Failed(format!("{}: cannot read: {e}", path.display())))
+}
+
+fn read_text(path: &Path) -> Result<String, Failure> {
+    String::from_utf8(read(path)?).map_err(|_| Failure::Failed(format!("{}: not UTF-8 text", path.display())))
+}
+
+fn one_file(o: &Opts, what: &str) -> Result<PathBuf, Failure> {
+    match o.files.as_slice() {
+        [file] => Ok(file.clone()),
+        [] => Err(Failure::Usage(format!("{what}: which file?"))),
+        more => Err(Failure::Usage(format!("{what}: one file at a time, got {}", more.len()))),
+    }
+}
+
+/// `path` with `suffix` appended to its file name: `node.toml` → `node.toml.sig`.
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Creates `path` with `mode`; never replaces an existing file.
+fn write_new(path: &Path, contents: &str, mode: u32) -> Result<(), Failure> {
+    let fail = |e: std::io::Error| Failure::Failed(format!("{}: cannot write: {e}", path.display()));
+    let mut f = fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(path).map_err(fail)?;
+    f.write_all(contents.as_bytes()).and_then(|()| f.sync_all()).map_err(fail)
+}
+
+/// Replaces `path` atomically (a reader sees the old file or the new one, never half of one).
+fn write_replace(path: &Path, contents: &str) -> Result<(), Failure> {
+    let tmp = with_suffix(path, ".tmp");
+    let fail = |e: std::io::Error| Failure::Failed(format!("{}: cannot write: {e}", path.display()));
+    let _ = fs::remove_file(&tmp);
+    write_new(&tmp, contents, 0o644)?;
+    fs::rename(&tmp, path).map_err(fail)
+}
+
+pub fn keygen(o: Opts) -> Result<(), Failure> {
+    if !o.files.is_empty() {
+        return Err(Failure::Usage("keygen: the key path goes after -f".into()));
+    }
+    let path = o.key.ok_or_else(|| Failure::Usage("keygen: -f KEY is required".into()))?;
+    let public = with_suffix(&path, ".pub");
+    for p in [&path, &public] {
+        if p.symlink_metadata().is_ok() {
+            return Err(Failure::Failed(format!(
+                "{}: already exists; keelctl keygen never overwrites a key",
+                p.display()
+            )));
+        }
+    }
+    let comment = o.comment.unwrap_or_else(|| "keel-config signer".to_string());
+    let key = PrivateKey::generate(&comment).map_err(|e| Failure::Failed(format!("no randomness for a key: {e}")))?;
+    write_new(&path, &key.to_openssh(), 0o600)?;
+    write_new(&public, &key.public_line(), 0o644)?;
+    println!("wrote {} and {} ({})", path.display(), public.display(), key.public_key().fingerprint());
+    println!("allowed_signers line: ops@example.org namespaces=\"{NAMESPACE}\" {}", key.public_key().to_openssh());
+    Ok(())
+}
+
+pub fn sign(o: Opts) -> Result<(), Failure> {
+    let file = one_file(&o, "sign")?;
+    let key_path = o.key.ok_or_else(|| Failure::Usage("sign: -f KEY is required".into()))?;
+    let namespace = o.namespace.unwrap_or_else(|| NAMESPACE.to_string());
+    let key = PrivateKey::parse(&read_text(&key_path)?)
+        .map_err(|e| Failure::Failed(format!("{}: {e}", key_path.display())))?;
+    let message = read(&file)?;
+    if namespace == NAMESPACE {
+        if let Err(e) = keel_config::parse_bytes(&file.display().to_string(), &message) {
+            let n = e.diagnostics().len();
+            let first = e.diagnostics().first().map(ToString::to_string).unwrap_or_default();
+            let more = if n > 1 { format!(" (and {} more; run keelctl validate)", n - 1) } else { String::new() };
+            return Err(Failure::Failed(format!("refusing to sign an invalid config: {first}{more}")));
+        }
+    }
+    let sig_path = with_suffix(&file, ".sig");
+    write_replace(&sig_path, &sshsig::sign(&message, &key, &namespace, HashAlg::Sha512))?;
+    println!("wrote {} ({namespace:?} signature by {})", sig_path.display(), key.public_key().fingerprint());
+    Ok(())
+}
+
+pub fn verify(o: Opts) -> Result<(), Failure> {
+    let file = one_file(&o, "verify")?;
+    let signers_path =
+        o.allowed_signers.ok_or_else(|| Failure::Usage("verify: -s ALLOWED_SIGNERS is required".into()))?;
+    let namespace = o.namespace.unwrap_or_else(|| NAMESPACE.to_string());
+    let allowed = AllowedSigners::parse(&signers_path.display().to_string(), &read_text(&signers_path)?)
+        .map_err(|e| Failure::Failed(e.to_string()))?;
+    let sig_path = o.sig.unwrap_or_else(|| with_suffix(&file, ".sig"));
+    let sig = read_text(&sig_path)?;
+    let message = read(&file)?;
+    let principal = o.principal.as_deref();
+    let v = sshsig::verify(&message, &sig, &allowed, principal, &namespace, SystemTime::now())
+        .map_err(|e| Failure::Failed(format!("{}: {e}", sig_path.display())))?;
+    println!(
+        "ok: good {namespace:?} signature for {} with {} key {} ({}:{})",
+        v.principal,
+        v.key.kind(),
+        v.fingerprint,
+        signers_path.display(),
+        v.line
+    );
+    Ok(())
+}
+
+pub fn validate(o: Opts) -> Result<(), Failure> {
+    let file = one_file(&o, "validate")?;
+    match keel_config::parse_bytes(&file.display().to_string(), &read(&file)?) {
+        Ok(config) => {
+            println!("ok: generation {}", config.generation);
+            Ok(())
+        }
+        Err(e) => {
+            for d in e.diagnostics() {
+                eprintln!("{d}");
+            }
+            let n = e.diagnostics().len();
+            let kind = if matches!(e, LoadError::Malformed(_)) { "is not a well-formed config" } else { "is invalid" };
+            Err(Failure::Failed(format!("{} {kind} ({n} error{})", file.display(), if n == 1 { "" } else { "s" })))
+        }
+    }
+}
