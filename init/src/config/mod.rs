@@ -1,2 +1,6 @@
-//! Node config: sources, the acceptance pipeline, and the controllers it drives.
+//! Node config: where it comes from (the image, the state volume, a URL, the API), the acceptance pipeline every
+//! config goes through, and the mapping from an accepted config to each controller's desired state.
+
 pub mod http;
+pub mod pipeline;
+pub mod store;

@@ -1,0 +1,149 @@
+//! The acceptance pipeline every config goes through, whatever its source (embedded, pulled, pushed):
+//! verify signature → parse → validate → check target, expiry and generation → persist → publish.
+//! Any failure is one clear line (`config.rejected reason=… source=…`), is kept in status, and leaves the running
+//! config untouched.
+
+use super::store::{Signed, Store};
+use keel_config::sshsig::{self, AllowedSigners};
+use keel_config::{check_generation, check_target, Config, NodeFacts, Reason};
+use std::sync::Arc;
+use std::time::SystemTime;
+use tokio::sync::watch;
+
+/// The config the node runs.
+#[derive(Debug)]
+pub struct Applied {
+    pub generation: u64,
+    pub source: String,
+    pub signer: String,
+    pub config: Config,
+    pub accepted_at: SystemTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// A stable short word: unsigned, bad-signature, unknown-key, malformed, invalid, wrong-node, expired,
+    /// not-newer, untrusted-image, not-persisted.
+    pub code: &'static str,
+    pub detail: String,
+    pub source: String,
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.detail)
+    }
+}
+
+/// How strict the generation check is: a new config must be newer; at boot the last-known-good may equal the
+/// highest generation ever accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    New,
+    Boot,
+}
+
+pub struct Pipeline {
+    allowed: Result<AllowedSigners, String>,
+    machine_id: String,
+    store: Store,
+    highest: Option<u64>,
+    publish: watch::Sender<Option<Arc<Applied>>>,
+    last_rejection: watch::Sender<Option<Rejection>>,
+}
+
+fn node_macs() -> Vec<keel_config::net::MacAddr> {
+    let Ok(dir) = std::fs::read_dir("/sys/class/net") else { return Vec::new() };
+    dir.filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("address")).ok())
+        .filter_map(|a| crate::net::model::parse_mac(a.trim()))
+        .filter(|m| *m != [0; 6])
+        .map(keel_config::net::MacAddr)
+        .collect()
+}
+
+impl Pipeline {
+    /// `allowed_signers`: the image's trust file as text, or why there is none.
+    pub fn new(
+        allowed_signers: Result<String, String>,
+        machine_id: String,
+        store: Store,
+    ) -> (Pipeline, watch::Receiver<Option<Arc<Applied>>>, watch::Receiver<Option<Rejection>>) {
+        let allowed = allowed_signers.and_then(|text| AllowedSigners::parse("allowed_signers", &text).map_err(|e| e.to_string()));
+        let highest = store.highest();
+        let (publish, applied) = watch::channel(None);
+        let (last_rejection, rejections) = watch::channel(None);
+        (Pipeline { allowed, machine_id, store, highest, publish, last_rejection }, applied, rejections)
+    }
+
+    pub fn applied_generation(&self) -> Option<u64> {
+        self.publish.borrow().as_ref().map(|a| a.generation)
+    }
+
+    /// Runs a config through every check; on success it is persisted (unless it came from the store or the
+    /// image) and published to the controllers.
+    pub fn submit(&mut self, source: &str, signed: &Signed, mode: Mode) -> Result<u64, Rejection> {
+        let result = self.check(source, signed, mode);
+        match &result {
+            Ok(applied) => {
+                log::info!(
+                    "config.accepted generation={} source={source} signer={} fingerprint={}",
+                    applied.generation,
+                    crate::logging::q(&applied.signer),
+                    applied.config_fingerprint()
+                );
+            }
+            Err(r) => {
+                log::warn!("config.rejected reason={} source={source} detail={}", r.code, crate::logging::q(&r.detail));
+                self.last_rejection.send_replace(Some(r.clone()));
+            }
+        }
+        let applied = result?;
+        let generation = applied.generation;
+        if mode == Mode::New {
+            if let Err(e) = self.store.save(signed, generation) {
+                let r = Rejection { code: "not-persisted", detail: format!("cannot save it: {e}"), source: source.into() };
+                log::error!("config.rejected reason={} source={source} detail={}", r.code, crate::logging::q(&r.detail));
+                self.last_rejection.send_replace(Some(r.clone()));
+                return Err(r);
+            }
+        }
+        self.highest = Some(self.highest.map_or(generation, |h| h.max(generation)));
+        self.publish.send_replace(Some(Arc::new(applied)));
+        Ok(generation)
+    }
+
+    fn check(&self, source: &str, signed: &Signed, mode: Mode) -> Result<Applied, Rejection> {
+        let reject = |reason: &Reason| Rejection { code: reason.code(), detail: reason.to_string(), source: source.into() };
+        let allowed = self.allowed.as_ref().map_err(|e| Rejection {
+            code: "untrusted-image",
+            detail: format!("this image trusts no signing key ({e})"),
+            source: source.into(),
+        })?;
+        if signed.sig.is_empty() {
+            return Err(reject(&Reason::Unsigned));
+        }
+        let armored = String::from_utf8_lossy(&signed.sig);
+        let verified = sshsig::verify(&signed.text, &armored, allowed, None, keel_config::NAMESPACE, SystemTime::now())
+            .map_err(|e| reject(&Reason::from(&e)))?;
+        let config = keel_config::parse_bytes(source, &signed.text).map_err(|e| reject(&Reason::from(&e)))?;
+        let facts = NodeFacts { machine_id: self.machine_id.clone(), macs: node_macs(), now: SystemTime::now() };
+        check_target(&config, &facts).map_err(|r| reject(&r))?;
+        match (mode, self.highest) {
+            (Mode::Boot, Some(h)) if config.generation == h => {}
+            (_, highest) => check_generation(config.generation, highest).map_err(|r| reject(&r))?,
+        }
+        Ok(Applied {
+            generation: config.generation,
+            source: source.to_string(),
+            signer: verified.principal,
+            config,
+            accepted_at: SystemTime::now(),
+        })
+    }
+}
+
+impl Applied {
+    fn config_fingerprint(&self) -> String {
+        format!("gen{}", self.generation)
+    }
+}
