@@ -5,6 +5,7 @@ mod clock;
 mod cmdline;
 mod logging;
 mod machine_id;
+mod net;
 mod panic;
 mod power;
 mod procfs;
