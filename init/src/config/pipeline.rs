@@ -68,7 +68,8 @@ impl Pipeline {
         machine_id: String,
         store: Store,
     ) -> (Pipeline, watch::Receiver<Option<Arc<Applied>>>, watch::Receiver<Option<Rejection>>) {
-        let allowed = allowed_signers.and_then(|text| AllowedSigners::parse("allowed_signers", &text).map_err(|e| e.to_string()));
+        let allowed =
+            allowed_signers.and_then(|text| AllowedSigners::parse("allowed_signers", &text).map_err(|e| e.to_string()));
         let highest = store.highest();
         let (publish, applied) = watch::channel(None);
         let (last_rejection, rejections) = watch::channel(None);
@@ -101,8 +102,13 @@ impl Pipeline {
         let generation = applied.generation;
         if mode == Mode::New {
             if let Err(e) = self.store.save(signed, generation) {
-                let r = Rejection { code: "not-persisted", detail: format!("cannot save it: {e}"), source: source.into() };
-                log::error!("config.rejected reason={} source={source} detail={}", r.code, crate::logging::q(&r.detail));
+                let r =
+                    Rejection { code: "not-persisted", detail: format!("cannot save it: {e}"), source: source.into() };
+                log::error!(
+                    "config.rejected reason={} source={source} detail={}",
+                    r.code,
+                    crate::logging::q(&r.detail)
+                );
                 self.last_rejection.send_replace(Some(r.clone()));
                 return Err(r);
             }
@@ -113,7 +119,8 @@ impl Pipeline {
     }
 
     fn check(&self, source: &str, signed: &Signed, mode: Mode) -> Result<Applied, Rejection> {
-        let reject = |reason: &Reason| Rejection { code: reason.code(), detail: reason.to_string(), source: source.into() };
+        let reject =
+            |reason: &Reason| Rejection { code: reason.code(), detail: reason.to_string(), source: source.into() };
         let allowed = self.allowed.as_ref().map_err(|e| Rejection {
             code: "untrusted-image",
             detail: format!("this image trusts no signing key ({e})"),

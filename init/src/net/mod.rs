@@ -3,6 +3,7 @@
 
 pub mod controller;
 pub mod desired;
+pub mod dhcp;
 mod dhcp_glue;
 pub mod kernel_ip;
 pub mod model;
@@ -37,7 +38,7 @@ pub fn start(
         base.ntp = settings.ntp.clone();
     }
     let opts = Options { default_hostname, resolv_path: resolv::PATH.into(), manage_hostname: true, exec_at };
-    match Controller::new(base, dhcp_glue::starter(), opts) {
+    match Controller::new(base, dhcp_glue::starter(Some(opts.default_hostname.clone())), opts) {
         Ok((controller, inbox, status)) => {
             tokio::spawn(controller.run());
             Some((inbox, status))

@@ -1,0 +1,33 @@
+//! The DHCPv4 client (RFC 2131, RFC 2132, RFC 3442, RFC 3397), split by concern:
+//!
+//! - [`codec`]: BOOTP/DHCP messages to and from bytes; [`options`]: the typed contents of the options we read.
+//! - [`lease`]: what an ACK grants, with T1/T2 defaults and the RFC 3442 routing rule.
+//! - [`machine`]: the client state machine, a pure function of (state, input) → (state, actions); [`state`]: its
+//!   states, inputs and actions.
+//! - [`ip`]: IPv4 + UDP headers for the packet socket; [`socket`]: the sockets themselves.
+//! - [`client`]: drives the machine with real sockets and tokio timers and reports leases; it never configures the
+//!   interface itself (the network controller does, over netlink).
+
+pub mod client;
+pub mod codec;
+pub mod ip;
+pub mod lease;
+pub mod machine;
+pub mod options;
+pub mod socket;
+pub mod state;
+
+// The network controller's entry points.
+#[allow(unused_imports)]
+pub use client::{run, DhcpControl, DhcpEvent};
+#[allow(unused_imports)]
+pub use lease::Lease;
+
+#[cfg(test)]
+mod codec_tests;
+#[cfg(test)]
+mod machine_tests;
+#[cfg(test)]
+mod netns_tests;
+#[cfg(test)]
+mod options_tests;
