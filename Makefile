@@ -16,9 +16,9 @@ export SOURCE_DATE_EPOCH ?= 0
 export CC_x86_64_unknown_linux_musl ?= musl-gcc
 
 APT_PACKAGES := build-essential bc flex bison libelf-dev linux-source-6.12 zstd musl-tools \
-                qemu-system-x86 openssh-client iproute2
+                qemu-system-x86 openssh-client iproute2 dnsmasq-base procps
 
-.PHONY: setup kernel init image reproducible run test unit lint e2e bench clean
+.PHONY: setup kernel init image reproducible run test unit lint e2e netns bench clean
 
 ## setup: apt packages and the musl target; does nothing (and says nothing) when all are there.
 setup:
@@ -78,8 +78,12 @@ unit: setup
 e2e: image
 	@$(CARGO) test -p keel-e2e --tests -- --test-threads=2
 
-## test: set-up, lint, unit tests, reproducibility, then the QEMU end-to-end tests.
-test: setup lint unit reproducible e2e
+## netns: root tests against a real dnsmasq in throwaway network namespaces (~2 min: real lease timers).
+netns: setup
+	@$(CARGO) test -p keel-init -- --ignored root_netns_dhcp
+
+## test: set-up, lint, unit tests, reproducibility, the QEMU end-to-end tests, then the DHCP netns test.
+test: setup lint unit reproducible e2e netns
 
 ## bench: netlink convergence in a netns, then boots N times per network mode (BENCH_RUNS, default 5): medians vs targets.
 bench: image

@@ -186,7 +186,6 @@ impl Controller {
         }
         for (ifindex, name, mac) in wanted {
             if !self.dhcp.contains_key(&ifindex) {
-                log::info!("net.dhcp.start if={name} mac={}", super::model::format_mac(&mac));
                 let control = (self.start_dhcp)(ifindex, name, mac, self.inbox_tx.clone());
                 self.dhcp.insert(ifindex, control);
             }
@@ -242,8 +241,13 @@ impl Controller {
             clock::ms(observed_at.saturating_sub(started)),
             clock::ms(clock::uptime().saturating_sub(started))
         );
-        let dhcp_wanted = !self.dhcp.is_empty();
-        let ready = failed.is_empty() && plan.pending.is_empty() && (!dhcp_wanted || !self.leases.is_empty());
+        // DHCP is up when every link running a client has a lease; links that want DHCP but have no carrier yet
+        // keep the network from being ready only while no lease exists anywhere.
+        let dhcp_links = eff.links.iter().filter(|l| l.dhcp4 && obs.link(&l.link).is_some()).count();
+        let dhcp_wanted = dhcp_links > 0;
+        let all_leased = self.dhcp.keys().all(|i| self.leases.contains_key(i));
+        let ready =
+            failed.is_empty() && plan.pending.is_empty() && (!dhcp_wanted || (!self.dhcp.is_empty() && all_leased));
         let was_ready = self.status.borrow().ready;
         if ready && !was_ready {
             let now = clock::uptime();
