@@ -15,10 +15,19 @@ export SOURCE_DATE_EPOCH ?= 0
 # Crates that compile C for musl find a compiler without musl-tools' wrapper too.
 export CC_x86_64_unknown_linux_musl ?= musl-gcc
 
+# Signing: the image trusts KEEL_ALLOWED_SIGNERS and boots KEEL_DEFAULT_CONFIG signed with KEEL_SIGNING_KEY (or
+# with the ready signature KEEL_DEFAULT_SIG). Without them, a development key is made once in build/keys/.
+KEYS                 := $(BUILD)/keys
+KEEL_SIGNING_KEY     ?= $(KEYS)/dev_ed25519
+KEEL_ALLOWED_SIGNERS ?= $(KEYS)/allowed_signers
+KEEL_DEFAULT_CONFIG  ?= image/default-node.toml
+KEEL_DEFAULT_SIG     ?= $(BUILD)/default.toml.sig
+export KEEL_SIGNING_KEY KEEL_ALLOWED_SIGNERS
+
 APT_PACKAGES := build-essential bc flex bison libelf-dev linux-source-6.12 zstd musl-tools \
                 qemu-system-x86 openssh-client iproute2 dnsmasq-base procps
 
-.PHONY: setup kernel init image reproducible run test unit lint e2e netns bench clean
+.PHONY: setup keys kernel init image reproducible run test unit lint e2e netns bench clean
 
 ## setup: apt packages and the musl target; does nothing (and says nothing) when all are there.
 setup:
@@ -40,9 +49,27 @@ init: setup
 	@$(CARGO) build --quiet --release --target $(TARGET) -p keel-init -p keel-testhelper
 	@$(CARGO) build --quiet --release -p keel-mkimage
 
+## keys: the development signing key and the allowed_signers that trusts it (only when none is given).
+$(KEYS)/dev_ed25519:
+	@mkdir -p $(KEYS)
+	@ssh-keygen -q -t ed25519 -N '' -C keel-dev -f $@
+	@echo "keys: made a development signing key $@ (trusted by images built here; not for production)"
+
+$(KEYS)/allowed_signers: $(KEYS)/dev_ed25519
+	@echo "keel-dev namespaces=\"keel-config,keel-command,keel-image\" $$(cat $<.pub)" > $@
+
+keys: setup $(KEEL_ALLOWED_SIGNERS) $(if $(filter $(KEYS)/%,$(KEEL_SIGNING_KEY)),$(KEEL_SIGNING_KEY))
+
+$(BUILD)/default.toml.sig: $(KEEL_DEFAULT_CONFIG) $(KEEL_SIGNING_KEY)
+	@cp $(KEEL_DEFAULT_CONFIG) $(BUILD)/default.toml && rm -f $@
+	@ssh-keygen -q -Y sign -n keel-config -f $(KEEL_SIGNING_KEY) $(BUILD)/default.toml
+
 ## image: build/vmlinuz, build/initramfs.cpio.zst, and build/initramfs-test.cpio.zst (= production + test helper).
-image: kernel init
-	@KEEL_INIT=$(RELEASE)/keel-init $(MKIMAGE) image/initramfs.manifest $(BUILD)/initramfs.cpio >/dev/null
+IMAGE_VARS = KEEL_INIT=$(RELEASE)/keel-init KEEL_ALLOWED_SIGNERS=$(KEEL_ALLOWED_SIGNERS) \
+             KEEL_DEFAULT_CONFIG=$(KEEL_DEFAULT_CONFIG) KEEL_DEFAULT_SIG=$(KEEL_DEFAULT_SIG)
+
+image: kernel init keys $(KEEL_DEFAULT_SIG)
+	@$(IMAGE_VARS) $(MKIMAGE) image/initramfs.manifest $(BUILD)/initramfs.cpio >/dev/null
 	@zstd -q -19 -f $(BUILD)/initramfs.cpio -o $(BUILD)/initramfs.cpio.zst
 	@KEEL_TESTHELPER=$(RELEASE)/keel-testhelper $(MKIMAGE) image/initramfs-test.manifest $(BUILD)/test-extra.cpio >/dev/null
 	@zstd -q -19 -f $(BUILD)/test-extra.cpio -o $(BUILD)/test-extra.cpio.zst
@@ -55,7 +82,7 @@ image: kernel init
 ## reproducible: rebuilds the initramfs from the same inputs and fails unless it is byte-identical.
 reproducible: image
 	@mkdir -p $(BUILD)/repro
-	@KEEL_INIT=$(RELEASE)/keel-init $(MKIMAGE) image/initramfs.manifest $(BUILD)/repro/initramfs.cpio >/dev/null
+	@$(IMAGE_VARS) $(MKIMAGE) image/initramfs.manifest $(BUILD)/repro/initramfs.cpio >/dev/null
 	@zstd -q -19 -f $(BUILD)/repro/initramfs.cpio -o $(BUILD)/repro/initramfs.cpio.zst
 	@cmp $(BUILD)/initramfs.cpio.zst $(BUILD)/repro/initramfs.cpio.zst && echo "reproducible: initramfs rebuilt byte-identical"
 

@@ -35,6 +35,10 @@ pub struct Settings {
     pub ip: Option<String>,
     /// SNTP servers from `keel.ntp=a,b`.
     pub ntp: Vec<String>,
+    /// Where to pull the node config from (`${mac}`, `${uuid}`, `${hostname}` substituted); its signature is at
+    /// the same URL plus `.sig`.
+    pub config_url: Option<String>,
+    pub config_interval: Duration,
 }
 
 impl Default for Settings {
@@ -49,6 +53,8 @@ impl Default for Settings {
             test: None,
             ip: None,
             ntp: Vec::new(),
+            config_url: None,
+            config_interval: Duration::from_secs(30),
         }
     }
 }
@@ -159,6 +165,14 @@ impl Settings {
                         false => s.ntp = servers,
                     }
                 }
+                "keel.config" => match value.starts_with("http://") {
+                    true => s.config_url = Some(value.clone()),
+                    false => warnings.push(bad("http:// URL of the signed node config")),
+                },
+                "keel.config_interval" => match parse_seconds(&value, 1, 86400) {
+                    Some(d) => s.config_interval = d,
+                    None => warnings.push(bad("seconds 1..86400")),
+                },
                 "keel.test" => match value.as_str() {
                     "panic" => s.test = Some(TestHook::Panic),
                     _ => warnings.push(bad("panic")),

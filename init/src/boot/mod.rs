@@ -124,8 +124,10 @@ pub async fn run(exec_at: Duration) -> ! {
     );
 
     // PID 1 itself is ready; the network and the clock converge from here, each reporting its own readiness.
-    let net = crate::net::start(&node.settings, node.machine_id.default_hostname(), exec_at);
+    let (net, boot_network) = crate::net::start(&node.settings, node.machine_id.default_hostname(), exec_at);
     start_time_sync(&node, net.as_ref().map(|(_, status)| status.clone()));
+    let _config =
+        crate::config::run::start(&node.settings, node.machine_id.as_str().to_string(), boot_network, net.clone());
 
     if let Some(argv) = &node.settings.run {
         start_program(&reaper, argv);

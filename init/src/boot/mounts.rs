@@ -46,6 +46,8 @@ pub const EARLY: &[Early] = &[
         flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV),
         data: Some("mode=1777"),
     },
+    // Until a state volume is mounted over it, /var lives in memory: the node works, but forgets on reboot.
+    Early { source: "tmpfs", target: "/var", fstype: "tmpfs", flags: NOSUID_NODEV_NOEXEC, data: Some("mode=0755") },
     Early {
         source: "cgroup2",
         target: "/sys/fs/cgroup",

@@ -16,6 +16,8 @@ pub struct Applied {
     pub generation: u64,
     pub source: String,
     pub signer: String,
+    /// The signing key's `SHA256:…` fingerprint.
+    pub fingerprint: String,
     pub config: Config,
     pub accepted_at: SystemTime,
 }
@@ -90,7 +92,7 @@ impl Pipeline {
                     "config.accepted generation={} source={source} signer={} fingerprint={}",
                     applied.generation,
                     crate::logging::q(&applied.signer),
-                    applied.config_fingerprint()
+                    applied.fingerprint
                 );
             }
             Err(r) => {
@@ -143,14 +145,9 @@ impl Pipeline {
             generation: config.generation,
             source: source.to_string(),
             signer: verified.principal,
+            fingerprint: verified.fingerprint,
             config,
             accepted_at: SystemTime::now(),
         })
-    }
-}
-
-impl Applied {
-    fn config_fingerprint(&self) -> String {
-        format!("gen{}", self.generation)
     }
 }

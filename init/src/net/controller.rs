@@ -25,8 +25,8 @@ pub enum NetEvent {
     Kernel,
     /// A DHCP client bound or renewed (`Some`) or lost (`None`) its lease.
     Lease { ifindex: u32, lease: Option<LeaseInfo> },
-    /// New desired state (a newly accepted config).
-    SetBase(Desired),
+    /// New desired state from a newly accepted config of this generation.
+    SetBase(Desired, u64),
     /// Clean shutdown: release leases, then acknowledge.
     Shutdown(oneshot::Sender<()>),
 }
@@ -54,6 +54,8 @@ pub struct NetStatus {
     pub ntp: Vec<String>,
     pub reconciles: u64,
     pub writes: u64,
+    /// The config generation the last reconcile worked from (None: the boot network, before any config).
+    pub generation: Option<u64>,
 }
 
 pub struct Controller {
@@ -61,6 +63,7 @@ pub struct Controller {
     inbox_tx: mpsc::Sender<NetEvent>,
     inbox: mpsc::Receiver<NetEvent>,
     base: Desired,
+    generation: Option<u64>,
     leases: BTreeMap<u32, LeaseInfo>,
     dhcp: BTreeMap<u32, mpsc::Sender<DhcpCommand>>,
     start_dhcp: DhcpStarter,
@@ -96,6 +99,7 @@ impl Controller {
             inbox_tx: inbox_tx.clone(),
             inbox,
             base,
+            generation: None,
             leases: BTreeMap::new(),
             dhcp: BTreeMap::new(),
             start_dhcp,
@@ -131,8 +135,9 @@ impl Controller {
                     };
                     "dhcp"
                 }
-                Ok(Some(NetEvent::SetBase(d))) => {
+                Ok(Some(NetEvent::SetBase(d, generation))) => {
                     self.base = d;
+                    self.generation = Some(generation);
                     "config"
                 }
                 Ok(Some(NetEvent::Shutdown(ack))) => {
@@ -151,7 +156,10 @@ impl Controller {
                     NetEvent::Lease { ifindex, lease: None } => {
                         self.leases.remove(&ifindex);
                     }
-                    NetEvent::SetBase(d) => self.base = d,
+                    NetEvent::SetBase(d, generation) => {
+                        self.base = d;
+                        self.generation = Some(generation);
+                    }
                     NetEvent::Shutdown(ack) => {
                         self.release_all().await;
                         let _ = ack.send(());
@@ -278,6 +286,7 @@ impl Controller {
             s.ntp = eff.ntp.clone();
             s.reconciles += 1;
             s.writes += writes;
+            s.generation = self.generation;
         });
     }
 

@@ -16,16 +16,18 @@ pub mod resolv;
 
 use crate::cmdline::Settings;
 use controller::{Controller, NetEvent, NetStatus, Options};
+use model::Desired;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 /// Starts the network controller on the boot's settings: `ip=` if given, else DHCP on every physical link.
 /// Returns its inbox and status, or `None` when netlink is unavailable (logged; the node runs on without network).
+#[allow(clippy::type_complexity)]
 pub fn start(
     settings: &Settings,
     default_hostname: String,
     exec_at: Duration,
-) -> Option<(mpsc::Sender<NetEvent>, watch::Receiver<NetStatus>)> {
+) -> (Option<(mpsc::Sender<NetEvent>, watch::Receiver<NetStatus>)>, Desired) {
     let ip = settings.ip.as_deref().and_then(|v| match kernel_ip::parse(v) {
         Ok(ip) => Some(ip),
         Err(e) => {
@@ -38,14 +40,14 @@ pub fn start(
         base.ntp = settings.ntp.clone();
     }
     let opts = Options { default_hostname, resolv_path: resolv::PATH.into(), manage_hostname: true, exec_at };
-    match Controller::new(base, dhcp_glue::starter(Some(opts.default_hostname.clone())), opts) {
+    match Controller::new(base.clone(), dhcp_glue::starter(Some(opts.default_hostname.clone())), opts) {
         Ok((controller, inbox, status)) => {
             tokio::spawn(controller.run());
-            Some((inbox, status))
+            (Some((inbox, status)), base)
         }
         Err(e) => {
             log::error!("net.start_failed error={}", crate::logging::q(&e.to_string()));
-            None
+            (None, base)
         }
     }
 }

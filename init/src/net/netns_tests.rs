@@ -211,7 +211,7 @@ fn root_netns_removed_items_go_and_foreign_ones_stay() {
     d.addresses.retain(|a| a.addr != addr("fd77::2"));
     d.routes.retain(|r| r.prefix != 24);
     let before = c.status.borrow().reconciles;
-    c.send(NetEvent::SetBase(d));
+    c.send(NetEvent::SetBase(d, 2));
     c.wait("reconcile of the new config", Duration::from_secs(10), |s| s.reconciles > before && s.failed.is_empty());
     let addrs = ns.ip(&["addr", "show", "va"]);
     assert!(!addrs.contains("fd77::2"), "a removed address must go: {addrs}");

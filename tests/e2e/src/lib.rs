@@ -6,6 +6,7 @@
 //! console printed; the whole transcript is kept under `target/e2e/<name>.log`.
 
 mod console;
+pub mod http_server;
 mod qmp;
 mod slots;
 

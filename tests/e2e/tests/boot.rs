@@ -25,7 +25,7 @@ fn qemu_boots_to_ready_with_identity_from_smbios() {
     assert!(field(&start, "uptime_ms").is_some(), "{start}");
     let mounts = vm.expect("keel: boot.mounts ", STEP_TIMEOUT);
     assert_eq!(field(&mounts, "failed"), Some("0"), "{mounts}");
-    assert_eq!(field(&mounts, "mounted"), Some("8"), "{mounts}");
+    assert_eq!(field(&mounts, "mounted"), Some("9"), "{mounts}");
     // Unknown and invalid keel.* keys are reported, and the boot goes on.
     vm.expect("keel: cmdline.unknown key=keel.bogus", STEP_TIMEOUT);
     vm.expect("keel: cmdline.invalid key=keel.panic", STEP_TIMEOUT);
@@ -101,7 +101,7 @@ fn qemu_power_button_powers_off_cleanly() {
     assert_eq!(field(&done, "failed"), Some("0"), "{done}");
     let count: u32 = field(&done, "unmounted").and_then(|v| v.parse().ok()).unwrap_or(0);
     let detached: u32 = field(&done, "detached").and_then(|v| v.parse().ok()).unwrap_or(0);
-    assert!(count + detached >= 8, "every early mount must be released: {done}");
+    assert!(count + detached >= 9, "every early mount must be released: {done}");
     vm.expect("reboot: Power down", STEP_TIMEOUT);
     vm.expect_exit(STEP_TIMEOUT);
     assert_no_kernel_panic(&vm);

@@ -1,0 +1,138 @@
+//! Pulling the node config from `keel.config=<url>`: a conditional GET every interval once the network is up,
+//! the signature from `<url>.sig` only when the config changed, exponential backoff with jitter on failure, and
+//! never giving up. Unchanged bytes are not resubmitted, so a server without ETags does not spam refusals.
+
+use super::http::{self, Url};
+use super::run::Submit;
+use super::store::Signed;
+use crate::net::controller::NetStatus;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+
+const MAX_BYTES: usize = keel_config::MAX_CONFIG_BYTES;
+const TIMEOUT: Duration = Duration::from_secs(20);
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// Backoff after `failures` consecutive failures: 1 s doubling to 5 min, with ±20% jitter from `seed`.
+pub fn backoff(failures: u32, seed: u64) -> Duration {
+    let base = Duration::from_secs(1u64 << failures.min(9)).min(MAX_BACKOFF);
+    let jitter = (seed % 41) as f64 / 100.0 - 0.2; // -0.20 ..= +0.20
+    base.mul_f64(1.0 + jitter)
+}
+
+fn xorshift(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+/// The URL with the node's facts substituted.
+fn resolve(template: &str, net: &NetStatus, machine_id: &str) -> String {
+    let mac = net
+        .observed
+        .links
+        .iter()
+        .filter(|l| l.physical)
+        .min_by_key(|l| l.index)
+        .and_then(|l| l.mac)
+        .map(|m| crate::net::model::format_mac(&m))
+        .unwrap_or_default();
+    http::substitute(template, &[("mac", &mac), ("uuid", machine_id), ("hostname", &net.hostname)])
+}
+
+pub async fn run(
+    template: String,
+    interval: Duration,
+    machine_id: String,
+    mut net: watch::Receiver<NetStatus>,
+    submit: mpsc::Sender<Submit>,
+) {
+    let mut seed = u64::from_str_radix(machine_id.get(..16).unwrap_or("1"), 16).unwrap_or(1) | 1;
+    let mut etag: Option<String> = None;
+    let mut last_body: Option<Vec<u8>> = None;
+    let mut failures = 0u32;
+    loop {
+        if net.wait_for(|s| s.ready).await.is_err() {
+            log::error!("config.pull_stopped reason=network-controller-gone");
+            return;
+        }
+        let text = resolve(&template, &net.borrow(), &machine_id);
+        let url = match http::parse_url(&text) {
+            Ok(u) => u,
+            Err(e) => {
+                log::error!("config.pull_stopped reason=bad-url error={}", crate::logging::q(&e.to_string()));
+                return;
+            }
+        };
+        let wait = match poll_once(&url, &mut etag, &mut last_body, &submit).await {
+            Ok(()) => {
+                failures = 0;
+                interval
+            }
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                let wait = backoff(failures, xorshift(&mut seed));
+                log::warn!(
+                    "config.fetch_failed url={url} error={} retry_in_s={:.1}",
+                    crate::logging::q(&e),
+                    wait.as_secs_f64()
+                );
+                wait
+            }
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
+
+async fn poll_once(
+    url: &Url,
+    etag: &mut Option<String>,
+    last_body: &mut Option<Vec<u8>>,
+    submit: &mpsc::Sender<Submit>,
+) -> Result<(), String> {
+    let r = http::get(url, etag.as_deref(), TIMEOUT, MAX_BYTES).await.map_err(|e| e.to_string())?;
+    match r.status {
+        304 => return Ok(()),
+        200 => {}
+        s => return Err(format!("HTTP status {s}")),
+    }
+    if last_body.as_deref() == Some(r.body.as_slice()) {
+        *etag = r.etag;
+        return Ok(());
+    }
+    let sig_url = Url { path: format!("{}.sig", url.path), ..url.clone() };
+    let sig = http::get(&sig_url, None, TIMEOUT, 64 * 1024).await.map_err(|e| e.to_string())?;
+    let sig = match sig.status {
+        200 => sig.body,
+        // No signature at all: the pipeline refuses it as unsigned, with that reason in status.
+        404 => Vec::new(),
+        s => return Err(format!("{sig_url}: HTTP status {s}")),
+    };
+    let (reply, outcome) = oneshot::channel();
+    let signed = Signed { text: r.body.clone(), sig };
+    if submit.send(Submit { source: url.to_string(), signed, reply: Some(reply) }).await.is_err() {
+        return Err("the config pipeline is gone".into());
+    }
+    // Accepted or refused, this body has had its answer: remember it so it is not resubmitted every poll.
+    let _ = outcome.await;
+    *etag = r.etag;
+    *last_body = Some(r.body);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_a_cap_with_bounded_jitter() {
+        for seed in 0..100 {
+            let b = backoff(1, seed).as_secs_f64();
+            assert!((1.6..=2.4).contains(&b), "{b}");
+            let cap = backoff(30, seed).as_secs_f64();
+            assert!((240.0..=360.0).contains(&cap), "{cap}");
+        }
+        assert!(backoff(3, 20) > backoff(2, 20));
+    }
+}

@@ -1,0 +1,148 @@
+//! The config tasks: one owns the pipeline (boot-time last-known-good or embedded default, then every submitted
+//! config), one turns each accepted config into desired states for the controllers and reports when the node has
+//! converged to it, and the sysctl and files controllers themselves.
+
+use super::pipeline::{Applied, Mode, Pipeline, Rejection};
+use super::store::{Signed, Store};
+use super::{apply, pull};
+use crate::cmdline::Settings;
+use crate::net::controller::{NetEvent, NetStatus};
+use crate::net::model::Desired;
+use crate::reconcile::{self, files::Files, sysctl::Sysctl, ControllerStatus};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Where the image keeps its trust and its default config.
+pub const ALLOWED_SIGNERS: &str = "/etc/keel/allowed_signers";
+pub const DEFAULT_CONFIG: &str = "/etc/keel/default.toml";
+/// The last-known-good config and the highest generation (on the state volume once there is one).
+pub const STATE_DIR: &str = "/var/lib/keel/config";
+const FILES_MANIFEST: &str = "/var/lib/keel/files.manifest";
+
+pub struct Submit {
+    pub source: String,
+    pub signed: Signed,
+    pub reply: Option<oneshot::Sender<Result<u64, Rejection>>>,
+}
+
+/// What the rest of the init (status, API) can see of config.
+pub struct ConfigHandle {
+    pub submit: mpsc::Sender<Submit>,
+    pub applied: watch::Receiver<Option<Arc<Applied>>>,
+    pub rejection: watch::Receiver<Option<Rejection>>,
+}
+
+fn read_embedded() -> Option<Signed> {
+    let text = std::fs::read(DEFAULT_CONFIG).ok()?;
+    let sig = std::fs::read(format!("{DEFAULT_CONFIG}.sig")).unwrap_or_default();
+    Some(Signed { text, sig })
+}
+
+pub fn start(
+    settings: &Settings,
+    machine_id: String,
+    boot_network: Desired,
+    net: Option<(mpsc::Sender<NetEvent>, watch::Receiver<NetStatus>)>,
+) -> ConfigHandle {
+    let trust = std::fs::read_to_string(ALLOWED_SIGNERS).map_err(|e| format!("{ALLOWED_SIGNERS}: {e}"));
+    let (mut pipeline, applied, rejection) = Pipeline::new(trust, machine_id.clone(), Store::new(STATE_DIR));
+    let (submit, mut inbox) = mpsc::channel::<Submit>(8);
+
+    // The boot path: the last-known-good config at once, else the image's default.
+    let store = Store::new(STATE_DIR);
+    let booted = match store.last_good() {
+        Some(signed) => pipeline.submit("state", &signed, Mode::Boot).is_ok(),
+        None => false,
+    };
+    if !booted {
+        match read_embedded() {
+            Some(signed) => {
+                let _ = pipeline.submit("image", &signed, Mode::Boot);
+            }
+            None => log::info!("config.none reason=\"no last-known-good and no default in the image\""),
+        }
+    }
+    tokio::spawn(async move {
+        while let Some(s) = inbox.recv().await {
+            let result = pipeline.submit(&s.source, &s.signed, Mode::New);
+            if let Some(reply) = s.reply {
+                let _ = reply.send(result);
+            }
+        }
+    });
+
+    let (sysctl_tx, sysctl_rx) = watch::channel(None);
+    let (sysctl_status_tx, sysctl_status) = watch::channel(ControllerStatus::default());
+    tokio::spawn(reconcile::run(Sysctl::new("/proc/sys"), sysctl_rx, sysctl_status_tx));
+    let (files_tx, files_rx) = watch::channel(None);
+    let (files_status_tx, files_status) = watch::channel(ControllerStatus::default());
+    tokio::spawn(reconcile::run(Files::new(FILES_MANIFEST), files_rx, files_status_tx));
+
+    let net_inbox = net.as_ref().map(|(inbox, _)| inbox.clone());
+    let net_status = net.as_ref().map(|(_, status)| status.clone());
+    let mut applied_rx = applied.clone();
+    tokio::spawn(async move {
+        loop {
+            let current = applied_rx.borrow_and_update().clone();
+            if let Some(a) = current {
+                let started = Instant::now();
+                let generation = a.generation;
+                if let Some(inbox) = &net_inbox {
+                    let _ = inbox.send(NetEvent::SetBase(apply::network(&a.config, &boot_network), generation)).await;
+                }
+                sysctl_tx.send_replace(Some((generation, apply::sysctls(&a.config))));
+                files_tx.send_replace(Some((generation, apply::files(&a.config))));
+                if !a.config.volumes.is_empty() || !a.config.services.is_empty() {
+                    log::warn!(
+                        "config.unsupported generation={generation} volumes={} services={} reason=\"not in this build yet\"",
+                        a.config.volumes.len(),
+                        a.config.services.len()
+                    );
+                }
+                let watched = (sysctl_status.clone(), files_status.clone(), net_status.clone());
+                report_convergence(generation, started, watched, applied_rx.clone()).await;
+            }
+            if applied_rx.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+
+    if let (Some(url), Some((_, status))) = (&settings.config_url, &net) {
+        tokio::spawn(pull::run(url.clone(), settings.config_interval, machine_id, status.clone(), submit.clone()));
+    }
+    ConfigHandle { submit, applied, rejection }
+}
+
+/// Waits until every controller has converged `generation` (or a newer config arrives) and logs it once.
+async fn report_convergence(
+    generation: u64,
+    started: Instant,
+    (mut sysctl, mut files, net): (
+        watch::Receiver<ControllerStatus>,
+        watch::Receiver<ControllerStatus>,
+        Option<watch::Receiver<NetStatus>>,
+    ),
+    mut applied: watch::Receiver<Option<Arc<Applied>>>,
+) {
+    let done = |s: &ControllerStatus| s.generation == Some(generation) && s.converged;
+    let wait = async {
+        let _ = sysctl.wait_for(done).await;
+        let _ = files.wait_for(done).await;
+        if let Some(mut n) = net {
+            let _ = n
+                .wait_for(|s| {
+                    s.generation == Some(generation) && s.ready && s.failed.is_empty() && s.pending.is_empty()
+                })
+                .await;
+        }
+    };
+    tokio::select! {
+        _ = wait => log::info!("config.converged generation={generation} ms={}", crate::clock::ms(started.elapsed())),
+        _ = applied.changed() => {}
+        _ = tokio::time::sleep(Duration::from_secs(120)) => {
+            log::warn!("config.not_converged generation={generation} after_s=120 (see status for the items)");
+        }
+    }
+}
