@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 /// The config the node runs.
 #[derive(Debug)]
+#[allow(dead_code)] // `source` and `accepted_at` are for the status the node API serves
 pub struct Applied {
     pub generation: u64,
     pub source: String,
@@ -45,6 +46,9 @@ pub enum Mode {
     Boot,
 }
 
+pub type AppliedRx = watch::Receiver<Option<Arc<Applied>>>;
+pub type RejectionRx = watch::Receiver<Option<Rejection>>;
+
 pub struct Pipeline {
     allowed: Result<AllowedSigners, String>,
     machine_id: String,
@@ -69,17 +73,13 @@ impl Pipeline {
         allowed_signers: Result<String, String>,
         machine_id: String,
         store: Store,
-    ) -> (Pipeline, watch::Receiver<Option<Arc<Applied>>>, watch::Receiver<Option<Rejection>>) {
+    ) -> (Pipeline, AppliedRx, RejectionRx) {
         let allowed =
             allowed_signers.and_then(|text| AllowedSigners::parse("allowed_signers", &text).map_err(|e| e.to_string()));
         let highest = store.highest();
         let (publish, applied) = watch::channel(None);
         let (last_rejection, rejections) = watch::channel(None);
         (Pipeline { allowed, machine_id, store, highest, publish, last_rejection }, applied, rejections)
-    }
-
-    pub fn applied_generation(&self) -> Option<u64> {
-        self.publish.borrow().as_ref().map(|a| a.generation)
     }
 
     /// Runs a config through every check; on success it is persisted (unless it came from the store or the

@@ -27,6 +27,7 @@ pub struct Submit {
 }
 
 /// What the rest of the init (status, API) can see of config.
+#[allow(dead_code)] // read by the node API
 pub struct ConfigHandle {
     pub submit: mpsc::Sender<Submit>,
     pub applied: watch::Receiver<Option<Arc<Applied>>>,

@@ -34,6 +34,8 @@ pub enum NetEvent {
 /// Commands to a running DHCP client.
 pub enum DhcpCommand {
     Release(oneshot::Sender<()>),
+    /// The link lost (false) or regained (true) carrier: the client verifies its lease when it comes back.
+    Carrier(bool),
     Stop,
 }
 
@@ -65,7 +67,8 @@ pub struct Controller {
     base: Desired,
     generation: Option<u64>,
     leases: BTreeMap<u32, LeaseInfo>,
-    dhcp: BTreeMap<u32, mpsc::Sender<DhcpCommand>>,
+    /// Running DHCP clients, with the carrier they last heard of.
+    dhcp: BTreeMap<u32, (mpsc::Sender<DhcpCommand>, bool)>,
     start_dhcp: DhcpStarter,
     status: watch::Sender<NetStatus>,
     default_hostname: String,
@@ -171,31 +174,43 @@ impl Controller {
     }
 
     async fn release_all(&mut self) {
-        for (ifindex, control) in std::mem::take(&mut self.dhcp) {
+        for (ifindex, (control, _)) in std::mem::take(&mut self.dhcp) {
             let (tx, rx) = oneshot::channel();
-            if control.send(DhcpCommand::Release(tx)).await.is_ok() {
-                if tokio::time::timeout(Duration::from_secs(1), rx).await.is_err() {
-                    log::warn!("net.dhcp.release_timeout ifindex={ifindex}");
-                }
+            if control.send(DhcpCommand::Release(tx)).await.is_ok()
+                && tokio::time::timeout(Duration::from_secs(1), rx).await.is_err()
+            {
+                log::warn!("net.dhcp.release_timeout ifindex={ifindex}");
             }
         }
     }
 
     /// Starts DHCP where it is wanted and stops it where it no longer is.
+    /// Starts a client when a link that wants DHCP first has carrier, tells it when carrier goes and comes back
+    /// (so it keeps its lease across a cable pull and verifies it after), and stops it when the link no longer
+    /// wants DHCP.
     fn supervise_dhcp(&mut self, eff: &Desired, obs: &Observed) {
         let wanted = desired::dhcp_links(eff, obs);
-        let stale: Vec<u32> = self.dhcp.keys().copied().filter(|i| !wanted.iter().any(|(w, _, _)| w == i)).collect();
+        let stale: Vec<u32> = self.dhcp.keys().copied().filter(|i| !wanted.iter().any(|w| w.index == *i)).collect();
         for ifindex in stale {
-            if let Some(control) = self.dhcp.remove(&ifindex) {
+            if let Some((control, _)) = self.dhcp.remove(&ifindex) {
                 let _ = control.try_send(DhcpCommand::Stop);
             }
             self.leases.remove(&ifindex);
             log::info!("net.dhcp.stop ifindex={ifindex}");
         }
-        for (ifindex, name, mac) in wanted {
-            if !self.dhcp.contains_key(&ifindex) {
-                let control = (self.start_dhcp)(ifindex, name, mac, self.inbox_tx.clone());
-                self.dhcp.insert(ifindex, control);
+        for link in wanted {
+            match self.dhcp.get_mut(&link.index) {
+                None if link.carrier => {
+                    let control = (self.start_dhcp)(link.index, link.name, link.mac, self.inbox_tx.clone());
+                    self.dhcp.insert(link.index, (control, true));
+                }
+                None => {}
+                Some((control, carrier)) if *carrier != link.carrier => {
+                    *carrier = link.carrier;
+                    log::info!("net.carrier if={} up={}", link.name, link.carrier);
+                    let _ = control.try_send(DhcpCommand::Carrier(link.carrier));
+                }
+                Some(_) => {}
             }
         }
     }

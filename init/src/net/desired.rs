@@ -160,14 +160,21 @@ pub fn effective(base: &Desired, obs: &Observed, leases: &BTreeMap<u32, LeaseInf
     d
 }
 
-/// Links that want a DHCP client now: desired with dhcp4, present, and with carrier. Index, name and MAC.
-pub fn dhcp_links(d: &Desired, obs: &Observed) -> Vec<(u32, String, [u8; 6])> {
+/// A link that wants DHCP: desired with dhcp4 and up, present in the kernel, with a MAC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DhcpLink {
+    pub index: u32,
+    pub name: String,
+    pub mac: [u8; 6],
+    pub carrier: bool,
+}
+
+pub fn dhcp_links(d: &Desired, obs: &Observed) -> Vec<DhcpLink> {
     d.links
         .iter()
         .filter(|s| s.dhcp4 && s.up)
         .filter_map(|s| obs.link(&s.link))
-        .filter(|l| l.carrier)
-        .filter_map(|l| l.mac.map(|mac| (l.index, l.name.clone(), mac)))
+        .filter_map(|l| l.mac.map(|mac| DhcpLink { index: l.index, name: l.name.clone(), mac, carrier: l.carrier }))
         .collect()
 }
 

@@ -46,8 +46,8 @@ fn default_is_dhcp_on_physical_links_with_carrier() {
     let eff = effective(&base, &obs(), &BTreeMap::new());
     let names: Vec<_> = eff.links.iter().map(|l| l.link.to_string()).collect();
     assert_eq!(names, ["eth0", "eth1"], "physical links come up; veths are left alone");
-    let dhcp: Vec<_> = dhcp_links(&eff, &obs()).into_iter().map(|(_, n, _)| n).collect();
-    assert_eq!(dhcp, ["eth0"], "DHCP only where there is carrier");
+    let dhcp: Vec<_> = dhcp_links(&eff, &obs()).into_iter().map(|l| (l.name, l.carrier)).collect();
+    assert_eq!(dhcp, [("eth0".to_string(), true), ("eth1".to_string(), false)], "carrier is reported per link");
 }
 
 #[test]

@@ -54,6 +54,10 @@ pub fn starter(hostname: Option<String>) -> DhcpStarter {
                             release_ack = Some(ack);
                             let _ = c.send(DhcpControl::Release).await;
                         }
+                        (Some(DhcpCommand::Carrier(up)), Some(c)) => {
+                            let _ = c.send(if up { DhcpControl::LinkUp } else { DhcpControl::LinkDown }).await;
+                        }
+                        (Some(DhcpCommand::Carrier(_)), None) => {}
                         // Stop: closing the control channel ends the client without a release.
                         (Some(DhcpCommand::Stop), _) | (None, _) => control = None,
                         (Some(DhcpCommand::Release(ack)), None) => {

@@ -13,7 +13,6 @@ use tokio::sync::watch;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ItemState {
     Converged,
-    Pending(String),
     Failed(String),
 }
 
@@ -21,7 +20,6 @@ impl fmt::Display for ItemState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ItemState::Converged => f.write_str("converged"),
-            ItemState::Pending(r) => write!(f, "pending: {r}"),
             ItemState::Failed(r) => write!(f, "failed: {r}"),
         }
     }
@@ -93,9 +91,8 @@ pub async fn run<R: Resource>(
         }
         let wait =
             if failures > 0 { Duration::from_secs(1 << failures.min(6)).min(Duration::from_secs(60)) } else { RESYNC };
-        match tokio::time::timeout(wait, desired.changed()).await {
-            Ok(Err(_)) => return, // the config pipeline is gone: nothing more will come
-            Ok(Ok(())) | Err(_) => {}
+        if let Ok(Err(_)) = tokio::time::timeout(wait, desired.changed()).await {
+            return; // the config pipeline is gone: nothing more will come
         }
     }
 }

@@ -43,6 +43,7 @@ impl NtpTimestamp {
     }
 
     /// Nanoseconds since the Unix epoch, taking the era that puts the result nearest `pivot` (also Unix nanos).
+    #[cfg(test)]
     pub fn to_unix_nanos(self, pivot: i128) -> i128 {
         let pivot_fixed = nanos_to_fixed(pivot + UNIX_TO_NTP * NANOS);
         let delta = self.0.wrapping_sub(pivot_fixed as u64) as i64;
@@ -72,6 +73,7 @@ fn fixed_to_nanos(fixed: i128) -> i128 {
     (fixed * NANOS + (1 << 31)) >> 32
 }
 
+#[cfg(test)]
 fn nanos_to_fixed(nanos: i128) -> i128 {
     ((nanos << 32) + NANOS / 2).div_euclid(NANOS)
 }

@@ -37,11 +37,7 @@ impl Default for SystemClock {
     }
 }
 
-impl SystemClock {
-    pub fn with_rtc(rtc: impl Into<PathBuf>) -> SystemClock {
-        SystemClock { rtc: rtc.into() }
-    }
-}
+impl SystemClock {}
 
 impl Clock for SystemClock {
     fn now(&self) -> SystemTime {

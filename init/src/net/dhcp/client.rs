@@ -87,7 +87,7 @@ pub async fn run(
         let input = tokio::select! {
             _ = sleep_until(client.timer.and_then(|at| client.epoch.checked_add(at))) => Input::Timer,
             received = client.packet.recv() => match received {
-                Ok(r) => match decode(&r.payload, &client.ifname) {
+                Ok(r) => match decode(&r.payload, &client.ifname, Some(r.from)) {
                     Some(m) => Input::Packet(m),
                     None => continue,
                 },
@@ -98,7 +98,7 @@ pub async fn run(
                 }
             },
             received = recv_unicast(client.unicast.as_ref().map(|(_, s)| s)) => match received {
-                Some(payload) => match decode(&payload, &client.ifname) {
+                Some(payload) => match decode(&payload, &client.ifname, None) {
                     Some(m) => Input::Packet(m),
                     None => continue,
                 },
@@ -229,11 +229,12 @@ impl Client {
     }
 }
 
-fn decode(payload: &[u8], ifname: &str) -> Option<Message> {
+fn decode(payload: &[u8], ifname: &str, from: Option<std::net::Ipv4Addr>) -> Option<Message> {
     match Message::decode(payload) {
         Ok(m) => Some(m),
         Err(e) => {
-            log::debug!("net.dhcp.message_dropped if={ifname} error={}", q(&e.to_string()));
+            let from = from.map(|a| a.to_string()).unwrap_or_else(|| "unicast".into());
+            log::debug!("net.dhcp.message_dropped if={ifname} from={from} error={}", q(&e.to_string()));
             None
         }
     }

@@ -15,7 +15,8 @@ pub const BOOTREQUEST: u8 = 1;
 pub const BOOTREPLY: u8 = 2;
 /// `htype` for Ethernet (and every link Linux gives a 6-byte MAC).
 pub const HTYPE_ETHERNET: u8 = 1;
-/// The `flags` bit asking servers to broadcast their reply.
+/// The `flags` bit asking servers to broadcast their reply (never set: the packet socket receives unicast).
+#[cfg(test)]
 pub const FLAG_BROADCAST: u16 = 0x8000;
 
 const HEADER_LEN: usize = 236;
@@ -32,7 +33,6 @@ pub mod code {
     pub const HOSTNAME: u8 = 12;
     pub const DOMAIN_NAME: u8 = 15;
     pub const MTU: u8 = 26;
-    pub const BROADCAST: u8 = 28;
     pub const NTP: u8 = 42;
     pub const REQUESTED_IP: u8 = 50;
     pub const LEASE_TIME: u8 = 51;
@@ -40,6 +40,7 @@ pub mod code {
     pub const MESSAGE_TYPE: u8 = 53;
     pub const SERVER_ID: u8 = 54;
     pub const PARAMETER_REQUEST: u8 = 55;
+    #[cfg(test)]
     pub const MESSAGE: u8 = 56;
     pub const MAX_MESSAGE_SIZE: u8 = 57;
     pub const RENEWAL_TIME: u8 = 58;
@@ -135,12 +136,9 @@ impl Options {
         self.entries.iter().map(|(c, v)| (*c, v.as_slice()))
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 }
 
