@@ -1,11 +1,13 @@
 //! Keel's PID 1.
 
+mod api;
 mod boot;
 mod clock;
 mod cmdline;
 mod config;
 mod logging;
 mod machine_id;
+mod metrics;
 mod net;
 mod panic;
 mod power;

@@ -114,6 +114,9 @@ pub async fn run(exec_at: Duration) -> ! {
     let buttons = power::watch_power_button(tx.clone());
 
     let now = clock::uptime();
+    crate::metrics::READY_UPTIME_US.store(now.as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
+    crate::metrics::READY_INIT_US
+        .store(now.saturating_sub(exec_at).as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
     log::info!(
         "ready uptime_ms={} init_ms={} rss_kib={} machine_id={} hostname={} power_buttons={buttons}",
         clock::ms(now),
@@ -125,9 +128,17 @@ pub async fn run(exec_at: Duration) -> ! {
 
     // PID 1 itself is ready; the network and the clock converge from here, each reporting its own readiness.
     let (net, boot_network) = crate::net::start(&node.settings, node.machine_id.default_hostname(), exec_at);
-    start_time_sync(&node, net.as_ref().map(|(_, status)| status.clone()));
-    let _config =
+    let time = start_time_sync(&node, net.as_ref().map(|(_, status)| status.clone()));
+    let config =
         crate::config::run::start(&node.settings, node.machine_id.as_str().to_string(), boot_network, net.clone());
+    tokio::spawn(crate::api::start(crate::api::Parts {
+        machine_id: node.machine_id.as_str().to_string(),
+        hostname: node.hostname.clone(),
+        config,
+        net: net.as_ref().map(|(_, status)| status.clone()),
+        time,
+        power: tx.clone(),
+    }));
 
     if let Some(argv) = &node.settings.run {
         start_program(&reaper, argv);
@@ -166,9 +177,12 @@ pub async fn run(exec_at: Duration) -> ! {
 
 /// Keeps the clock right with SNTP, using the servers the network controller resolves (config, `ip=`,
 /// `keel.ntp=`, or DHCP option 42).
-fn start_time_sync(node: &Node, net: Option<tokio::sync::watch::Receiver<crate::net::controller::NetStatus>>) {
+fn start_time_sync(
+    node: &Node,
+    net: Option<tokio::sync::watch::Receiver<crate::net::controller::NetStatus>>,
+) -> tokio::sync::watch::Receiver<crate::time::TimeStatus> {
     let (servers_tx, servers_rx) = tokio::sync::watch::channel(node.settings.ntp.clone());
-    let (status_tx, _status_rx) = tokio::sync::watch::channel(node.time.clone());
+    let (status_tx, status_rx) = tokio::sync::watch::channel(node.time.clone());
     if let Some(mut net) = net {
         tokio::spawn(async move {
             while net.changed().await.is_ok() {
@@ -184,6 +198,7 @@ fn start_time_sync(node: &Node, net: Option<tokio::sync::watch::Receiver<crate::
         });
     }
     tokio::spawn(crate::time::run(servers_rx, status_tx, crate::time::SystemClock::default()));
+    status_rx
 }
 
 /// Starts `keel.run`'s program with the console as its output and logs how it ends.

@@ -12,7 +12,6 @@ use tokio::sync::watch;
 
 /// The config the node runs.
 #[derive(Debug)]
-#[allow(dead_code)] // `source` and `accepted_at` are for the status the node API serves
 pub struct Applied {
     pub generation: u64,
     pub source: String,
@@ -88,6 +87,7 @@ impl Pipeline {
         let result = self.check(source, signed, mode);
         match &result {
             Ok(applied) => {
+                crate::metrics::bump(&crate::metrics::CONFIG_ACCEPTED);
                 log::info!(
                     "config.accepted generation={} source={source} signer={} fingerprint={}",
                     applied.generation,
@@ -96,6 +96,7 @@ impl Pipeline {
                 );
             }
             Err(r) => {
+                crate::metrics::rejected(r.code);
                 log::warn!("config.rejected reason={} source={source} detail={}", r.code, crate::logging::q(&r.detail));
                 self.last_rejection.send_replace(Some(r.clone()));
             }

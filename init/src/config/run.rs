@@ -27,11 +27,15 @@ pub struct Submit {
 }
 
 /// What the rest of the init (status, API) can see of config.
-#[allow(dead_code)] // read by the node API
+#[derive(Clone)]
 pub struct ConfigHandle {
     pub submit: mpsc::Sender<Submit>,
     pub applied: watch::Receiver<Option<Arc<Applied>>>,
     pub rejection: watch::Receiver<Option<Rejection>>,
+    /// The newest generation every controller converged to.
+    pub converged: watch::Receiver<Option<u64>>,
+    pub sysctl: watch::Receiver<ControllerStatus>,
+    pub files: watch::Receiver<ControllerStatus>,
 }
 
 fn read_embedded() -> Option<Signed> {
@@ -80,6 +84,8 @@ pub fn start(
     let (files_status_tx, files_status) = watch::channel(ControllerStatus::default());
     tokio::spawn(reconcile::run(Files::new(FILES_MANIFEST), files_rx, files_status_tx));
 
+    let (converged_tx, converged) = watch::channel(None);
+    let handle_controllers = (sysctl_status.clone(), files_status.clone());
     let net_inbox = net.as_ref().map(|(inbox, _)| inbox.clone());
     let net_status = net.as_ref().map(|(_, status)| status.clone());
     let mut applied_rx = applied.clone();
@@ -102,7 +108,9 @@ pub fn start(
                     );
                 }
                 let watched = (sysctl_status.clone(), files_status.clone(), net_status.clone());
-                report_convergence(generation, started, watched, applied_rx.clone()).await;
+                if report_convergence(generation, started, watched, applied_rx.clone()).await {
+                    converged_tx.send_replace(Some(generation));
+                }
             }
             if applied_rx.changed().await.is_err() {
                 return;
@@ -113,7 +121,8 @@ pub fn start(
     if let (Some(url), Some((_, status))) = (&settings.config_url, &net) {
         tokio::spawn(pull::run(url.clone(), settings.config_interval, machine_id, status.clone(), submit.clone()));
     }
-    ConfigHandle { submit, applied, rejection }
+    let (sysctl, files) = handle_controllers;
+    ConfigHandle { submit, applied, rejection, converged, sysctl, files }
 }
 
 /// Waits until every controller has converged `generation` (or a newer config arrives) and logs it once.
@@ -126,7 +135,7 @@ async fn report_convergence(
         Option<watch::Receiver<NetStatus>>,
     ),
     mut applied: watch::Receiver<Option<Arc<Applied>>>,
-) {
+) -> bool {
     let done = |s: &ControllerStatus| s.generation == Some(generation) && s.converged;
     let wait = async {
         let _ = sysctl.wait_for(done).await;
@@ -140,10 +149,17 @@ async fn report_convergence(
         }
     };
     tokio::select! {
-        _ = wait => log::info!("config.converged generation={generation} ms={}", crate::clock::ms(started.elapsed())),
-        _ = applied.changed() => {}
+        _ = wait => {
+            let took = started.elapsed();
+            log::info!("config.converged generation={generation} ms={}", crate::clock::ms(took));
+            crate::metrics::bump(&crate::metrics::CONFIG_CONVERGED);
+            crate::metrics::CONFIG_CONVERGE_US.store(took.as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
+            true
+        }
+        _ = applied.changed() => false,
         _ = tokio::time::sleep(Duration::from_secs(120)) => {
             log::warn!("config.not_converged generation={generation} after_s=120 (see status for the items)");
+            false
         }
     }
 }

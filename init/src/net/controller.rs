@@ -217,6 +217,7 @@ impl Controller {
 
     async fn reconcile(&mut self, reason: &str) {
         let started = clock::uptime();
+        crate::metrics::bump(&crate::metrics::NET_RECONCILES);
         let obs = match netlink::dump(&self.handle).await {
             Ok(o) => o,
             Err(e) => {
@@ -240,7 +241,9 @@ impl Controller {
             match netlink::apply(&self.handle, op).await {
                 Ok(()) => {
                     writes += 1;
+                    crate::metrics::bump(&crate::metrics::NET_WRITES);
                     if repair && !matches!(op, Op::DelAddr { .. } | Op::DelRoute(_)) {
+                        crate::metrics::bump(&crate::metrics::NET_REPAIRS);
                         log::info!("net.repair {op} reason={reason}");
                     } else {
                         log::info!("net.apply {op} reason={reason}");

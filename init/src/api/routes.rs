@@ -1,0 +1,174 @@
+//! The HTTP handlers of the node API (docs/api.md). Every handler answers; none can take PID 1 down: bad input
+//! is a 4xx with a JSON reason.
+
+use super::command::Nonces;
+use super::status;
+use crate::config::run::{ConfigHandle, Submit};
+use crate::config::store::Signed;
+use crate::net::controller::NetStatus;
+use crate::power::{Action, Request};
+use crate::time::TimeStatus;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use keel_config::sshsig::AllowedSigners;
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub const MAX_BODY: usize = 1 << 20;
+/// How long PUT /v1/config waits for the node to converge before answering "accepted, still converging".
+const CONVERGE_WAIT: Duration = Duration::from_secs(30);
+
+pub struct Inner {
+    pub machine_id: String,
+    pub fingerprint: String,
+    pub config: ConfigHandle,
+    pub net: Option<watch::Receiver<NetStatus>>,
+    pub time: watch::Receiver<TimeStatus>,
+    pub power: mpsc::Sender<Request>,
+    pub allowed: Result<AllowedSigners, String>,
+    pub nonces: Mutex<Nonces>,
+}
+
+pub type AppState = Arc<Inner>;
+
+fn error(status: StatusCode, code: &str, detail: impl Into<String>) -> Response {
+    (status, Json(json!({"error": code, "detail": detail.into()}))).into_response()
+}
+
+fn refusal(status: u16, reason: &str, detail: &str) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::CONFLICT);
+    (status, Json(json!({"accepted": false, "reason": reason, "detail": detail}))).into_response()
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/v1/status", get(get_status))
+        .route("/v1/config", get(get_config).put(put_config))
+        .route("/v1/reboot", post(|s, b| command(s, b, Action::Reboot)))
+        .route("/v1/poweroff", post(|s, b| command(s, b, Action::Poweroff)))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "not-found", "no such endpoint; see docs/api.md") })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+async fn get_status(State(s): State<AppState>) -> Json<Value> {
+    let net = s.net.as_ref().map(|n| status::network(&n.borrow()));
+    let hostname = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok());
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1000.0;
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "machine_id": s.machine_id,
+        "hostname": hostname,
+        "uptime_s": crate::clock::uptime().as_secs_f64(),
+        "boot": {"ready_uptime_ms": load(&crate::metrics::READY_UPTIME_US), "init_ms": load(&crate::metrics::READY_INIT_US)},
+        "api": {"fingerprint": s.fingerprint, "port": super::PORT},
+        "config": status::config(&s.config),
+        "controllers": status::controllers(&s.config),
+        "network": net,
+        "time": status::time(&s.time.borrow()),
+        "rss_kib": crate::procfs::self_rss_kib(),
+    }))
+}
+
+async fn get_config(State(s): State<AppState>) -> Json<Value> {
+    Json(status::running_config(&s.config))
+}
+
+#[derive(serde::Deserialize)]
+struct Push {
+    config: String,
+    signature: String,
+}
+
+fn config_status(code: &str) -> u16 {
+    match code {
+        "unsigned" | "bad-signature" | "unknown-key" => 403,
+        "malformed" | "invalid" => 422,
+        "untrusted-image" | "not-persisted" => 500,
+        _ => 409,
+    }
+}
+
+async fn put_config(State(s): State<AppState>, body: Result<Json<Push>, JsonRejection>) -> Response {
+    let Json(push) = match body {
+        Ok(b) => b,
+        Err(e) => return error(e.status(), "bad-request", e.body_text()),
+    };
+    let (reply, outcome) = oneshot::channel();
+    let signed = Signed { text: push.config.into_bytes(), sig: push.signature.into_bytes() };
+    let mut converged = s.config.converged.clone();
+    if s.config.submit.send(Submit { source: "api".into(), signed, reply: Some(reply) }).await.is_err() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the config pipeline is not running");
+    }
+    match outcome.await {
+        Ok(Ok(generation)) => {
+            let done = tokio::time::timeout(CONVERGE_WAIT, converged.wait_for(|g| g.is_some_and(|g| g >= generation)));
+            let converged = matches!(done.await, Ok(Ok(_)));
+            Json(json!({"accepted": true, "generation": generation, "converged": converged})).into_response()
+        }
+        Ok(Err(r)) => refusal(config_status(r.code), r.code, &r.detail),
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the config pipeline did not answer"),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct SignedCommand {
+    command: String,
+    signature: String,
+}
+
+async fn command(
+    State(s): State<AppState>,
+    body: Result<Json<SignedCommand>, JsonRejection>,
+    action: Action,
+) -> Response {
+    let Json(cmd) = match body {
+        Ok(b) => b,
+        Err(e) => return error(e.status(), "bad-request", e.body_text()),
+    };
+    let allowed = match &s.allowed {
+        Ok(a) => a,
+        Err(e) => return refusal(500, "untrusted-image", e),
+    };
+    let name = action.to_string();
+    let verified = {
+        let mut nonces = s.nonces.lock().unwrap_or_else(|p| p.into_inner());
+        nonces.verify(&cmd.command, &cmd.signature, allowed, &s.machine_id, &name, SystemTime::now())
+    };
+    match verified {
+        Ok(v) => {
+            log::info!("api.command action={name} signer={}", crate::logging::q(&v.signer));
+            let power = s.power.clone();
+            let reason = format!("api:{}", v.signer);
+            // Answer first, then act: the client hears the outcome before the node goes down.
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let _ = power.send(Request { action, reason }).await;
+            });
+            (StatusCode::ACCEPTED, Json(json!({"accepted": true, "action": name}))).into_response()
+        }
+        Err(r) => {
+            log::warn!("api.command_refused action={name} reason={} detail={}", r.code, crate::logging::q(&r.detail));
+            refusal(r.http_status(), r.code, &r.detail)
+        }
+    }
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    let generation = s.config.applied.borrow().as_ref().map(|a| a.generation as f64).unwrap_or(0.0);
+    let rss = crate::procfs::self_rss_kib() as f64 * 1024.0;
+    let text = crate::metrics::render(&[
+        ("keel_config_generation", "The config generation the node runs.", generation),
+        ("keel_pid1_rss_bytes", "PID 1's resident set size.", rss),
+        ("keel_uptime_seconds", "Time since the kernel started.", crate::clock::uptime().as_secs_f64()),
+    ]);
+    ([("content-type", "text/plain; version=0.0.4")], text).into_response()
+}

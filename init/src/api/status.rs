@@ -1,0 +1,170 @@
+//! The status document `/v1/status` serves: one JSON view over what every part of the init publishes.
+
+use crate::config::run::ConfigHandle;
+use crate::net::controller::NetStatus;
+use crate::net::observed::KEEL_PROTO;
+use crate::reconcile::{ControllerStatus, ItemState};
+use crate::time::TimeStatus;
+use serde_json::{json, Value};
+
+fn controller(s: &ControllerStatus) -> Value {
+    let items: Vec<Value> = s
+        .items
+        .iter()
+        .map(|(name, state)| match state {
+            ItemState::Converged => json!({"name": name, "state": "converged"}),
+            ItemState::Failed(why) => json!({"name": name, "state": "failed", "reason": why}),
+        })
+        .collect();
+    json!({"converged": s.converged, "generation": s.generation, "items": items, "writes": s.writes, "runs": s.runs})
+}
+
+fn address_origin(proto: u8, is_lease: bool) -> String {
+    match proto {
+        KEEL_PROTO if is_lease => "dhcp".into(),
+        KEEL_PROTO => "static".into(),
+        0..=3 => "kernel".into(),
+        p => format!("other:{p}"),
+    }
+}
+
+fn route_origin(proto: u8, metric: u32, oif: Option<u32>) -> String {
+    match proto {
+        KEEL_PROTO if oif.is_some_and(|i| metric == crate::net::desired::dhcp_metric(i)) => "dhcp".into(),
+        KEEL_PROTO => "static".into(),
+        2 => "kernel".into(),
+        9 => "ra".into(),
+        p => format!("other:{p}"),
+    }
+}
+
+pub fn network(s: &NetStatus) -> Value {
+    let name = |i: u32| s.observed.link_name(i);
+    let links: Vec<Value> = s
+        .observed
+        .links
+        .iter()
+        .map(|l| {
+            json!({"name": l.name, "index": l.index, "mac": l.mac.map(|m| crate::net::model::format_mac(&m)),
+                   "up": l.up, "carrier": l.carrier, "mtu": l.mtu, "physical": l.physical})
+        })
+        .collect();
+    let addresses: Vec<Value> = s
+        .observed
+        .addrs
+        .iter()
+        .map(|a| {
+            let leased = s.leases.get(&a.index).is_some_and(|l| std::net::IpAddr::V4(l.address) == a.addr);
+            json!({"link": name(a.index), "address": format!("{}/{}", a.addr, a.prefix),
+                   "origin": address_origin(a.proto, leased)})
+        })
+        .collect();
+    let routes: Vec<Value> = s
+        .observed
+        .routes
+        .iter()
+        .map(|r| {
+            json!({"to": format!("{}/{}", r.dest, r.prefix), "via": r.gateway.map(|g| g.to_string()),
+                   "link": r.oif.map(name), "metric": r.metric, "origin": route_origin(r.proto, r.metric, r.oif)})
+        })
+        .collect();
+    let leases: Vec<Value> = s
+        .leases
+        .values()
+        .map(|l| {
+            json!({"link": l.ifname, "address": format!("{}/{}", l.address, l.prefix), "routers": l.routers,
+                        "dns": l.dns})
+        })
+        .collect();
+    let pending: Vec<Value> = s.pending.iter().map(|p| json!({"item": p.item, "reason": p.reason})).collect();
+    let failed: Vec<Value> = s.failed.iter().map(|(op, e)| json!({"op": op, "error": e})).collect();
+    json!({"ready": s.ready, "generation": s.generation, "hostname": s.hostname, "links": links, "addresses": addresses,
+           "routes": routes, "leases": leases, "nameservers": s.nameservers, "ntp": s.ntp, "pending": pending,
+           "failed": failed, "reconciles": s.reconciles, "writes": s.writes})
+}
+
+pub fn time(t: &TimeStatus) -> Value {
+    json!({"synced": t.synced, "source": t.source.to_string(), "server": t.server, "offset_ms": t.offset_ms,
+           "delay_ms": t.delay_ms, "error": t.error})
+}
+
+pub fn config(c: &ConfigHandle) -> Value {
+    let applied = c.applied.borrow().clone();
+    let rejection = c.rejection.borrow().clone();
+    let secs = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    json!({
+        "generation": applied.as_ref().map(|a| a.generation),
+        "source": applied.as_ref().map(|a| a.source.clone()),
+        "signer": applied.as_ref().map(|a| a.signer.clone()),
+        "fingerprint": applied.as_ref().map(|a| a.fingerprint.clone()),
+        "accepted_at": applied.as_ref().map(|a| secs(a.accepted_at)),
+        "converged_generation": *c.converged.borrow(),
+        "last_rejection": rejection.map(|r| json!({"reason": r.code, "detail": r.detail, "source": r.source})),
+    })
+}
+
+pub fn controllers(c: &ConfigHandle) -> Value {
+    json!({"sysctl": controller(&c.sysctl.borrow()), "files": controller(&c.files.borrow())})
+}
+
+/// The running config as JSON, with the content of secret files redacted.
+pub fn running_config(c: &ConfigHandle) -> Value {
+    let Some(a) = c.applied.borrow().clone() else {
+        return json!({"generation": null});
+    };
+    let cfg = &a.config;
+    let files: Vec<Value> = cfg
+        .files
+        .iter()
+        .map(|f| {
+            let content =
+                if f.secret { "<redacted>".to_string() } else { String::from_utf8_lossy(&f.content).into_owned() };
+            json!({"path": f.path, "mode": format!("{:04o}", f.mode), "uid": f.uid, "gid": f.gid, "secret": f.secret,
+                   "size": f.content.len(), "content": content})
+        })
+        .collect();
+    let links: Vec<Value> = cfg
+        .network
+        .links
+        .iter()
+        .map(|l| {
+            json!({"link": l.selector.to_string(), "up": l.up, "mtu": l.mtu, "dhcp4": l.dhcp4,
+                        "addresses": l.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>()})
+        })
+        .collect();
+    let routes: Vec<Value> = cfg
+        .network
+        .routes
+        .iter()
+        .map(|r| {
+            json!({"to": r.to.to_string(), "via": r.via.map(|v| v.to_string()),
+                        "link": r.link.as_ref().map(|l| l.to_string()), "metric": r.metric, "onlink": r.onlink})
+        })
+        .collect();
+    let services: Vec<Value> = cfg.services.iter().map(|s| json!({"name": s.name, "exec": s.exec})).collect();
+    json!({
+        "generation": a.generation, "source": a.source, "signer": a.signer,
+        "hostname": cfg.target.hostname, "sysctl": cfg.sysctl,
+        "network": {"links": links, "routes": routes,
+                    "nameservers": cfg.network.nameservers.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+                    "search": cfg.network.search, "ntp": cfg.network.ntp.iter().map(|n| n.to_string()).collect::<Vec<_>>()},
+        "files": files, "services": services,
+        "volumes": cfg.volumes.iter().map(|v| json!({"name": v.name, "device": v.device, "mount": v.mount})).collect::<Vec<_>>(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_follow_the_protocol_tag() {
+        assert_eq!(address_origin(KEEL_PROTO, true), "dhcp");
+        assert_eq!(address_origin(KEEL_PROTO, false), "static");
+        assert_eq!(address_origin(3, false), "kernel");
+        assert_eq!(route_origin(KEEL_PROTO, 1026, Some(2)), "dhcp");
+        assert_eq!(route_origin(KEEL_PROTO, 0, Some(2)), "static");
+        assert_eq!(route_origin(2, 0, Some(2)), "kernel");
+        assert_eq!(route_origin(16, 0, None), "other:16");
+    }
+}

@@ -1,0 +1,86 @@
+//! Counters the node API serves in Prometheus text format. Process-wide atomics: bumping one never blocks.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+pub static CONFIG_ACCEPTED: AtomicU64 = AtomicU64::new(0);
+pub static NET_REPAIRS: AtomicU64 = AtomicU64::new(0);
+pub static NET_WRITES: AtomicU64 = AtomicU64::new(0);
+pub static NET_RECONCILES: AtomicU64 = AtomicU64::new(0);
+/// Microseconds from a config's acceptance to convergence, the last one.
+pub static CONFIG_CONVERGE_US: AtomicU64 = AtomicU64::new(0);
+pub static CONFIG_CONVERGED: AtomicU64 = AtomicU64::new(0);
+/// Boot figures, in microseconds.
+pub static READY_UPTIME_US: AtomicU64 = AtomicU64::new(0);
+pub static READY_INIT_US: AtomicU64 = AtomicU64::new(0);
+
+static REJECTIONS: Mutex<BTreeMap<&'static str, u64>> = Mutex::new(BTreeMap::new());
+
+pub fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+pub fn rejected(reason: &'static str) {
+    let mut m = REJECTIONS.lock().unwrap_or_else(|p| p.into_inner());
+    *m.entry(reason).or_default() += 1;
+}
+
+pub fn rejections() -> BTreeMap<&'static str, u64> {
+    REJECTIONS.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// Renders every metric; `extra` adds gauges known only to the caller (generation, RSS, …).
+pub fn render(extra: &[(&str, &str, f64)]) -> String {
+    let mut out = String::new();
+    let mut gauge = |name: &str, help: &str, kind: &str, value: f64| {
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
+    };
+    let load = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64;
+    gauge(
+        "keel_boot_ready_uptime_seconds",
+        "Kernel uptime when PID 1 was ready.",
+        "gauge",
+        load(&READY_UPTIME_US) / 1e6,
+    );
+    gauge("keel_boot_init_seconds", "PID 1's own time from main() to ready.", "gauge", load(&READY_INIT_US) / 1e6);
+    gauge("keel_config_accepted_total", "Configs accepted.", "counter", load(&CONFIG_ACCEPTED));
+    gauge("keel_config_converged_total", "Configs the node converged to.", "counter", load(&CONFIG_CONVERGED));
+    gauge(
+        "keel_config_converge_seconds",
+        "Acceptance to convergence of the last config.",
+        "gauge",
+        load(&CONFIG_CONVERGE_US) / 1e6,
+    );
+    gauge("keel_net_reconciles_total", "Network reconciles.", "counter", load(&NET_RECONCILES));
+    gauge("keel_net_writes_total", "Netlink writes by the network controller.", "counter", load(&NET_WRITES));
+    gauge("keel_net_repairs_total", "Drift repairs by the network controller.", "counter", load(&NET_REPAIRS));
+    for (name, help, value) in extra {
+        gauge(name, help, "gauge", *value);
+    }
+    out.push_str(
+        "# HELP keel_config_rejected_total Configs refused, by reason.\n# TYPE keel_config_rejected_total counter\n",
+    );
+    for (reason, n) in rejections() {
+        out.push_str(&format!("keel_config_rejected_total{{reason=\"{reason}\"}} {n}\n"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        bump(&CONFIG_ACCEPTED);
+        rejected("not-newer");
+        let text = render(&[("keel_config_generation", "The applied generation.", 7.0)]);
+        assert!(text.contains("# TYPE keel_config_accepted_total counter\nkeel_config_accepted_total "), "{text}");
+        assert!(text.contains("keel_config_rejected_total{reason=\"not-newer\"} "), "{text}");
+        assert!(text.contains("keel_config_generation 7\n"), "{text}");
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            assert_eq!(line.split(' ').count(), 2, "{line}");
+        }
+    }
+}
