@@ -15,6 +15,8 @@ struct Shared {
     down: AtomicBool,
     requests: AtomicUsize,
     not_modified: AtomicUsize,
+    /// Bytes of requests read and responses written for 304 answers (what an idle poll costs).
+    idle_bytes: AtomicUsize,
 }
 
 pub struct FileServer {
@@ -41,13 +43,18 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
     if reader.read_line(&mut request).is_err() {
         return;
     }
+    let mut request_bytes = request.len();
     let mut if_none_match = None;
     loop {
         let mut line = String::new();
         match reader.read_line(&mut line) {
             Ok(0) | Err(_) => break,
-            Ok(_) if line == "\r\n" => break,
+            Ok(_) if line == "\r\n" => {
+                request_bytes += line.len();
+                break;
+            }
             Ok(_) => {
+                request_bytes += line.len();
                 if let Some((name, value)) = line.split_once(':') {
                     if name.eq_ignore_ascii_case("if-none-match") {
                         if_none_match = Some(value.trim().to_string());
@@ -65,7 +72,9 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
             let tag = etag(&body);
             if if_none_match.as_deref() == Some(tag.as_str()) {
                 shared.not_modified.fetch_add(1, Ordering::SeqCst);
-                format!("HTTP/1.1 304 Not Modified\r\nETag: {tag}\r\nConnection: close\r\n\r\n").into_bytes()
+                let r = format!("HTTP/1.1 304 Not Modified\r\nETag: {tag}\r\nConnection: close\r\n\r\n").into_bytes();
+                shared.idle_bytes.fetch_add(request_bytes + r.len(), Ordering::SeqCst);
+                r
             } else {
                 let mut r = format!(
                     "HTTP/1.1 200 OK\r\nETag: {tag}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
@@ -118,6 +127,11 @@ impl FileServer {
 
     pub fn not_modified(&self) -> usize {
         self.shared.not_modified.load(Ordering::SeqCst)
+    }
+
+    /// HTTP bytes (request + response, without TCP/IP overhead) of all 304 exchanges so far.
+    pub fn idle_bytes(&self) -> usize {
+        self.shared.idle_bytes.load(Ordering::SeqCst)
     }
 }
 

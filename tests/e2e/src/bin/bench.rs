@@ -62,6 +62,72 @@ fn boot(name: &str, cfg: &VmConfig, s: &mut Samples) {
     let _ = vm.expect_exit(Duration::from_secs(30));
 }
 
+/// hostname + 20 sysctls + 20 files: the issue's convergence benchmark.
+fn big_config(generation: u64) -> String {
+    let sysctls = [
+        ("net.ipv4.conf.all.accept_redirects", "0"),
+        ("net.ipv4.conf.all.send_redirects", "0"),
+        ("net.ipv4.conf.all.accept_source_route", "0"),
+        ("net.ipv4.conf.all.log_martians", "1"),
+        ("net.ipv4.conf.default.accept_redirects", "0"),
+        ("net.ipv4.conf.default.send_redirects", "0"),
+        ("net.ipv4.conf.default.accept_source_route", "0"),
+        ("net.ipv4.conf.default.log_martians", "1"),
+        ("net.ipv4.conf.default.rp_filter", "1"),
+        ("net.ipv4.conf.all.rp_filter", "1"),
+        ("net.ipv4.icmp_ignore_bogus_error_responses", "1"),
+        ("net.ipv4.icmp_echo_ignore_broadcasts", "1"),
+        ("net.ipv4.tcp_timestamps", "1"),
+        ("net.ipv4.tcp_sack", "1"),
+        ("net.ipv4.ip_default_ttl", "63"),
+        ("net.ipv4.tcp_fin_timeout", "30"),
+        ("net.ipv4.tcp_keepalive_time", "600"),
+        ("net.ipv6.conf.all.accept_redirects", "0"),
+        ("net.ipv6.conf.default.accept_redirects", "0"),
+        ("net.ipv4.ip_forward", "1"),
+    ];
+    let mut t =
+        format!("version = 1\ngeneration = {generation}\n[node]\nhostname = \"bench-{generation}\"\n[sysctl]\n");
+    for (k, v) in sysctls {
+        t.push_str(&format!("\"{k}\" = \"{v}\"\n"));
+    }
+    for i in 0..20 {
+        t.push_str(&format!(
+            "[[file]]\npath = \"/run/bench/f{i}\"\ncontent = \"file {i} of generation {generation}\\n\"\n"
+        ));
+    }
+    t
+}
+
+/// Config applied → converged inside the node, and what an idle (304) poll costs.
+fn config_bench(runs: usize) -> (Vec<f64>, f64) {
+    use keel_e2e::http_server::{ssh_sign, FileServer};
+    let key = build_dir().join("keys/dev_ed25519");
+    let server = FileServer::start();
+    let cfg = VmConfig {
+        append: format!("keel.config=http://10.0.2.2:{}/node.toml keel.config_interval=1", server.port),
+        ..VmConfig::default()
+    };
+    let mut vm = Vm::boot("bench-config", &cfg);
+    vm.expect_ready();
+    let mut converge = Vec::new();
+    for i in 0..runs {
+        let generation = 10 + i as u64;
+        let text = big_config(generation);
+        server.put("/node.toml.sig", ssh_sign(&text, &key, "keel-config"));
+        server.put("/node.toml", text.into_bytes());
+        let line = vm.expect(&format!("keel: config.converged generation={generation} "), STEP_TIMEOUT);
+        converge.push(num(&line, "ms"));
+    }
+    let (before_polls, before_bytes) = (server.not_modified(), server.idle_bytes());
+    std::thread::sleep(Duration::from_secs(5));
+    let polls = server.not_modified() - before_polls;
+    let per_poll = if polls > 0 { (server.idle_bytes() - before_bytes) as f64 / polls as f64 } else { f64::NAN };
+    vm.qmp(r#"{"execute":"quit"}"#);
+    let _ = vm.expect_exit(Duration::from_secs(30));
+    (converge, per_poll)
+}
+
 fn main() {
     let runs: usize = std::env::args().nth(1).and_then(|n| n.parse().ok()).unwrap_or(5).max(1);
     // As `make run` boots: a machine UUID (the identity), a virtio RNG, the production image.
@@ -74,6 +140,7 @@ fn main() {
         boot(&format!("bench-dhcp-{i}"), &dhcp_cfg, &mut dhcp);
         boot(&format!("bench-static-{i}"), &static_cfg, &mut fixed);
     }
+    let (converge, idle_bytes) = config_bench(runs);
     let all = |f: fn(&Samples) -> &Vec<f64>| [f(&dhcp).clone(), f(&fixed).clone()].concat();
     let kernel = size_kib("vmlinuz");
     let initrd = size_kib("initramfs.cpio.zst");
@@ -86,6 +153,8 @@ fn main() {
     row("kernel execs /init -> ready", median(all(|s| &s.from_exec)), "ms", "-");
     row("init main() -> network ready, static", median(fixed.net.clone()), "ms", "<= 10 ms");
     row("init main() -> network ready, DHCP", median(dhcp.net.clone()), "ms", "<= 50 ms");
+    row("config accepted -> converged (1+20+20)", median(converge), "ms", "<= 20 ms");
+    row("idle poll (304), HTTP bytes", idle_bytes, "B", "-");
     row("PID 1 VmRSS at ready", median(all(|s| &s.rss)), "KiB", "<= 3072 KiB");
     row("PID 1 VmRSS at network ready", median(all(|s| &s.rss_net)), "KiB", "<= 4096 KiB");
     row("kernel (bzImage)", kernel, "KiB", "-");
