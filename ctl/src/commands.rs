@@ -11,15 +11,15 @@ use keel_config::{LoadError, NAMESPACE};
 
 use crate::{Failure, Opts};
 
-fn read(path: &Path) -> Result<Vec<u8>, Failure> {
+pub(crate) fn read(path: &Path) -> Result<Vec<u8>, Failure> {
     fs::read(path).map_err(|e| Failure::Failed(format!("{}: cannot read: {e}", path.display())))
 }
 
-fn read_text(path: &Path) -> Result<String, Failure> {
+pub(crate) fn read_text(path: &Path) -> Result<String, Failure> {
     String::from_utf8(read(path)?).map_err(|_| Failure::Failed(format!("{}: not UTF-8 text", path.display())))
 }
 
-fn one_file(o: &Opts, what: &str) -> Result<PathBuf, Failure> {
+pub(crate) fn one_file(o: &Opts, what: &str) -> Result<PathBuf, Failure> {
     match o.files.as_slice() {
         [file] => Ok(file.clone()),
         [] => Err(Failure::Usage(format!("{what}: which file?"))),
@@ -28,7 +28,7 @@ fn one_file(o: &Opts, what: &str) -> Result<PathBuf, Failure> {
 }
 
 /// `path` with `suffix` appended to its file name: `node.toml` → `node.toml.sig`.
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(suffix);
     PathBuf::from(name)

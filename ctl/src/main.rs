@@ -1,9 +1,19 @@
-//! keelctl: the operator's CLI for Keel nodes: make a signing key, validate, sign and verify node configs.
-//! The node API arrives with its issue.
+//! keelctl: the operator's CLI for Keel nodes: make a signing key, validate, sign and verify node configs, and
+//! talk to nodes over their API (HTTPS, certificate pinned on first use): apply, plan, status, logs, reboot.
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+mod client;
+mod cmddoc;
 mod commands;
+mod completions;
+mod diff;
+mod http;
+mod known;
+mod remote;
+mod status;
+mod tls;
+mod view;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -20,9 +30,24 @@ commands:
   verify -s ALLOWED_SIGNERS [--sig SIG] [-n NAMESPACE] [-I PRINCIPAL] FILE
                                     check FILE.sig (or SIG) like `ssh-keygen -Y verify`
   validate FILE                     print every error in a node config, or `ok: generation N`
+  apply FILE [--key KEY | --sig SIG] [--dry-run]
+                                    validate, sign with KEY (or use FILE.sig) and apply FILE on the node;
+                                    --dry-run shows what would change instead
+  plan FILE                         what applying FILE would change on the node (same as apply --dry-run)
+  status [-o json]                  the node's status: identity, config, network, time, controllers
+  logs [-f]                         the node's log buffer; -f streams new lines until interrupted
+  reboot|poweroff --key KEY [--machine-id ID]
+                                    send a signed command (the machine id is asked from the node if not given)
+  completions bash|zsh|fish         print a shell completion script
   version                           print keelctl's version
   help                              print this help
 
+node options (apply, plan, status, logs, reboot, poweroff):
+  --node HOST[:PORT]                the node (default port 7443); or set KEEL_NODE
+  --fingerprint sha256:HEX          require this certificate and pin it (as printed on the node's console)
+  --known-nodes FILE                pinned certificates (default $KEEL_KNOWN_NODES, else ~/.config/keel/known_nodes)
+
+The first connection to a node pins its certificate (trust on first use); a changed certificate is refused.
 NAMESPACE defaults to keel-config. Keys from ssh-keygen work too: `ssh-keygen -t ed25519 -N ''`.
 ALLOWED_SIGNERS lines are `principal [namespaces=\"keel-config\"] ssh-ed25519 AAAA…`, as baked into the image.";
 
@@ -35,6 +60,13 @@ pub struct Opts {
     pub allowed_signers: Option<PathBuf>,
     pub sig: Option<PathBuf>,
     pub principal: Option<String>,
+    pub node: Option<String>,
+    pub fingerprint: Option<String>,
+    pub known_nodes: Option<PathBuf>,
+    pub dry_run: bool,
+    pub output: Option<String>,
+    pub follow: bool,
+    pub machine_id: Option<String>,
     pub files: Vec<PathBuf>,
 }
 
@@ -47,24 +79,32 @@ pub enum Failure {
     Failed(String),
 }
 
+/// The value of the option just read, as UTF-8 text.
+fn value(p: &mut Parser, command: &str) -> Result<String, Failure> {
+    let usage = |e: lexopt::Error| Failure::Usage(format!("{command}: {e}"));
+    p.value().map_err(usage)?.string().map_err(usage)
+}
+
 fn parse(command: &str, args: Vec<OsString>) -> Result<Opts, Failure> {
     let usage = |e: lexopt::Error| Failure::Usage(format!("{command}: {e}"));
     let mut p = Parser::from_args(args);
     let mut o = Opts::default();
     while let Some(arg) = p.next().map_err(usage)? {
         match arg {
-            Arg::Short('f') => o.key = Some(p.value().map_err(usage)?.into()),
-            Arg::Short('C') => o.comment = Some(p.value().map_err(usage)?.string().map_err(usage)?),
-            Arg::Short('n') | Arg::Long("namespace") => {
-                o.namespace = Some(p.value().map_err(usage)?.string().map_err(usage)?)
-            }
-            Arg::Short('s') | Arg::Long("allowed-signers") => {
-                o.allowed_signers = Some(p.value().map_err(usage)?.into())
-            }
-            Arg::Long("sig") => o.sig = Some(p.value().map_err(usage)?.into()),
-            Arg::Short('I') | Arg::Long("principal") => {
-                o.principal = Some(p.value().map_err(usage)?.string().map_err(usage)?)
-            }
+            // For logs, -f is tail's --follow; everywhere else it is ssh-keygen's key file.
+            Arg::Short('f') | Arg::Long("follow") if command == "logs" => o.follow = true,
+            Arg::Short('f') | Arg::Long("key") => o.key = Some(value(&mut p, command)?.into()),
+            Arg::Short('C') => o.comment = Some(value(&mut p, command)?),
+            Arg::Short('n') | Arg::Long("namespace") => o.namespace = Some(value(&mut p, command)?),
+            Arg::Short('s') | Arg::Long("allowed-signers") => o.allowed_signers = Some(value(&mut p, command)?.into()),
+            Arg::Long("sig") => o.sig = Some(value(&mut p, command)?.into()),
+            Arg::Short('I') | Arg::Long("principal") => o.principal = Some(value(&mut p, command)?),
+            Arg::Long("node") => o.node = Some(value(&mut p, command)?),
+            Arg::Long("fingerprint") => o.fingerprint = Some(value(&mut p, command)?),
+            Arg::Long("known-nodes") => o.known_nodes = Some(value(&mut p, command)?.into()),
+            Arg::Long("dry-run") => o.dry_run = true,
+            Arg::Short('o') | Arg::Long("output") => o.output = Some(value(&mut p, command)?),
+            Arg::Long("machine-id") => o.machine_id = Some(value(&mut p, command)?),
             Arg::Value(v) => o.files.push(v.into()),
             other => return Err(usage(other.unexpected())),
         }
@@ -93,6 +133,22 @@ fn run(args: Vec<OsString>) -> Result<(), Failure> {
         "sign" => commands::sign(parse(&command, rest)?),
         "verify" => commands::verify(parse(&command, rest)?),
         "validate" => commands::validate(parse(&command, rest)?),
+        "apply" => remote::apply(parse(&command, rest)?, false),
+        "plan" => remote::apply(parse(&command, rest)?, true),
+        "status" => remote::status(parse(&command, rest)?),
+        "logs" => remote::logs(parse(&command, rest)?),
+        "reboot" | "poweroff" => remote::power(parse(&command, rest)?, &command),
+        "completions" => {
+            let o = parse(&command, rest)?;
+            let shell = match o.files.as_slice() {
+                [one] => one.to_string_lossy().into_owned(),
+                _ => return Err(Failure::Usage("completions: which shell? bash, zsh or fish".into())),
+            };
+            let script = completions::script(&shell)
+                .ok_or_else(|| Failure::Usage(format!("completions: {shell:?}: expected bash, zsh or fish")))?;
+            print!("{script}");
+            Ok(())
+        }
         other => Err(Failure::Usage(format!("unknown command {other:?}"))),
     }
 }
@@ -136,6 +192,31 @@ mod tests {
         assert_eq!(e, "verify: missing argument for option '-s'; run 'keelctl help'");
         let e = run(vec!["frobnicate".into()]).unwrap_err().to_string();
         assert_eq!(e, "unknown command \"frobnicate\"; run 'keelctl help'");
+    }
+
+    #[test]
+    fn f_is_follow_for_logs_and_a_key_elsewhere() {
+        let logs = parse("logs", vec!["-f".into(), "--node".into(), "n:1".into()]).unwrap();
+        assert!(logs.follow && logs.key.is_none() && logs.node.as_deref() == Some("n:1"));
+        let sign = parse("sign", vec!["-f".into(), "k".into()]).unwrap();
+        assert!(!sign.follow && sign.key == Some("k".into()));
+    }
+
+    #[test]
+    fn the_completion_table_matches_the_parser() {
+        for c in completions::COMMANDS {
+            for flag in c.flags {
+                let spellings =
+                    flag.short.map(|s| format!("-{s}")).into_iter().chain(flag.long.map(|l| format!("--{l}")));
+                for spelling in spellings {
+                    let mut args = vec![OsString::from(&spelling)];
+                    if !matches!(flag.value, completions::Value::None) {
+                        args.push("x".into());
+                    }
+                    assert!(parse(c.name, args).is_ok(), "{} {spelling}", c.name);
+                }
+            }
+        }
     }
 
     #[test]

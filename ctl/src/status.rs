@@ -1,0 +1,295 @@
+//! `keelctl status`: a human summary of `GET /v1/status`. The server is evolving, so every field is optional:
+//! what is missing is left out, what is unknown is ignored, and sections of unknown shape are summarized.
+
+use std::fmt::Write;
+
+use serde_json::Value;
+
+fn s<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+/// A scalar as text; objects and arrays as compact JSON, cut short.
+fn scalar(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => {
+            let t = other.to_string();
+            if t.chars().count() > 100 {
+                format!("{}…", t.chars().take(100).collect::<String>())
+            } else {
+                t
+            }
+        }
+    }
+}
+
+pub fn uptime(secs: f64) -> String {
+    let whole = secs.max(0.0) as u64;
+    let (d, h, m, s) = (whole / 86_400, whole / 3600 % 24, whole / 60 % 60, whole % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{secs:.1}s"),
+        (0, 0, _) => format!("{m}m {s}s"),
+        (0, _, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h"),
+    }
+}
+
+/// An item of a `pending`/`failed`/`items` list: a string, or an object with a name and some detail.
+fn item(v: &Value) -> String {
+    let Some(obj) = v.as_object() else { return scalar(v) };
+    let name = ["name", "item", "path", "link", "key"].iter().find_map(|k| obj.get(*k).and_then(Value::as_str));
+    let detail = ["detail", "error", "reason", "message"].iter().find_map(|k| obj.get(*k).and_then(Value::as_str));
+    let state = obj.get("state").and_then(Value::as_str);
+    match (name, state, detail) {
+        (Some(n), Some(st), Some(d)) => format!("{n} ({st}): {d}"),
+        (Some(n), None, Some(d)) => format!("{n}: {d}"),
+        (Some(n), Some(st), None) => format!("{n} ({st})"),
+        (Some(n), None, None) => n.to_string(),
+        _ => scalar(v),
+    }
+}
+
+fn items(v: Option<&Value>) -> Vec<&Value> {
+    v.and_then(Value::as_array).map(|a| a.iter().collect()).unwrap_or_default()
+}
+
+pub fn render(st: &Value) -> String {
+    let mut out = String::new();
+    let mut line = |label: &str, text: String| {
+        let _ = writeln!(out, "{}", format!("{label:<11}{text}").trim_end());
+    };
+    let mut head = Vec::new();
+    if let Some(h) = s(st, "hostname") {
+        head.push(h.to_string());
+    }
+    if let Some(id) = s(st, "machine_id") {
+        head.push(format!("machine {id}"));
+    }
+    if let Some(v) = s(st, "version") {
+        head.push(format!("keel {v}"));
+    }
+    if let Some(u) = st.get("uptime_s").and_then(Value::as_f64) {
+        head.push(format!("up {}", uptime(u)));
+    }
+    line("node", head.join("  "));
+    if let Some(fp) = st.get("api").and_then(|a| s(a, "fingerprint")) {
+        line("api", fp.to_string());
+    }
+
+    let config = st.get("config").unwrap_or(&Value::Null);
+    let generation = config.get("generation").and_then(Value::as_u64);
+    let converged = config.get("converged_generation").and_then(Value::as_u64);
+    let mut text = match (generation, converged) {
+        (None, _) => "none applied".to_string(),
+        (Some(g), Some(c)) if c == g => format!("generation {g} (converged)"),
+        (Some(g), Some(c)) => format!("generation {g} (converging; generation {c} converged)"),
+        (Some(g), None) => format!("generation {g} (converging)"),
+    };
+    if let Some(src) = s(config, "source") {
+        let _ = write!(text, " from {src}");
+    }
+    if let Some(signer) = s(config, "signer") {
+        let _ = write!(text, " signed by {signer}");
+    }
+    line("config", text);
+    if let Some(rej) = config.get("last_rejection").filter(|r| r.is_object()) {
+        let mut text = format!("last rejection: {}", s(rej, "reason").unwrap_or("?"));
+        if let Some(d) = s(rej, "detail") {
+            let _ = write!(text, ": {d}");
+        }
+        if let Some(src) = s(rej, "source") {
+            let _ = write!(text, " (from {src})");
+        }
+        line("", text);
+    }
+
+    if let Some(net) = st.get("network").filter(|n| n.is_object()) {
+        let mut text = match net.get("ready").and_then(Value::as_bool) {
+            Some(true) => "ready".to_string(),
+            Some(false) => "NOT ready".to_string(),
+            None => String::new(),
+        };
+        let ns: Vec<String> = items(net.get("nameservers")).into_iter().map(scalar).collect();
+        if !ns.is_empty() {
+            let _ = write!(text, "{}nameservers {}", if text.is_empty() { "" } else { "; " }, ns.join(", "));
+        }
+        line("network", text);
+        for l in items(net.get("links")) {
+            let mut t = s(l, "name").unwrap_or("?").to_string();
+            if let Some(mac) = s(l, "mac") {
+                let _ = write!(t, " {mac}");
+            }
+            let up = l.get("up").and_then(Value::as_bool);
+            t.push_str(match up {
+                Some(true) => " up",
+                Some(false) => " down",
+                None => "",
+            });
+            if l.get("carrier").and_then(Value::as_bool) == Some(false) {
+                t.push_str(" no-carrier");
+            }
+            if let Some(mtu) = l.get("mtu").and_then(Value::as_u64) {
+                let _ = write!(t, " mtu {mtu}");
+            }
+            line("  link", t);
+        }
+        for a in items(net.get("addresses")) {
+            let mut t = s(a, "address").map_or_else(|| scalar(a), str::to_string);
+            if let Some(l) = s(a, "link") {
+                let _ = write!(t, " on {l}");
+            }
+            if let Some(o) = s(a, "origin") {
+                let _ = write!(t, " ({o})");
+            }
+            line("  address", t);
+        }
+        for r in items(net.get("routes")) {
+            let mut t = s(r, "to").map_or_else(|| scalar(r), str::to_string);
+            if let Some(via) = s(r, "via") {
+                let _ = write!(t, " via {via}");
+            }
+            if let Some(l) = s(r, "link") {
+                let _ = write!(t, " on {l}");
+            }
+            if let Some(m) = r.get("metric").and_then(Value::as_u64) {
+                let _ = write!(t, " metric {m}");
+            }
+            if let Some(o) = s(r, "origin") {
+                let _ = write!(t, " ({o})");
+            }
+            line("  route", t);
+        }
+        for p in items(net.get("pending")) {
+            line("  pending", item(p));
+        }
+        for f in items(net.get("failed")) {
+            line("  FAILED", item(f));
+        }
+    }
+
+    if let Some(time) = st.get("time").filter(|t| t.is_object()) {
+        let mut t = match time.get("synced").and_then(Value::as_bool) {
+            Some(true) => "synced".to_string(),
+            Some(false) => "not synced".to_string(),
+            None => "?".to_string(),
+        };
+        if let Some(src) = s(time, "source") {
+            let _ = write!(t, " (source {src}");
+            if let Some(server) = s(time, "server") {
+                let _ = write!(t, " {server}");
+            }
+            t.push(')');
+        }
+        if let Some(off) = time.get("offset_ms").and_then(Value::as_f64) {
+            let _ = write!(t, " offset {off:.1} ms");
+        }
+        line("time", t);
+    }
+
+    if let Some(Value::Object(ctrls)) = st.get("controllers") {
+        line("controllers", String::new());
+        for (name, c) in ctrls {
+            let mut t = match c.get("converged").and_then(Value::as_bool) {
+                Some(true) => "converged".to_string(),
+                Some(false) => "NOT converged".to_string(),
+                None => c.get("state").map_or_else(|| "?".into(), scalar),
+            };
+            if let Some(g) = c.get("generation").and_then(Value::as_u64) {
+                let _ = write!(t, " (generation {g})");
+            }
+            let bad: Vec<String> = items(c.get("items"))
+                .into_iter()
+                .filter(|i| s(i, "state").is_some_and(|st| st != "converged"))
+                .map(item)
+                .collect();
+            if !bad.is_empty() {
+                let _ = write!(t, "; {}", bad.join("; "));
+            }
+            line(&format!("  {name}"), t);
+        }
+    }
+
+    for section in ["storage", "services"] {
+        if let Some(Value::Object(m)) = st.get(section) {
+            if m.is_empty() {
+                continue;
+            }
+            line(section, String::new());
+            for (name, v) in m {
+                let t = match v {
+                    Value::Object(_) => ["state", "status", "converged"]
+                        .iter()
+                        .find_map(|k| v.get(*k))
+                        .map_or_else(|| scalar(v), scalar),
+                    other => scalar(other),
+                };
+                line(&format!("  {name}"), t);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn a_full_status() {
+        let st = json!({
+            "version": "0.1.0", "machine_id": "0a1b2c3d4e5f60718293a4b5c6d7e8f9", "hostname": "edge-1",
+            "uptime_s": 192.4, "api": {"fingerprint": "sha256:ab"},
+            "config": {"generation": 3, "source": "api", "signer": "ops", "converged_generation": 2,
+                       "last_rejection": {"reason": "not-newer", "detail": "generation 1 <= 3", "source": "api"}},
+            "controllers": {"files": {"converged": false, "generation": 3,
+                                      "items": [{"name": "/run/a", "state": "converged"},
+                                                {"name": "/var/x", "state": "failed", "detail": "read-only"}]},
+                            "sysctl": {"converged": true, "generation": 3, "items": []}},
+            "network": {"ready": true, "links": [{"name": "eth0", "mac": "52:54:00:12:34:56", "up": true,
+                                                  "carrier": false, "mtu": 1500}],
+                        "addresses": [{"link": "eth0", "address": "10.0.2.15/24", "origin": "dhcp"}],
+                        "routes": [{"to": "0.0.0.0/0", "via": "10.0.2.2", "link": "eth0", "metric": 1027,
+                                    "origin": "dhcp"}],
+                        "nameservers": ["10.0.2.3"], "pending": ["eth1"], "failed": [{"name": "eth2", "error": "gone"}]},
+            "time": {"synced": false, "source": "rtc", "offset_ms": null, "server": null},
+            "storage": {}, "services": {"app": {"state": "running", "pid": 7}}, "future": {"x": 1}
+        });
+        let want = "\
+node       edge-1  machine 0a1b2c3d4e5f60718293a4b5c6d7e8f9  keel 0.1.0  up 3m 12s
+api        sha256:ab
+config     generation 3 (converging; generation 2 converged) from api signed by ops
+           last rejection: not-newer: generation 1 <= 3 (from api)
+network    ready; nameservers 10.0.2.3
+  link     eth0 52:54:00:12:34:56 up no-carrier mtu 1500
+  address  10.0.2.15/24 on eth0 (dhcp)
+  route    0.0.0.0/0 via 10.0.2.2 on eth0 metric 1027 (dhcp)
+  pending  eth1
+  FAILED   eth2: gone
+time       not synced (source rtc)
+controllers
+  files    NOT converged (generation 3); /var/x (failed): read-only
+  sysctl   converged (generation 3)
+services
+  app      running
+";
+        assert_eq!(render(&st), want);
+    }
+
+    #[test]
+    fn missing_and_odd_fields_are_tolerated() {
+        assert_eq!(render(&json!({})), "node\nconfig     none applied\n");
+        let odd = json!({"hostname": 5, "config": {"generation": "x"}, "network": [], "controllers": {"a": 1}});
+        assert_eq!(render(&odd), "node\nconfig     none applied\ncontrollers\n  a        ?\n");
+    }
+
+    #[test]
+    fn uptimes() {
+        assert_eq!(uptime(12.34), "12.3s");
+        assert_eq!(uptime(3.0 * 3600.0 + 125.0), "3h 2m");
+        assert_eq!(uptime(2.0 * 86_400.0 + 3600.0), "2d 1h");
+    }
+}
