@@ -103,6 +103,7 @@ unit: setup
 
 ## e2e: boots VMs (at most two at once) against the built images.
 e2e: image
+	@$(CARGO) build --quiet -p keelctl
 	@$(CARGO) test -p keel-e2e --tests -- --test-threads=2
 
 ## netns: root tests against a real dnsmasq in throwaway network namespaces (~2 min: real lease timers).

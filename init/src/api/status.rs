@@ -107,12 +107,39 @@ pub fn controllers(c: &ConfigHandle) -> Value {
     json!({"sysctl": controller(&c.sysctl.borrow()), "files": controller(&c.files.borrow())})
 }
 
-/// The running config as JSON, with the content of secret files redacted.
+/// The running config as JSON in the shape of node.toml (so clients diff like with like), inside an envelope
+/// that says where it came from; the content of secret files is redacted.
 pub fn running_config(c: &ConfigHandle) -> Value {
     let Some(a) = c.applied.borrow().clone() else {
-        return json!({"generation": null});
+        return json!({"generation": null, "config": null});
     };
     let cfg = &a.config;
+    let selector = |s: &keel_config::model::LinkSelector| match s {
+        keel_config::model::LinkSelector::Name(n) => json!({"name": n}),
+        keel_config::model::LinkSelector::Mac(m) => json!({"mac": m.to_string()}),
+    };
+    let links: Vec<Value> = cfg
+        .network
+        .links
+        .iter()
+        .map(|l| {
+            let mut v = selector(&l.selector);
+            v["up"] = json!(l.up);
+            v["mtu"] = json!(l.mtu);
+            v["dhcp4"] = json!(l.dhcp4);
+            v["addresses"] = json!(l.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>());
+            v
+        })
+        .collect();
+    let routes: Vec<Value> = cfg
+        .network
+        .routes
+        .iter()
+        .map(|r| {
+            json!({"to": r.to.to_string(), "via": r.via.map(|v| v.to_string()),
+                   "link": r.link.as_ref().map(|l| l.to_string()), "metric": r.metric, "onlink": r.onlink})
+        })
+        .collect();
     let files: Vec<Value> = cfg
         .files
         .iter()
@@ -123,33 +150,48 @@ pub fn running_config(c: &ConfigHandle) -> Value {
                    "size": f.content.len(), "content": content})
         })
         .collect();
-    let links: Vec<Value> = cfg
-        .network
-        .links
+    let services: Vec<Value> = cfg
+        .services
         .iter()
-        .map(|l| {
-            json!({"link": l.selector.to_string(), "up": l.up, "mtu": l.mtu, "dhcp4": l.dhcp4,
-                        "addresses": l.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>()})
+        .map(|s| {
+            json!({"name": s.name, "exec": s.exec, "args": s.args, "env": s.env, "uid": s.uid, "gid": s.gid,
+                   "capabilities": s.capabilities, "restart": format!("{:?}", s.restart).to_lowercase(), "after": s.after})
         })
         .collect();
-    let routes: Vec<Value> = cfg
-        .network
-        .routes
+    let volumes: Vec<Value> = cfg
+        .volumes
         .iter()
-        .map(|r| {
-            json!({"to": r.to.to_string(), "via": r.via.map(|v| v.to_string()),
-                        "link": r.link.as_ref().map(|l| l.to_string()), "metric": r.metric, "onlink": r.onlink})
+        .map(|v| {
+            json!({"name": v.name, "device": v.device, "fs": format!("{:?}", v.fs).to_lowercase(), "mount": v.mount,
+                   "options": v.options, "wipe": v.wipe, "label": v.label})
         })
         .collect();
-    let services: Vec<Value> = cfg.services.iter().map(|s| json!({"name": s.name, "exec": s.exec})).collect();
+    let node = json!({
+        "hostname": cfg.target.hostname,
+        "uuid": cfg.target.machine_id,
+        "mac": cfg.target.mac.map(|m| m.to_string()),
+        "expires": cfg.target.expires.map(|t| t.unix_seconds),
+    });
     json!({
-        "generation": a.generation, "source": a.source, "signer": a.signer,
-        "hostname": cfg.target.hostname, "sysctl": cfg.sysctl,
-        "network": {"links": links, "routes": routes,
-                    "nameservers": cfg.network.nameservers.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
-                    "search": cfg.network.search, "ntp": cfg.network.ntp.iter().map(|n| n.to_string()).collect::<Vec<_>>()},
-        "files": files, "services": services,
-        "volumes": cfg.volumes.iter().map(|v| json!({"name": v.name, "device": v.device, "mount": v.mount})).collect::<Vec<_>>(),
+        "generation": a.generation,
+        "source": a.source,
+        "signer": a.signer,
+        "config": {
+            "version": 1,
+            "generation": a.generation,
+            "node": node,
+            "sysctl": cfg.sysctl,
+            "network": {
+                "nameservers": cfg.network.nameservers.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+                "search": cfg.network.search,
+                "ntp": cfg.network.ntp.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+                "link": links,
+                "route": routes,
+            },
+            "storage": {"volume": volumes},
+            "file": files,
+            "service": services,
+        },
     })
 }
 

@@ -46,11 +46,20 @@ pub struct VmConfig {
     /// Exit QEMU instead of rebooting, so a test can see that the guest asked to reboot.
     pub no_reboot: bool,
     pub memory_mib: u32,
+    /// TCP ports forwarded from the host's 127.0.0.1 to the guest: (host, guest).
+    pub hostfwd: Vec<(u16, u16)>,
 }
 
 impl Default for VmConfig {
     fn default() -> Self {
-        VmConfig { initrd: Initrd::Production, append: String::new(), uuid: None, no_reboot: true, memory_mib: 256 }
+        VmConfig {
+            initrd: Initrd::Production,
+            append: String::new(),
+            uuid: None,
+            no_reboot: true,
+            memory_mib: 256,
+            hostfwd: Vec::new(),
+        }
     }
 }
 
@@ -93,7 +102,13 @@ impl Vm {
             .args(["-serial", "stdio"])
             .arg("-qmp")
             .arg(format!("unix:{},server=on,wait=off", qmp_path.display()))
-            .args(["-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0"])
+            .arg("-netdev")
+            .arg(
+                cfg.hostfwd
+                    .iter()
+                    .fold("user,id=n0".to_string(), |n, (h, g)| format!("{n},hostfwd=tcp:127.0.0.1:{h}-:{g}")),
+            )
+            .args(["-device", "virtio-net-pci,netdev=n0"])
             // Like any cloud VM: a hardware RNG, so the kernel's pool is ready early.
             .args(["-device", "virtio-rng-pci"])
             .arg("-kernel")
@@ -183,6 +198,23 @@ impl Drop for Vm {
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.qmp_path);
     }
+}
+
+/// A TCP port on the host's loopback that was free a moment ago (for a hostfwd).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+}
+
+/// The keelctl binary built for this workspace (`make e2e` builds it first).
+pub fn keelctl() -> PathBuf {
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target");
+    for profile in ["debug", "release"] {
+        let p = target.join(profile).join("keelctl");
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("keelctl is not built under {}: run 'cargo build -p keelctl' (make e2e does)", target.display())
 }
 
 /// TCG by default; `KEEL_KVM=1` opts in to KVM where nested virtualisation works.
