@@ -5,6 +5,7 @@ mod clock;
 mod cmdline;
 mod config;
 mod logging;
+mod logging_ring;
 mod machine_id;
 mod net;
 mod panic;
@@ -12,6 +13,7 @@ mod power;
 mod procfs;
 mod reaper;
 mod reconcile;
+mod services;
 mod shutdown;
 // Not wired into boot yet: the integrator calls time::rtc and spawns time::run.
 mod time;
