@@ -44,9 +44,9 @@ setup:
 kernel: setup
 	@kernel-config/build.sh $(BUILD)
 
-## init: the static PID 1, the test helper, and the image writer; built once per run.
+## init: the static PID 1, the demo workload, the test helper, and the image writer; built once per run.
 init: setup
-	@$(CARGO) build --quiet --release --target $(TARGET) -p keel-init -p keel-testhelper
+	@$(CARGO) build --quiet --release --target $(TARGET) -p keel-init -p keel-demo -p keel-testhelper
 	@$(CARGO) build --quiet --release -p keel-mkimage
 
 ## keys: the development signing key and the allowed_signers that trusts it (only when none is given).
@@ -65,7 +65,7 @@ $(BUILD)/default.toml.sig: $(KEEL_DEFAULT_CONFIG) $(KEEL_SIGNING_KEY)
 	@ssh-keygen -q -Y sign -n keel-config -f $(KEEL_SIGNING_KEY) $(BUILD)/default.toml
 
 ## image: build/vmlinuz, build/initramfs.cpio.zst, and build/initramfs-test.cpio.zst (= production + test helper).
-IMAGE_VARS = KEEL_INIT=$(RELEASE)/keel-init KEEL_ALLOWED_SIGNERS=$(KEEL_ALLOWED_SIGNERS) \
+IMAGE_VARS = KEEL_INIT=$(RELEASE)/keel-init KEEL_DEMO=$(RELEASE)/keel-demo KEEL_ALLOWED_SIGNERS=$(KEEL_ALLOWED_SIGNERS) \
              KEEL_DEFAULT_CONFIG=$(KEEL_DEFAULT_CONFIG) KEEL_DEFAULT_SIG=$(KEEL_DEFAULT_SIG)
 
 image: kernel init keys $(KEEL_DEFAULT_SIG)
@@ -77,7 +77,8 @@ image: kernel init keys $(KEEL_DEFAULT_SIG)
 	@printf 'image: %-28s %8s bytes\n' vmlinuz $$(stat -c %s $(BUILD)/vmlinuz) \
 	  initramfs.cpio.zst $$(stat -c %s $(BUILD)/initramfs.cpio.zst) \
 	  initramfs-test.cpio.zst $$(stat -c %s $(BUILD)/initramfs-test.cpio.zst) \
-	  "init (static musl)" $$(stat -c %s $(RELEASE)/keel-init)
+	  "init (static musl)" $$(stat -c %s $(RELEASE)/keel-init) \
+	  "demo (static musl)" $$(stat -c %s $(RELEASE)/keel-demo)
 
 ## reproducible: rebuilds the initramfs from the same inputs and fails unless it is byte-identical.
 reproducible: image

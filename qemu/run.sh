@@ -11,6 +11,7 @@ cat <<MSG
 Keel: booting $build/vmlinuz + $build/initramfs.cpio.zst under ${accel[1]} (machine uuid $uuid).
   What you see: kernel messages, then 'keel: <event> key=value' lines for each boot phase, ending in
   'keel: ready' with the node's id and timings. There is no shell and no login: that is the point.
+  The demo service answers on the host: curl localhost:${KEEL_DEMO_PORT:-8080}
   Exit QEMU: Ctrl-A then X.   Power button: Ctrl-A then C, type 'system_powerdown', Enter (clean poweroff).
 MSG
 exec qemu-system-x86_64 "${accel[@]}" -m 256 -smp 2 -nographic \
@@ -18,4 +19,5 @@ exec qemu-system-x86_64 "${accel[@]}" -m 256 -smp 2 -nographic \
   -kernel "$build/vmlinuz" -initrd "$build/initramfs.cpio.zst" \
   -append "console=ttyS0 panic=-1 ${KEEL_APPEND:-}" \
   -device virtio-rng-pci \
-  -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:${KEEL_API_PORT:-7443}-:7443" -device virtio-net-pci,netdev=n0
+  -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:${KEEL_API_PORT:-7443}-:7443,hostfwd=tcp:127.0.0.1:${KEEL_DEMO_PORT:-8080}-:8080" \
+  -device virtio-net-pci,netdev=n0

@@ -6,7 +6,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use crate::net::{Cidr, Host, MacAddr};
-pub use crate::raw::{Filesystem, Restart};
+pub use crate::raw::{Filesystem, LogLevel, Restart};
 use crate::time::Timestamp;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,20 +121,151 @@ impl fmt::Debug for File {
     }
 }
 
+/// A supervised program. Everything here was validated; two services with equal values run the same way, so a
+/// changed value (and only that) means the service must be restarted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Service {
     pub name: String,
-    pub exec: String,
+    pub program: Program,
     pub args: Vec<String>,
     pub env: BTreeMap<String, String>,
+    /// Absolute; "/" unless given.
+    pub workdir: String,
     pub uid: u32,
     pub gid: u32,
-    /// `CAP_*` names, each a known Linux capability.
+    /// `CAP_*` names, each a known Linux capability, each once, in the order given.
     pub capabilities: Vec<String>,
+    /// setrlimit values, soft = hard; `None` is unlimited.
+    pub rlimits: BTreeMap<Rlimit, Option<u64>>,
+    pub cgroup: CgroupLimits,
     pub restart: Restart,
-    /// Names of other services in this config.
-    pub after: Vec<String>,
+    /// A signal name as the kernel headers spell it, e.g. `SIGTERM`.
+    pub stop_signal: String,
+    /// Seconds between the stop signal and SIGKILL.
+    pub stop_timeout_s: u32,
+    pub after: Vec<After>,
+    pub log_level: LogLevel,
 }
+
+/// What a service runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Program {
+    /// An absolute path in the image.
+    Path(String),
+    /// Downloaded from `url`; runs only if its SHA-256 is `sha256` (64 lowercase hex digits).
+    Artifact { url: String, sha256: String },
+}
+
+/// Something a service starts after.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum After {
+    /// The network controller reports the network ready.
+    Network,
+    /// A `[[storage.volume]]` of this config, by name.
+    Volume(String),
+    /// Another `[[service]]` of this config, by name.
+    Service(String),
+}
+
+impl fmt::Display for After {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            After::Network => f.write_str("network"),
+            After::Volume(v) => write!(f, "volume:{v}"),
+            After::Service(s) => write!(f, "service:{s}"),
+        }
+    }
+}
+
+/// The service's cgroup limits; `None` leaves the kernel's default ("max").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CgroupLimits {
+    /// memory.max, bytes.
+    pub memory_max: Option<u64>,
+    /// cpu.max.
+    pub cpu_max: Option<CpuMax>,
+    /// pids.max.
+    pub pids_max: Option<u64>,
+}
+
+/// cpu.max: at most `quota_us` of CPU time in every `period_us`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuMax {
+    pub quota_us: u64,
+    pub period_us: u64,
+}
+
+/// A resource limit a service may set (the `RLIMIT_*` of setrlimit(2)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Rlimit {
+    As,
+    Core,
+    Cpu,
+    Data,
+    Fsize,
+    Locks,
+    Memlock,
+    Msgqueue,
+    Nice,
+    Nofile,
+    Nproc,
+    Rss,
+    Rtprio,
+    Rttime,
+    Sigpending,
+    Stack,
+}
+
+impl Rlimit {
+    pub const ALL: [Rlimit; 16] = [
+        Rlimit::As,
+        Rlimit::Core,
+        Rlimit::Cpu,
+        Rlimit::Data,
+        Rlimit::Fsize,
+        Rlimit::Locks,
+        Rlimit::Memlock,
+        Rlimit::Msgqueue,
+        Rlimit::Nice,
+        Rlimit::Nofile,
+        Rlimit::Nproc,
+        Rlimit::Rss,
+        Rlimit::Rtprio,
+        Rlimit::Rttime,
+        Rlimit::Sigpending,
+        Rlimit::Stack,
+    ];
+
+    /// The config key: `nofile` for `RLIMIT_NOFILE`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Rlimit::As => "as",
+            Rlimit::Core => "core",
+            Rlimit::Cpu => "cpu",
+            Rlimit::Data => "data",
+            Rlimit::Fsize => "fsize",
+            Rlimit::Locks => "locks",
+            Rlimit::Memlock => "memlock",
+            Rlimit::Msgqueue => "msgqueue",
+            Rlimit::Nice => "nice",
+            Rlimit::Nofile => "nofile",
+            Rlimit::Nproc => "nproc",
+            Rlimit::Rss => "rss",
+            Rlimit::Rtprio => "rtprio",
+            Rlimit::Rttime => "rttime",
+            Rlimit::Sigpending => "sigpending",
+            Rlimit::Stack => "stack",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Rlimit> {
+        Rlimit::ALL.into_iter().find(|r| r.name() == name)
+    }
+}
+
+/// The signals a service may be stopped with.
+pub const STOP_SIGNALS: [&str; 10] =
+    ["SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2", "SIGKILL", "SIGPWR", "SIGWINCH", "SIGALRM"];
 
 /// The Linux capabilities a service may keep, indexed by their number (`CAP_CHOWN` is 0).
 pub const CAPABILITIES: [&str; 41] = [

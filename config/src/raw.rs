@@ -218,36 +218,118 @@ pub struct File {
 #[serde(rename_all = "kebab-case")]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum Restart {
+    /// After every exit.
     Always,
+    /// After a non-zero exit status or a death by signal.
     #[default]
     OnFailure,
+    /// Runs once per start of its definition.
     Never,
 }
 
+/// The level a service's stdout/stderr lines are logged at; `off` keeps them out of the console (they still go
+/// into the node's log buffer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub enum LogLevel {
+    Off,
+    Error,
+    Warn,
+    #[default]
+    Info,
+    Debug,
+    Trace,
+}
+
+/// A program fetched by URL and run only if its SHA-256 is the one given here.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Artifact {
+    /// http:// URL (the digest, not the transport, makes it trustworthy).
+    pub url: At<String>,
+    /// 64 hex digits.
+    #[cfg_attr(feature = "schema", schemars(regex(pattern = r"^[0-9a-fA-F]{64}$")))]
+    pub sha256: At<String>,
+}
+
+/// Bytes, or a size with a binary suffix: "512M", "2G", "64K"; "max" for no limit.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged, expecting = "a number of bytes or a size like \"512M\"")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub enum Size {
+    Bytes(i64),
+    Text(String),
+}
+
+/// A share of one CPU (0.5, 2) or the cgroup's own "quota period" in microseconds ("50000 100000"); "max" for none.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged, expecting = "a fraction of a CPU like 0.5 or \"quota period\" like \"50000 100000\"")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub enum CpuMax {
+    Fraction(f64),
+    Text(String),
+}
+
+/// An rlimit value (soft = hard): a number or "unlimited".
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged, expecting = "a number or \"unlimited\"")]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub enum Limit {
+    Number(i64),
+    Text(String),
+}
+
+/// A long-running program the init supervises with least privilege: its own cgroup, only the capabilities listed,
+/// no_new_privs always set.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Service {
     /// Unique name, [a-z0-9-]+.
     pub name: At<String>,
-    /// Absolute path of the program in the image.
-    pub exec: At<String>,
+    /// Absolute path of the program in the image; exactly one of `exec` or `artifact`.
+    pub exec: Option<At<String>>,
+    /// A downloaded program, verified by its SHA-256 before it ever runs; exactly one of `exec` or `artifact`.
+    pub artifact: Option<At<Artifact>>,
     #[serde(default)]
-    pub args: Vec<String>,
-    /// Environment variables.
+    pub args: Vec<At<String>>,
+    /// Environment variables (the only ones the service gets).
     #[serde(default)]
     pub env: BTreeMap<At<String>, String>,
+    /// Working directory, absolute; default "/".
+    pub workdir: Option<At<String>>,
     #[cfg_attr(feature = "schema", schemars(range(min = 0, max = 4294967294_i64)))]
     pub uid: Option<At<i64>>,
     #[cfg_attr(feature = "schema", schemars(range(min = 0, max = 4294967294_i64)))]
     pub gid: Option<At<i64>>,
-    /// Capabilities kept, by name, e.g. "CAP_NET_BIND_SERVICE".
+    /// Capabilities kept, by name, e.g. "CAP_NET_BIND_SERVICE"; every other one is dropped from all five sets.
     #[serde(default)]
     pub capabilities: Vec<At<String>>,
+    /// setrlimit values (soft = hard) by name: as, core, cpu, data, fsize, locks, memlock, msgqueue, nice, nofile,
+    /// nproc, rss, rtprio, rttime, sigpending, stack; e.g. { nofile = 1024, core = 0 }.
+    #[serde(default)]
+    pub rlimits: BTreeMap<At<String>, At<Limit>>,
+    /// cgroup memory.max.
+    pub memory_max: Option<At<Size>>,
+    /// cgroup cpu.max.
+    pub cpu_max: Option<At<CpuMax>>,
+    /// cgroup pids.max.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 4194304)))]
+    pub pids_max: Option<At<i64>>,
     /// When to start it again after it exits; default "on-failure".
     #[serde(default)]
     pub restart: Restart,
-    /// Names of services started before this one.
+    /// The signal that asks it to stop, e.g. "SIGTERM" (the default) or "SIGINT".
+    pub stop_signal: Option<At<String>>,
+    /// Seconds between the stop signal and SIGKILL; default 10.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 3600)))]
+    pub stop_timeout: Option<At<i64>>,
+    /// What must be up first: "network", "volume:<name>", "service:<name>" (or just "<name>").
     #[serde(default)]
     pub after: Vec<At<String>>,
+    /// The level its stdout/stderr lines are logged at; default "info".
+    #[serde(default)]
+    pub log_level: LogLevel,
 }

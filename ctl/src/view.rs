@@ -144,7 +144,7 @@ impl View {
         }
         for s in &c.services {
             let fields = [
-                ("exec", s.exec.clone()),
+                ("exec", program_text(&s.program)),
                 ("args", format!("{:?}", s.args)),
                 ("uid", s.uid.to_string()),
                 ("gid", s.gid.to_string()),
@@ -348,4 +348,13 @@ pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
         out.extend_from_slice(&n.to_be_bytes()[1..4 - pad]);
     }
     Some(out)
+}
+
+/// A service's program as one string: its path in the image, or `<url> sha256:<hex>` for an artifact (the
+/// node's `GET /v1/config` answers the same).
+pub fn program_text(p: &keel_config::model::Program) -> String {
+    match p {
+        keel_config::model::Program::Path(path) => path.clone(),
+        keel_config::model::Program::Artifact { url, sha256 } => format!("{url} sha256:{sha256}"),
+    }
 }

@@ -3,7 +3,8 @@
 //! Each line goes to `/dev/kmsg` with its syslog priority. The kernel echoes kmsg lines whose level is below the
 //! console log level to the console itself; for those we do not write the console too, so nothing prints twice.
 //! Lines the kernel would not echo (e.g. info lines under `quiet`) are written to the console directly. Before
-//! `/dev/kmsg` exists (devtmpfs not mounted yet) lines go to the console only.
+//! `/dev/kmsg` exists (devtmpfs not mounted yet) lines go to the console only. Every line also goes into the
+//! in-memory ring ([`crate::logging_ring`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -89,6 +90,7 @@ impl log::Log for Logger {
             return;
         }
         let line = record.args().to_string();
+        crate::logging_ring::record(record.level(), crate::logging_ring::Source::Init, &line);
         // A poisoned lock only means another thread panicked mid-write; the sinks are still usable.
         let mut sinks = match self.sinks.lock() {
             Ok(s) => s,
@@ -100,8 +102,22 @@ impl log::Log for Logger {
     fn flush(&self) {}
 }
 
+/// Writes a line to the console and kmsg only (not the ring): for a service's output, which its reader has put
+/// into the ring under the service's name already.
+pub fn console_line(level: log::Level, line: &str) {
+    if level > log::max_level() {
+        return;
+    }
+    let mut sinks = match LOGGER.sinks.lock() {
+        Ok(s) => s,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    sinks.write_line(priority(level), line);
+}
+
 /// For the panic path: never blocks on the logger's lock (the panic may have happened while holding it).
 pub fn emergency(line: &str) {
+    crate::logging_ring::try_record(log::Level::Error, crate::logging_ring::Source::Init, line);
     match LOGGER.sinks.try_lock() {
         Ok(mut sinks) => sinks.write_line(priority(log::Level::Error), line),
         Err(_) => {

@@ -6,6 +6,7 @@ mod clock;
 mod cmdline;
 mod config;
 mod logging;
+mod logging_ring;
 mod machine_id;
 mod metrics;
 mod net;
@@ -14,6 +15,7 @@ mod power;
 mod procfs;
 mod reaper;
 mod reconcile;
+mod services;
 mod shutdown;
 // Not wired into boot yet: the integrator calls time::rtc and spawns time::run.
 mod time;

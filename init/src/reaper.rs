@@ -107,16 +107,20 @@ impl Reaper {
     }
 }
 
+/// Tests that fork children and wait for them, or reap with waitpid(-1), hold this lock: they run one at a time, so
+/// that one test's reap loop never takes another's child.
+#[cfg(test)]
+pub fn test_lock() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    // These tests fork real children and reap with waitpid(-1): they run one at a time so that one test's loop
-    // never reaps another's child.
-    static SERIAL: Mutex<()> = Mutex::new(());
-
     fn serial() -> MutexGuard<'static, ()> {
-        SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+        test_lock()
     }
 
     fn reap_until(reaper: &Reaper, pid: i32) -> Reaped {

@@ -74,13 +74,25 @@ fn unmount_all() -> Unmounted {
 }
 
 /// Runs the whole shutdown and never returns.
-pub async fn execute(request: Request, grace: Duration, net: Option<mpsc::Sender<NetEvent>>) -> ! {
+pub async fn execute(
+    request: Request,
+    grace: Duration,
+    net: Option<mpsc::Sender<NetEvent>>,
+    services: Option<crate::services::ServicesHandle>,
+) -> ! {
     log::info!(
         "shutdown.start action={} reason={} uptime_ms={}",
         request.action,
         request.reason,
         clock::ms(clock::uptime())
     );
+    // Services first, in reverse dependency order, each with its own stop signal and timeout, while the network
+    // they may need to finish still works.
+    if let Some(services) = services {
+        if tokio::time::timeout(Duration::from_secs(300), services.stop_all()).await.is_err() {
+            log::warn!("shutdown.services_timeout after_s=300");
+        }
+    }
     // DHCP leases are released while the network still works.
     if let Some(net) = net {
         let (ack, done) = oneshot::channel();

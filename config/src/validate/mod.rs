@@ -2,6 +2,7 @@
 //! with its place in the file rather than stopping at the first.
 
 mod network;
+mod services;
 mod workloads;
 
 use std::collections::BTreeMap;
@@ -26,8 +27,12 @@ pub(crate) fn document(doc: &raw::Document, sink: &mut Sink) -> Config {
         network: doc.network.as_ref().map(|n| network::network(n, sink)).unwrap_or_default(),
         volumes: doc.storage.as_ref().map(|s| workloads::volumes(&s.volume, sink)).unwrap_or_default(),
         files: workloads::files(&doc.file, sink),
-        services: workloads::services(&doc.service, sink),
+        services: services::services(&doc.service, &volume_names(doc), sink),
     }
+}
+
+fn volume_names(doc: &raw::Document) -> std::collections::BTreeSet<&str> {
+    doc.storage.iter().flat_map(|s| &s.volume).map(|v| v.get().name.get().as_str()).collect()
 }
 
 fn target(node: &raw::Node, sink: &mut Sink) -> Target {
@@ -139,5 +144,7 @@ pub(crate) fn abs_path_problem(p: &str) -> Option<&'static str> {
     }
 }
 
+#[cfg(test)]
+mod service_tests;
 #[cfg(test)]
 mod tests;

@@ -1,12 +1,10 @@
-//! `[[storage.volume]]`, `[[file]]` and `[[service]]`.
-
-use std::collections::{BTreeMap, BTreeSet};
+//! `[[storage.volume]]` and `[[file]]` (`[[service]]` is in [`super::services`]).
 
 use base64::Engine;
 
 use super::{abs_path_problem, id, Unique};
-use crate::diag::{key, Sink};
-use crate::model::{File, Service, Volume, CAPABILITIES};
+use crate::diag::Sink;
+use crate::model::{File, Volume};
 use crate::raw::{self, At};
 
 pub(super) fn volumes(raw_volumes: &[At<raw::Volume>], sink: &mut Sink) -> Vec<Volume> {
@@ -100,71 +98,8 @@ pub(super) fn files(raw_files: &[At<raw::File>], sink: &mut Sink) -> Vec<File> {
     out
 }
 
-pub(super) fn services(raw_services: &[At<raw::Service>], sink: &mut Sink) -> Vec<Service> {
-    let mut names = Unique::new("name");
-    for (i, s) in raw_services.iter().map(At::get).enumerate() {
-        let p = format!("service[{i}].name");
-        if name_ok(&s.name, &p, sink) {
-            names.check(sink, s.name.get().clone(), &format!("{:?}", s.name.get()), s.name.span(), &p);
-        }
-    }
-    let known: BTreeSet<&str> = raw_services.iter().map(|s| s.get().name.get().as_str()).collect();
-    let mut out = Vec::new();
-    for (i, s) in raw_services.iter().map(At::get).enumerate() {
-        let path = format!("service[{i}]");
-        let errors_before = sink.diags.len();
-        if let Some(problem) = abs_path_problem(s.exec.get()) {
-            sink.error(s.exec.span(), &format!("{path}.exec"), problem);
-        }
-        let mut env = BTreeMap::new();
-        for (name, value) in &s.env {
-            let n = name.get();
-            let ok = n.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-                && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-            if !ok {
-                let msg = "is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)";
-                sink.error(name.span(), &format!("{path}.env.{}", key(n)), msg);
-            } else if value.contains('\0') {
-                sink.error(name.span(), &format!("{path}.env.{}", key(n)), "value must not contain NUL");
-            }
-            env.insert(n.clone(), value.clone());
-        }
-        for (j, cap) in s.capabilities.iter().enumerate() {
-            if !CAPABILITIES.contains(&cap.get().as_str()) {
-                let msg = format!("{:?} is not a Linux capability (CAP_NET_ADMIN, CAP_NET_BIND_SERVICE, …)", cap.get());
-                sink.error(cap.span(), &format!("{path}.capabilities[{j}]"), msg);
-            }
-        }
-        for (j, after) in s.after.iter().enumerate() {
-            let p = format!("{path}.after[{j}]");
-            if after.get() == s.name.get() {
-                sink.error(after.span(), &p, "a service cannot start after itself");
-            } else if !known.contains(after.get().as_str()) {
-                sink.error(after.span(), &p, format!("{:?} names no [[service]]", after.get()));
-            }
-        }
-        let (uid, gid) =
-            (id(sink, s.uid.as_ref(), &format!("{path}.uid")), id(sink, s.gid.as_ref(), &format!("{path}.gid")));
-        if sink.diags.len() == errors_before {
-            out.push(Service {
-                name: s.name.get().clone(),
-                exec: s.exec.get().clone(),
-                args: s.args.clone(),
-                env,
-                uid,
-                gid,
-                capabilities: s.capabilities.iter().map(|c| c.get().clone()).collect(),
-                restart: s.restart,
-                after: s.after.iter().map(|a| a.get().clone()).collect(),
-            });
-        }
-    }
-    report_cycle(raw_services, sink);
-    out
-}
-
 /// Services and volumes are named `[a-z0-9-]+`, at most 64 long.
-fn name_ok(name: &At<String>, path: &str, sink: &mut Sink) -> bool {
+pub(super) fn name_ok(name: &At<String>, path: &str, sink: &mut Sink) -> bool {
     let n = name.get();
     let ok =
         !n.is_empty() && n.len() <= 64 && n.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
@@ -172,38 +107,4 @@ fn name_ok(name: &At<String>, path: &str, sink: &mut Sink) -> bool {
         sink.error(name.span(), path, format!("{n:?} is not a name: 1..64 of [a-z0-9-]"));
     }
     ok
-}
-
-/// Reports one `after` cycle (at the service where the walk closes it), so that a start order exists.
-fn report_cycle(raw_services: &[At<raw::Service>], sink: &mut Sink) {
-    let index: BTreeMap<&str, usize> =
-        raw_services.iter().enumerate().map(|(i, s)| (s.get().name.get().as_str(), i)).collect();
-    // 0 = unvisited, 1 = on the current path, 2 = done.
-    let mut state = vec![0u8; raw_services.len()];
-    fn visit(i: usize, svcs: &[At<raw::Service>], index: &BTreeMap<&str, usize>, state: &mut [u8]) -> Option<usize> {
-        state[i] = 1;
-        for after in &svcs[i].get().after {
-            match index.get(after.get().as_str()) {
-                Some(&j) if j != i && state[j] == 1 => return Some(j),
-                Some(&j) if j != i && state[j] == 0 => {
-                    if let Some(c) = visit(j, svcs, index, state) {
-                        return Some(c);
-                    }
-                }
-                _ => {}
-            }
-        }
-        state[i] = 2;
-        None
-    }
-    for i in 0..raw_services.len() {
-        if state[i] == 0 {
-            if let Some(j) = visit(i, raw_services, &index, &mut state) {
-                let name = raw_services[j].get().name.get();
-                let msg = format!("service {name:?} is part of an `after` cycle; no start order exists");
-                sink.error(raw_services[j].get().name.span(), &format!("service[{j}].after"), msg);
-                return;
-            }
-        }
-    }
 }

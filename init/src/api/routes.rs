@@ -53,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/config", get(get_config).put(put_config))
         .route("/v1/reboot", post(|s, b| command(s, b, Action::Reboot)))
         .route("/v1/poweroff", post(|s, b| command(s, b, Action::Poweroff)))
+        .route("/v1/logs", get(logs))
         .route("/metrics", get(metrics))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not-found", "no such endpoint; see docs/api.md") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -74,6 +75,7 @@ async fn get_status(State(s): State<AppState>) -> Json<Value> {
         "controllers": status::controllers(&s.config),
         "network": net,
         "time": status::time(&s.time.borrow()),
+        "services": status::services(&s.config),
         "rss_kib": crate::procfs::self_rss_kib(),
     }))
 }
@@ -160,6 +162,42 @@ async fn command(
             refusal(r.http_status(), r.code, &r.detail)
         }
     }
+}
+
+fn log_line(e: &crate::logging_ring::Entry) -> String {
+    let source = match &e.source {
+        crate::logging_ring::Source::Init => "keel".to_string(),
+        crate::logging_ring::Source::Service { name, stream } => format!("{name}[{}]", stream.as_str()),
+    };
+    format!("{:>10.3} {:<5} {source}: {}\n", e.uptime_ms as f64 / 1000.0, e.level, e.text)
+}
+
+#[derive(serde::Deserialize)]
+struct LogQuery {
+    follow: Option<String>,
+}
+
+/// The ring buffer as text; with `?follow=1` new lines keep coming until the client goes away.
+async fn logs(axum::extract::Query(q): axum::extract::Query<LogQuery>) -> Response {
+    let entries = crate::logging_ring::since(0);
+    let next = entries.last().map_or(0, |e| e.seq + 1);
+    let text: String = entries.iter().map(log_line).collect();
+    if !matches!(q.follow.as_deref(), Some("1") | Some("true")) {
+        return ([("content-type", "text/plain; charset=utf-8")], text).into_response();
+    }
+    let first = futures_util::stream::once(async move { Ok::<_, std::convert::Infallible>(text) });
+    let rest = futures_util::stream::unfold(next, |next| async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let fresh = crate::logging_ring::since(next);
+            if let Some(last) = fresh.last() {
+                let chunk: String = fresh.iter().map(log_line).collect();
+                return Some((Ok(chunk), last.seq + 1));
+            }
+        }
+    });
+    let body = axum::body::Body::from_stream(futures_util::StreamExt::chain(first, rest));
+    ([("content-type", "text/plain; charset=utf-8")], body).into_response()
 }
 
 async fn metrics(State(s): State<AppState>) -> Response {

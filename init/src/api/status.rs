@@ -103,6 +103,21 @@ pub fn config(c: &ConfigHandle) -> Value {
     })
 }
 
+pub fn services(c: &ConfigHandle) -> Value {
+    let s = c.services_status.borrow();
+    let list: serde_json::Map<String, Value> = s
+        .services
+        .iter()
+        .map(|(name, st)| {
+            let v = json!({"state": st.state.to_string(), "pid": st.pid, "restarts": st.restarts,
+                           "last_exit": st.last_exit.map(|e| e.to_string()), "since_s": st.since.as_secs_f64(),
+                           "artifact": st.artifact, "reason": st.reason});
+            (name.clone(), v)
+        })
+        .collect();
+    json!({"generation": s.generation, "converged": s.converged, "services": list})
+}
+
 pub fn controllers(c: &ConfigHandle) -> Value {
     json!({"sysctl": controller(&c.sysctl.borrow()), "files": controller(&c.files.borrow())})
 }
@@ -154,8 +169,13 @@ pub fn running_config(c: &ConfigHandle) -> Value {
         .services
         .iter()
         .map(|s| {
-            json!({"name": s.name, "exec": s.exec, "args": s.args, "env": s.env, "uid": s.uid, "gid": s.gid,
-                   "capabilities": s.capabilities, "restart": format!("{:?}", s.restart).to_lowercase(), "after": s.after})
+            let exec = match &s.program {
+                keel_config::model::Program::Path(p) => p.clone(),
+                keel_config::model::Program::Artifact { url, sha256 } => format!("{url} sha256:{sha256}"),
+            };
+            json!({"name": s.name, "exec": exec, "args": s.args, "env": s.env, "uid": s.uid, "gid": s.gid,
+                   "capabilities": s.capabilities, "restart": format!("{:?}", s.restart).to_lowercase(),
+                   "after": s.after.iter().map(|a| a.to_string()).collect::<Vec<_>>()})
         })
         .collect();
     let volumes: Vec<Value> = cfg

@@ -129,12 +129,17 @@ pub async fn run(exec_at: Duration) -> ! {
     // PID 1 itself is ready; the network and the clock converge from here, each reporting its own readiness.
     let (net, boot_network) = crate::net::start(&node.settings, node.machine_id.default_hostname(), exec_at);
     let time = start_time_sync(&node, net.as_ref().map(|(_, status)| status.clone()));
-    let config =
-        crate::config::run::start(&node.settings, node.machine_id.as_str().to_string(), boot_network, net.clone());
+    let config = crate::config::run::start(
+        &node.settings,
+        node.machine_id.as_str().to_string(),
+        boot_network,
+        net.clone(),
+        reaper.clone(),
+    );
     tokio::spawn(crate::api::start(crate::api::Parts {
         machine_id: node.machine_id.as_str().to_string(),
         hostname: node.hostname.clone(),
-        config,
+        config: config.clone(),
         net: net.as_ref().map(|(_, status)| status.clone()),
         time,
         power: tx.clone(),
@@ -172,7 +177,7 @@ pub async fn run(exec_at: Duration) -> ! {
         Some(r) => r,
         None => power::Request { action: power::Action::Reboot, reason: "no-request-source".into() },
     };
-    shutdown::execute(request, grace, net.map(|(inbox, _)| inbox)).await
+    shutdown::execute(request, grace, net.map(|(inbox, _)| inbox), Some(config.services.clone())).await
 }
 
 /// Keeps the clock right with SNTP, using the servers the network controller resolves (config, `ip=`,

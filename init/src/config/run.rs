@@ -8,7 +8,9 @@ use super::{apply, pull};
 use crate::cmdline::Settings;
 use crate::net::controller::{NetEvent, NetStatus};
 use crate::net::model::Desired;
+use crate::reaper::Reaper;
 use crate::reconcile::{self, files::Files, sysctl::Sysctl, ControllerStatus};
+use crate::services::{self, ServicesHandle, ServicesStatus};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -19,6 +21,8 @@ pub const DEFAULT_CONFIG: &str = "/etc/keel/default.toml";
 /// The last-known-good config and the highest generation (on the state volume once there is one).
 pub const STATE_DIR: &str = "/var/lib/keel/config";
 const FILES_MANIFEST: &str = "/var/lib/keel/files.manifest";
+/// The generation the node runs, for services to read (the demo shows it).
+pub const GENERATION_FILE: &str = "/run/keel/generation";
 
 pub struct Submit {
     pub source: String,
@@ -36,6 +40,8 @@ pub struct ConfigHandle {
     pub converged: watch::Receiver<Option<u64>>,
     pub sysctl: watch::Receiver<ControllerStatus>,
     pub files: watch::Receiver<ControllerStatus>,
+    pub services: ServicesHandle,
+    pub services_status: watch::Receiver<ServicesStatus>,
 }
 
 fn read_embedded() -> Option<Signed> {
@@ -49,6 +55,7 @@ pub fn start(
     machine_id: String,
     boot_network: Desired,
     net: Option<(mpsc::Sender<NetEvent>, watch::Receiver<NetStatus>)>,
+    reaper: Reaper,
 ) -> ConfigHandle {
     let trust = std::fs::read_to_string(ALLOWED_SIGNERS).map_err(|e| format!("{ALLOWED_SIGNERS}: {e}"));
     let (mut pipeline, applied, rejection) = Pipeline::new(trust, machine_id.clone(), Store::new(STATE_DIR));
@@ -88,6 +95,13 @@ pub fn start(
     let handle_controllers = (sysctl_status.clone(), files_status.clone());
     let net_inbox = net.as_ref().map(|(inbox, _)| inbox.clone());
     let net_status = net.as_ref().map(|(_, status)| status.clone());
+    let (services_tx, services_rx) = watch::channel(None);
+    let network_ready = match &net_status {
+        Some(status) => services::flag(status.clone(), |s: &NetStatus| s.ready),
+        None => watch::channel(false).1,
+    };
+    let (services, services_status) = services::start(reaper, services_rx, network_ready);
+    let services_watch = services_status.clone();
     let mut applied_rx = applied.clone();
     tokio::spawn(async move {
         loop {
@@ -100,14 +114,20 @@ pub fn start(
                 }
                 sysctl_tx.send_replace(Some((generation, apply::sysctls(&a.config))));
                 files_tx.send_replace(Some((generation, apply::files(&a.config))));
-                if !a.config.volumes.is_empty() || !a.config.services.is_empty() {
+                let shown = format!("{generation}\n");
+                if let Err(e) =
+                    crate::reconcile::files::write_atomic(GENERATION_FILE.as_ref(), shown.as_bytes(), 0o644, None)
+                {
+                    log::warn!("config.generation_file_failed error={}", crate::logging::q(&e.to_string()));
+                }
+                services_tx.send_replace(Some((generation, a.config.services.clone())));
+                if !a.config.volumes.is_empty() {
                     log::warn!(
-                        "config.unsupported generation={generation} volumes={} services={} reason=\"not in this build yet\"",
+                        "config.unsupported generation={generation} volumes={} reason=\"not in this build yet\"",
                         a.config.volumes.len(),
-                        a.config.services.len()
                     );
                 }
-                let watched = (sysctl_status.clone(), files_status.clone(), net_status.clone());
+                let watched = (sysctl_status.clone(), files_status.clone(), net_status.clone(), services_watch.clone());
                 if report_convergence(generation, started, watched, applied_rx.clone()).await {
                     converged_tx.send_replace(Some(generation));
                 }
@@ -122,17 +142,18 @@ pub fn start(
         tokio::spawn(pull::run(url.clone(), settings.config_interval, machine_id, status.clone(), submit.clone()));
     }
     let (sysctl, files) = handle_controllers;
-    ConfigHandle { submit, applied, rejection, converged, sysctl, files }
+    ConfigHandle { submit, applied, rejection, converged, sysctl, files, services, services_status }
 }
 
 /// Waits until every controller has converged `generation` (or a newer config arrives) and logs it once.
 async fn report_convergence(
     generation: u64,
     started: Instant,
-    (mut sysctl, mut files, net): (
+    (mut sysctl, mut files, net, mut services): (
         watch::Receiver<ControllerStatus>,
         watch::Receiver<ControllerStatus>,
         Option<watch::Receiver<NetStatus>>,
+        watch::Receiver<ServicesStatus>,
     ),
     mut applied: watch::Receiver<Option<Arc<Applied>>>,
 ) -> bool {
@@ -147,6 +168,7 @@ async fn report_convergence(
                 })
                 .await;
         }
+        let _ = services.wait_for(|s| s.generation == Some(generation) && s.converged).await;
     };
     tokio::select! {
         _ = wait => {

@@ -46,7 +46,7 @@ pub struct VmConfig {
     /// Exit QEMU instead of rebooting, so a test can see that the guest asked to reboot.
     pub no_reboot: bool,
     pub memory_mib: u32,
-    /// TCP ports forwarded from the host's 127.0.0.1 to the guest: (host, guest).
+    /// TCP ports forwarded from the host's loopback into the guest: (host port, guest port).
     pub hostfwd: Vec<(u16, u16)>,
 }
 
@@ -102,13 +102,7 @@ impl Vm {
             .args(["-serial", "stdio"])
             .arg("-qmp")
             .arg(format!("unix:{},server=on,wait=off", qmp_path.display()))
-            .arg("-netdev")
-            .arg(
-                cfg.hostfwd
-                    .iter()
-                    .fold("user,id=n0".to_string(), |n, (h, g)| format!("{n},hostfwd=tcp:127.0.0.1:{h}-:{g}")),
-            )
-            .args(["-device", "virtio-net-pci,netdev=n0"])
+            .args(["-netdev", &netdev(&cfg.hostfwd), "-device", "virtio-net-pci,netdev=n0"])
             // Like any cloud VM: a hardware RNG, so the kernel's pool is ready early.
             .args(["-device", "virtio-rng-pci"])
             .arg("-kernel")
@@ -200,9 +194,47 @@ impl Drop for Vm {
     }
 }
 
-/// A TCP port on the host's loopback that was free a moment ago (for a hostfwd).
+/// QEMU's user network, with the host ports forwarded into the guest.
+fn netdev(hostfwd: &[(u16, u16)]) -> String {
+    let mut spec = "user,id=n0".to_string();
+    for (host, guest) in hostfwd {
+        spec.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
+    }
+    spec
+}
+
+/// A TCP port on the host's loopback that nothing listens on right now (for a `hostfwd`).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    listener.local_addr().map(|a| a.port()).unwrap_or(0)
+}
+
+/// GET `path` from 127.0.0.1:`port` (a hostfwd into a guest), retrying until a complete HTTP 200 answer arrives
+/// (QEMU accepts and closes a forwarded connection while nothing listens in the guest). Returns the body.
+pub fn http_get(port: u16, path: &str, timeout: Duration) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let deadline = Instant::now() + timeout;
+    let mut last = String::from("no attempt");
+    while Instant::now() < deadline {
+        let attempt = (|| {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+            s.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| e.to_string())?;
+            s.write_all(format!("GET {path} HTTP/1.1\r\nHost: keel\r\nConnection: close\r\n\r\n").as_bytes())
+                .map_err(|e| e.to_string())?;
+            let mut reply = String::new();
+            s.read_to_string(&mut reply).map_err(|e| e.to_string())?;
+            match reply.split_once("\r\n\r\n") {
+                Some((head, body)) if head.starts_with("HTTP/1.1 200 ") => Ok(body.to_string()),
+                _ => Err(format!("answer {reply:?}")),
+            }
+        })();
+        match attempt {
+            Ok(body) => return Ok(body),
+            Err(e) => last = e,
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    Err(format!("GET 127.0.0.1:{port}{path}: no answer within {}s (last: {last})", timeout.as_secs()))
 }
 
 /// The keelctl binary built for this workspace (`make e2e` builds it first).
@@ -234,6 +266,12 @@ pub fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forwards_host_ports() {
+        assert_eq!(netdev(&[]), "user,id=n0");
+        assert_eq!(netdev(&[(18080, 8080)]), "user,id=n0,hostfwd=tcp:127.0.0.1:18080-:8080");
+    }
 
     #[test]
     fn reads_fields_from_log_lines() {

@@ -1,0 +1,123 @@
+//! The services task: applies each accepted config's services by the plan (stop removed and changed ones,
+//! dependents first; start new and changed ones, dependencies first; leave the rest alone), and at shutdown stops
+//! everything in reverse dependency order.
+
+use super::plan;
+use super::status::{ServiceStatus, State};
+use super::supervisor::{self, Ctx, Handle, StopReason};
+use keel_config::model::Service;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub enum Command {
+    /// Stop every service (reverse dependency order) and start nothing any more; answers when done.
+    StopAll(oneshot::Sender<()>),
+}
+
+pub struct Manager {
+    ctx: Arc<Ctx>,
+    running: BTreeMap<String, Handle>,
+    shutting_down: bool,
+}
+
+impl Manager {
+    pub fn new(ctx: Arc<Ctx>) -> Manager {
+        Manager { ctx, running: BTreeMap::new(), shutting_down: false }
+    }
+
+    pub async fn run(
+        mut self,
+        mut desired: watch::Receiver<Option<(u64, Vec<Service>)>>,
+        mut inbox: mpsc::Receiver<Command>,
+    ) {
+        let (mut desired_open, mut inbox_open) = (true, true);
+        loop {
+            if desired_open && !self.shutting_down {
+                let current = desired.borrow_and_update().clone();
+                if let Some((generation, services)) = current {
+                    self.converge(generation, &services).await;
+                }
+            }
+            tokio::select! {
+                changed = desired.changed(), if desired_open => desired_open = changed.is_ok(),
+                command = inbox.recv(), if inbox_open => match command {
+                    Some(Command::StopAll(done)) => {
+                        self.shutting_down = true;
+                        self.stop_all().await;
+                        let _ = done.send(());
+                    }
+                    None => inbox_open = false,
+                },
+                // Nothing can reach this task any more; the services keep running under their supervisors.
+                _ = std::future::pending::<()>(), if !desired_open && !inbox_open => {}
+            }
+        }
+    }
+
+    async fn converge(&mut self, generation: u64, services: &[Service]) {
+        let running: BTreeMap<String, Arc<Service>> =
+            self.running.iter().map(|(name, h)| (name.clone(), h.def.clone())).collect();
+        let plan = plan::plan(services, &running);
+        if !plan.is_empty() {
+            let list = |names: &mut dyn Iterator<Item = &String>| {
+                let v: Vec<&str> = names.map(String::as_str).collect();
+                if v.is_empty() {
+                    "-".to_string()
+                } else {
+                    v.join(",")
+                }
+            };
+            log::info!(
+                "services.plan generation={generation} start={} stop={} changed={} unchanged={}",
+                list(&mut plan.start.iter().filter(|n| !plan.changed.contains(*n))),
+                list(&mut plan.removed.iter()),
+                list(&mut plan.changed.iter()),
+                list(&mut plan.unchanged.iter()),
+            );
+        }
+        for layer in &plan.stop {
+            let reason =
+                |name: &str| if plan.changed.contains(name) { StopReason::Changed } else { StopReason::Removed };
+            self.stop_layer(layer, reason).await;
+        }
+        self.ctx.status.send_modify(|s| {
+            for name in &plan.removed {
+                s.services.remove(name);
+            }
+        });
+        for name in &plan.start {
+            let Some(def) = services.iter().find(|s| &s.name == name) else { continue };
+            let first = if def.after.is_empty() { State::Starting } else { State::Blocked };
+            self.ctx.status.send_modify(|s| {
+                s.services.insert(name.clone(), ServiceStatus::new(first));
+            });
+            self.running.insert(name.clone(), supervisor::start(self.ctx.clone(), Arc::new(def.clone())));
+        }
+        self.ctx.status.send_modify(|s| {
+            s.generation = Some(generation);
+            s.settle();
+        });
+    }
+
+    /// Stops the services of one layer together and waits for all of them.
+    async fn stop_layer(&mut self, layer: &[String], reason: impl Fn(&str) -> StopReason) {
+        let handles: Vec<Handle> = layer.iter().filter_map(|name| self.running.remove(name)).collect();
+        for h in &handles {
+            h.request_stop(reason(&h.def.name));
+        }
+        for h in handles {
+            h.join().await;
+        }
+    }
+
+    async fn stop_all(&mut self) {
+        let defs: Vec<Arc<Service>> = self.running.values().map(|h| h.def.clone()).collect();
+        let refs: Vec<&Service> = defs.iter().map(|d| &**d).collect();
+        let layers = plan::stop_layers(&refs);
+        log::info!("services.stop_all services={} layers={}", refs.len(), layers.len());
+        for layer in &layers {
+            self.stop_layer(layer, |_| StopReason::Shutdown).await;
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! Services: the node's workloads, supervised by PID 1 with least privilege and converged from config.
+//!
+//! - Each `[[service]]` runs in its own cgroup (`/sys/fs/cgroup/keel.services/<name>`, with its memory, cpu and
+//!   pids limits), as its uid/gid with no supplementary groups, with only the capabilities it lists (in all five
+//!   sets; everything else dropped), its rlimits, and no_new_privs. All of it is computed before the fork; the child
+//!   only makes raw system calls ([`caps::Privileges::enter`]). Children start only through the init's [`Reaper`].
+//! - Restarts follow the service's policy with exponential backoff (1 s … 60 s), a crash-loop state after five short
+//!   runs in a row, and a reset after a 30 s run. stdout/stderr go line by line to the log ring and the console.
+//! - A new config is planned against what runs ([`plan`]): a changed definition restarts that service only, a
+//!   removed one is stopped (stop signal, stop timeout, SIGKILL), unchanged ones are not touched; starts wait for
+//!   `after` (network, volumes, other services). [`ServicesHandle::stop_all`] stops everything in reverse
+//!   dependency order at shutdown.
+//! - Artifacts are fetched by URL into a content-addressed store and run only after their SHA-256 matched.
+
+pub mod artifact;
+pub mod backoff;
+pub mod caps;
+pub mod cgroup;
+mod manager;
+pub mod output;
+pub mod plan;
+pub mod spawn;
+pub mod status;
+mod supervisor;
+
+#[cfg(test)]
+mod root_harness;
+#[cfg(test)]
+mod root_tests;
+
+pub use backoff::Timing;
+pub use status::ServicesStatus;
+#[allow(unused_imports)] // read by the node API
+pub use status::{ServiceStatus, State};
+
+use crate::reaper::Reaper;
+use keel_config::model::Service;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// The desired services: the config generation and its `[[service]]` list.
+pub type Desired = Option<(u64, Vec<Service>)>;
+
+/// Where services live on the node; tests point these at throwaway places.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The cgroup2 mount.
+    pub cgroup_root: PathBuf,
+    /// The services' parent group under it.
+    pub cgroup_group: PathBuf,
+    /// The artifact store.
+    pub artifacts: PathBuf,
+    pub timing: Timing,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            cgroup_root: "/sys/fs/cgroup".into(),
+            cgroup_group: "keel.services".into(),
+            artifacts: artifact::STORE.into(),
+            timing: Timing::default(),
+        }
+    }
+}
+
+/// What the rest of the init holds to reach the services task.
+#[derive(Clone)]
+pub struct ServicesHandle {
+    inbox: mpsc::Sender<manager::Command>,
+}
+
+impl ServicesHandle {
+    /// Stops every service, dependents before what they start after, each with its stop signal and then SIGKILL
+    /// after its stop timeout; nothing is started or restarted afterwards. Returns when all are stopped.
+    pub async fn stop_all(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.inbox.send(manager::Command::StopAll(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
+/// Starts the services task with the node's defaults.
+pub fn start(
+    reaper: Reaper,
+    desired: watch::Receiver<Desired>,
+    network_ready: watch::Receiver<bool>,
+) -> (ServicesHandle, watch::Receiver<ServicesStatus>) {
+    start_with(Options::default(), reaper, desired, network_ready)
+}
+
+pub fn start_with(
+    options: Options,
+    reaper: Reaper,
+    desired: watch::Receiver<Desired>,
+    network_ready: watch::Receiver<bool>,
+) -> (ServicesHandle, watch::Receiver<ServicesStatus>) {
+    let (status, status_rx) = watch::channel(ServicesStatus::default());
+    let ctx = Arc::new(supervisor::Ctx {
+        reaper,
+        cgroups: cgroup::Cgroups::new(options.cgroup_root, options.cgroup_group),
+        artifacts: artifact::Store::new(options.artifacts),
+        timing: options.timing,
+        last_cap: caps::last_cap(),
+        status,
+        network: network_ready,
+    });
+    let (inbox_tx, inbox) = mpsc::channel(4);
+    tokio::spawn(manager::Manager::new(ctx).run(desired, inbox));
+    (ServicesHandle { inbox: inbox_tx }, status_rx)
+}
+
+/// A `bool` that follows `source` through `test` (e.g. "the network is ready" from the network's status).
+pub fn flag<T: Send + Sync + 'static>(mut source: watch::Receiver<T>, test: fn(&T) -> bool) -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(test(&source.borrow_and_update()));
+    tokio::spawn(async move {
+        while source.changed().await.is_ok() {
+            let now = test(&source.borrow_and_update());
+            tx.send_if_modified(|v| std::mem::replace(v, now) != now);
+        }
+    });
+    rx
+}

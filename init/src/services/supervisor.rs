@@ -1,0 +1,366 @@
+//! One task per service definition: wait for what it starts after, start it, watch it, restart it by its policy
+//! with backoff, and stop it on request (stop signal, stop timeout, then SIGKILL to its whole cgroup).
+
+use super::artifact::{self, Verified};
+use super::backoff::{Backoff, Timing};
+use super::cgroup::{self, Cgroups};
+use super::output;
+use super::spawn;
+use super::status::{ServiceStatus, ServicesStatus, State};
+use crate::logging::q;
+use crate::logging_ring::Stream;
+use crate::reaper::{Exit, Reaper};
+use keel_config::model::{After, Program, Restart, Service};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// What every supervisor shares.
+pub struct Ctx {
+    pub reaper: Reaper,
+    pub cgroups: Cgroups,
+    pub artifacts: artifact::Store,
+    pub timing: Timing,
+    pub last_cap: u32,
+    pub status: watch::Sender<ServicesStatus>,
+    pub network: watch::Receiver<bool>,
+}
+
+impl Ctx {
+    /// Changes one service's status (if it is still listed) and recomputes convergence.
+    pub fn update(&self, name: &str, f: impl FnOnce(&mut ServiceStatus)) {
+        self.status.send_modify(|all| {
+            if let Some(s) = all.services.get_mut(name) {
+                f(s);
+            }
+            all.settle();
+        });
+    }
+
+    fn enter(&self, name: &str, state: State, reason: Option<String>) {
+        self.update(name, |s| {
+            s.state = state;
+            s.since = crate::clock::uptime();
+            s.reason = reason;
+        });
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    Removed,
+    Changed,
+    Shutdown,
+}
+
+impl StopReason {
+    fn as_str(self) -> &'static str {
+        match self {
+            StopReason::Removed => "removed",
+            StopReason::Changed => "changed",
+            StopReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// A running supervisor.
+pub struct Handle {
+    pub def: Arc<Service>,
+    stop: watch::Sender<Option<StopReason>>,
+    task: JoinHandle<()>,
+}
+
+impl Handle {
+    pub fn request_stop(&self, reason: StopReason) {
+        self.stop.send_replace(Some(reason));
+    }
+
+    /// Waits until the service is stopped (after [`Handle::request_stop`]).
+    pub async fn join(self) {
+        let _ = self.task.await;
+    }
+}
+
+pub fn start(ctx: Arc<Ctx>, def: Arc<Service>) -> Handle {
+    let (stop, stop_rx) = watch::channel(None);
+    let task = tokio::spawn(supervise(ctx, def.clone(), stop_rx));
+    Handle { def, stop, task }
+}
+
+/// How one run ended.
+enum Ended {
+    /// Exited on its own after running for the duration.
+    Exited(Option<Exit>, Duration),
+    /// Could not be started.
+    StartFailed(String),
+    /// Stopped on request.
+    Stopped,
+}
+
+async fn stop_requested(stop: &mut watch::Receiver<Option<StopReason>>) -> StopReason {
+    match stop.wait_for(Option::is_some).await {
+        Ok(r) => r.unwrap_or(StopReason::Shutdown),
+        // The manager is gone: nothing will run this service any more.
+        Err(_) => StopReason::Shutdown,
+    }
+}
+
+async fn supervise(ctx: Arc<Ctx>, def: Arc<Service>, mut stop: watch::Receiver<Option<StopReason>>) {
+    let name = def.name.as_str();
+    if !wait_for_dependencies(&ctx, &def, &mut stop).await {
+        ctx.enter(name, State::Stopped, None);
+        return;
+    }
+    let mut backoff = Backoff::default();
+    let mut verified: Option<Verified> = None;
+    let mut first = true;
+    loop {
+        if !first {
+            ctx.update(name, |s| s.restarts += 1);
+        }
+        first = false;
+        ctx.enter(name, State::Starting, None);
+        let ended = run_once(&ctx, &def, &mut verified, &mut stop).await;
+        let (ran, reason) = match ended {
+            Ended::Stopped => {
+                ctx.enter(name, State::Stopped, None);
+                return;
+            }
+            Ended::Exited(exit, ran) => {
+                let again = match def.restart {
+                    Restart::Always => true,
+                    Restart::Never => false,
+                    Restart::OnFailure => exit != Some(Exit::Code(0)),
+                };
+                if !again {
+                    let state = if exit == Some(Exit::Code(0)) { State::Stopped } else { State::Failed };
+                    log::info!("service.done name={name} state={state}");
+                    ctx.enter(name, state, None);
+                    return;
+                }
+                let shown = exit.map_or_else(|| "unknown".to_string(), |e| e.to_string());
+                (Some(ran), format!("last run ended {shown} after {} ms", ran.as_millis()))
+            }
+            Ended::StartFailed(error) => {
+                log::error!("service.start_failed name={name} error={}", q(&error));
+                if def.restart == Restart::Never {
+                    ctx.enter(name, State::Failed, Some(error));
+                    return;
+                }
+                (None, error)
+            }
+        };
+        let delay = backoff.after_run(ran, &ctx.timing);
+        let state = if backoff.crash_loop(&ctx.timing) { State::CrashLoop } else { State::Backoff };
+        log::warn!("service.restart_in name={name} delay_ms={} state={state}", delay.as_millis());
+        ctx.enter(name, state, Some(reason));
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop_requested(&mut stop) => {
+                ctx.enter(name, State::Stopped, None);
+                return;
+            }
+        }
+    }
+}
+
+/// Waits for everything in `after`; false when a stop came first.
+async fn wait_for_dependencies(ctx: &Ctx, def: &Service, stop: &mut watch::Receiver<Option<StopReason>>) -> bool {
+    let name = def.name.as_str();
+    for dep in &def.after {
+        let mut network = ctx.network.clone();
+        let mut status = ctx.status.subscribe();
+        let ready = async {
+            match dep {
+                After::Network => network.wait_for(|up| *up).await.is_ok(),
+                // TODO(storage): wait until the volume is mounted once the storage controller reports volumes; until
+                // then a volume dependency is satisfied at once.
+                After::Volume(_) => true,
+                After::Service(other) => status
+                    .wait_for(|s| {
+                        s.services.get(other).is_some_and(|o| {
+                            o.state == State::Running
+                                || (o.state == State::Stopped && o.last_exit == Some(Exit::Code(0)))
+                        })
+                    })
+                    .await
+                    .is_ok(),
+            }
+        };
+        tokio::pin!(ready);
+        let already = futures_util::FutureExt::now_or_never(&mut ready);
+        if already == Some(true) {
+            continue;
+        }
+        log::info!("service.blocked name={name} waiting={dep}");
+        ctx.enter(name, State::Blocked, Some(format!("waiting for {dep}")));
+        let satisfied = match already {
+            Some(false) => false,
+            _ => tokio::select! {
+                ok = &mut ready => ok,
+                _ = stop_requested(stop) => return false,
+            },
+        };
+        if !satisfied {
+            // The source went away (no network controller): it will never be ready; wait for a stop.
+            stop_requested(stop).await;
+            return false;
+        }
+    }
+    true
+}
+
+/// The program to execute: a path in the image, or the verified artifact (fetched once per definition).
+async fn program(ctx: &Ctx, def: &Service, verified: &mut Option<Verified>) -> Result<String, String> {
+    match &def.program {
+        Program::Path(path) => Ok(path.clone()),
+        Program::Artifact { url, sha256 } => {
+            if verified.is_none() {
+                let v = ctx.artifacts.get(&def.name, url, sha256).await.map_err(|e| {
+                    log::error!("artifact.refused name={} reason={} error={}", def.name, e.code(), q(&e.to_string()));
+                    e.to_string()
+                })?;
+                ctx.update(&def.name, |s| s.artifact = Some(v.sha256.clone()));
+                *verified = Some(v);
+            }
+            verified.as_ref().map(Verified::exec_path).ok_or_else(|| "artifact missing".to_string())
+        }
+    }
+}
+
+async fn run_once(
+    ctx: &Ctx,
+    def: &Service,
+    verified: &mut Option<Verified>,
+    stop: &mut watch::Receiver<Option<StopReason>>,
+) -> Ended {
+    let name = def.name.as_str();
+    let program = tokio::select! {
+        p = program(ctx, def, verified) => p,
+        _ = stop_requested(stop) => return Ended::Stopped,
+    };
+    let program = match program {
+        Ok(p) => p,
+        Err(e) => return Ended::StartFailed(e),
+    };
+    let cg = match ctx.cgroups.prepare(name, &def.cgroup) {
+        Ok(cg) => cg,
+        Err(e) => {
+            cleanup(&ctx.cgroups.path(name)).await;
+            return Ended::StartFailed(e.to_string());
+        }
+    };
+    let launched = spawn::spawn(&ctx.reaper, def, &program, ctx.last_cap, Some(&cg));
+    let cg_path = cg.path.clone();
+    drop(cg);
+    let launched = match launched {
+        Ok(l) => l,
+        Err(e) => {
+            cleanup(&cg_path).await;
+            return Ended::StartFailed(e.to_string());
+        }
+    };
+    let started = Instant::now();
+    let pid = launched.child.pid;
+    let keep = super::caps::mask(&def.capabilities).unwrap_or(0);
+    log::info!(
+        "service.start name={name} pid={pid} uid={} gid={} caps={} cgroup={} program={}",
+        def.uid,
+        def.gid,
+        super::caps::names(keep),
+        cg_path.display(),
+        q(verified.as_ref().map_or(&program, |v| &v.sha256))
+    );
+    let tag: Arc<str> = Arc::from(name);
+    tokio::spawn(output::pump(tag.clone(), Stream::Stdout, def.log_level, launched.stdout));
+    tokio::spawn(output::pump(tag, Stream::Stderr, def.log_level, launched.stderr));
+    ctx.update(name, |s| {
+        s.state = State::Running;
+        s.pid = Some(pid);
+        s.since = crate::clock::uptime();
+        s.reason = None;
+    });
+
+    let wait = launched.child.wait();
+    tokio::pin!(wait);
+    let ended = tokio::select! {
+        exit = &mut wait => {
+            let ran = started.elapsed();
+            let level = if exit == Some(Exit::Code(0)) { log::Level::Info } else { log::Level::Warn };
+            log::log!(level, "service.exit name={name} pid={pid} status={} ran_ms={}", show(exit), ran.as_millis());
+            ctx.update(name, |s| s.last_exit = exit);
+            Ended::Exited(exit, ran)
+        }
+        reason = stop_requested(stop) => {
+            let exit = stop_process(ctx, def, pid, &cg_path, reason, &mut wait).await;
+            ctx.update(name, |s| s.last_exit = exit);
+            Ended::Stopped
+        }
+    };
+    ctx.update(name, |s| s.pid = None);
+    cleanup(&cg_path).await;
+    ended
+}
+
+/// Stop signal, up to the stop timeout, then SIGKILL for everything in the service's cgroup.
+async fn stop_process(
+    ctx: &Ctx,
+    def: &Service,
+    pid: i32,
+    cg_path: &std::path::Path,
+    reason: StopReason,
+    wait: &mut (impl std::future::Future<Output = Option<Exit>> + Unpin),
+) -> Option<Exit> {
+    let name = def.name.as_str();
+    let signal = def.stop_signal.parse::<Signal>().unwrap_or(Signal::SIGTERM);
+    let timeout = Duration::from_secs(u64::from(def.stop_timeout_s));
+    log::info!(
+        "service.stop name={name} pid={pid} signal={signal} timeout_s={} reason={}",
+        timeout.as_secs(),
+        reason.as_str()
+    );
+    ctx.enter(name, State::Stopping, Some(format!("stopping: {}", reason.as_str())));
+    let asked = Instant::now();
+    let _ = kill(Pid::from_raw(pid), signal);
+    let exit = match tokio::time::timeout(timeout, &mut *wait).await {
+        Ok(exit) => exit,
+        Err(_) => {
+            log::warn!("service.kill name={name} pid={pid} after_s={} reason=stop_timeout", timeout.as_secs());
+            cgroup::kill(cg_path);
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            wait.await
+        }
+    };
+    log::info!("service.stopped name={name} pid={pid} status={} ms={}", show(exit), asked.elapsed().as_millis());
+    exit
+}
+
+fn show(exit: Option<Exit>) -> String {
+    exit.map_or_else(|| "unknown".to_string(), |e| e.to_string())
+}
+
+/// After the main process is gone: kill what it left in its cgroup and remove the group.
+async fn cleanup(path: &std::path::Path) {
+    cgroup::kill(path);
+    let path: PathBuf = path.to_path_buf();
+    if let Err(e) = cgroup::remove(&path, Duration::from_secs(2)).await {
+        log::warn!("service.cgroup_remove_failed path={} error={}", path.display(), q(&e.to_string()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_signals_from_the_config_are_known_to_nix() {
+        for name in keel_config::model::STOP_SIGNALS {
+            assert!(name.parse::<Signal>().is_ok(), "{name}");
+        }
+    }
+}
