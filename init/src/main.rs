@@ -13,6 +13,7 @@ mod procfs;
 mod reaper;
 mod reconcile;
 mod shutdown;
+mod storage;
 // Not wired into boot yet: the integrator calls time::rtc and spawns time::run.
 mod time;
 
