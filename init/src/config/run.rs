@@ -94,10 +94,9 @@ pub fn start(
                 }
                 sysctl_tx.send_replace(Some((generation, apply::sysctls(&a.config))));
                 files_tx.send_replace(Some((generation, apply::files(&a.config))));
-                if !a.config.volumes.is_empty() || !a.config.services.is_empty() {
+                if !a.config.services.is_empty() {
                     log::warn!(
-                        "config.unsupported generation={generation} volumes={} services={} reason=\"not in this build yet\"",
-                        a.config.volumes.len(),
+                        "config.unsupported generation={generation} services={} reason=\"not in this build yet\"",
                         a.config.services.len()
                     );
                 }

@@ -36,10 +36,6 @@ impl Guid {
         b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
         Ok(Guid(b))
     }
-
-    pub fn is_zero(&self) -> bool {
-        self.0 == [0; 16]
-    }
 }
 
 impl fmt::Display for Guid {

@@ -27,7 +27,7 @@ fn guids_print_in_the_usual_mixed_endian_form() {
     assert_eq!(KEEL_TYPE.to_string(), "8a3e2f6b-51c4-4c7d-9d2e-6b65656c7631");
     assert_eq!(DISK.0[..4], [0x11; 4]);
     assert_eq!(PART.to_string(), "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee");
-    assert!(Guid::default().is_zero());
+    assert_eq!(Guid::default().0, [0; 16]);
 }
 
 #[test]
