@@ -23,7 +23,7 @@ pub enum PartitionError {
     Layout(#[from] gpt::GptError),
     #[error("write the partition table: {0}")]
     Write(std::io::Error),
-    #[error("the kernel did not take the new partition table (BLKRRPART: {rrpart}; BLKPG: {blkpg})")]
+    #[error("the kernel did not take the new partition (BLKRRPART: {rrpart}; BLKPG: {blkpg})")]
     Reread { rrpart: nix::errno::Errno, blkpg: nix::errno::Errno },
     #[error("partition 1 of {0} did not appear within {1} s")]
     NoPartition(String, u64),
@@ -51,13 +51,9 @@ struct BlkpgIoctlArg {
 const BLKPG_ADD_PARTITION: i32 = 1;
 nix::ioctl_write_ptr_bad!(blkpg, nix::request_code_none!(0x12, 105), BlkpgIoctlArg);
 
-/// Tells the kernel about partition 1 at `start`, `length` bytes: re-read the whole table, else add just it.
-fn announce(disk: &File, start: u64, length: u64) -> Result<(), PartitionError> {
-    // SAFETY: BLKRRPART takes no argument; the fd is an open block device.
-    let rrpart = match unsafe { blkrrpart(disk.as_raw_fd()) } {
-        Ok(_) => return Ok(()),
-        Err(e) => e,
-    };
+/// Adds partition 1 (`start`, `length` bytes) to the kernel's view of `disk` without reading any table: for
+/// kernels without the GPT parser, or when a re-read was refused.
+pub fn add_partition(disk: &File, start: u64, length: u64) -> Result<(), nix::errno::Errno> {
     let mut part =
         BlkpgPartition { start: start as i64, length: length as i64, pno: 1, devname: [0; 64], volname: [0; 64] };
     let arg = BlkpgIoctlArg {
@@ -67,15 +63,11 @@ fn announce(disk: &File, start: u64, length: u64) -> Result<(), PartitionError> 
         data: &mut part,
     };
     // SAFETY: `arg` and the partition it points to live until the call returns; the layout is the kernel's.
-    match unsafe { blkpg(disk.as_raw_fd(), &arg) } {
-        Ok(_) => Ok(()),
-        Err(blkpg) => Err(PartitionError::Reread { rrpart, blkpg }),
-    }
+    unsafe { blkpg(disk.as_raw_fd(), &arg) }.map(|_| ())
 }
 
 /// Writes Keel's GPT (one partition named `name` spanning the disk) to `disk`, which must still be blank.
-/// Returns the start and length of the partition in bytes.
-pub fn write_gpt(node: &Path, disk_bytes: u64, sector: u32, name: &str) -> Result<(u64, u64), PartitionError> {
+pub fn write_gpt(node: &Path, disk_bytes: u64, sector: u32, name: &str) -> Result<Written, PartitionError> {
     let path = node.display().to_string();
     let f = OpenOptions::new()
         .read(true)
@@ -109,8 +101,33 @@ pub fn write_gpt(node: &Path, disk_bytes: u64, sector: u32, name: &str) -> Resul
     f.write_all_at(&img.head, 0).map_err(PartitionError::Write)?;
     f.write_all_at(&img.tail, img.tail_offset).map_err(PartitionError::Write)?;
     f.sync_all().map_err(PartitionError::Write)?;
-    announce(&f, img.part_start, img.part_bytes)?;
-    Ok((img.part_start, img.part_bytes))
+    Ok(Written { disk: f, start: img.part_start, length: img.part_bytes })
+}
+
+/// The disk just partitioned, still open exclusively.
+pub struct Written {
+    disk: File,
+    start: u64,
+    length: u64,
+}
+
+/// Gets the kernel to show the new partition and returns it: BLKRRPART, and when that is refused or the kernel
+/// found nothing (no GPT parser), BLKPG to add it.
+pub async fn announce(w: Written, roots: &Roots, disk: &str, timeout: Duration) -> Result<Part, PartitionError> {
+    // SAFETY: BLKRRPART takes no argument; the fd is an open block device.
+    let rrpart = unsafe { blkrrpart(w.disk.as_raw_fd()) };
+    if rrpart.is_ok() {
+        if let Ok(p) = wait_partition(roots, disk, Duration::from_secs(1)).await {
+            return Ok(p);
+        }
+    }
+    match add_partition(&w.disk, w.start, w.length) {
+        // EBUSY: the re-read did add it after all (just late).
+        Ok(()) | Err(nix::errno::Errno::EBUSY) => wait_partition(roots, disk, timeout).await,
+        Err(blkpg) => {
+            Err(PartitionError::Reread { rrpart: rrpart.err().unwrap_or(nix::errno::Errno::UnknownErrno), blkpg })
+        }
+    }
 }
 
 /// Waits until the kernel lists partition 1 of `disk` and its device node exists.

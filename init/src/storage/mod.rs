@@ -12,6 +12,8 @@ pub mod controller;
 #[cfg(test)]
 mod fake;
 pub mod gpt;
+#[cfg(test)]
+mod loop_tests;
 pub mod mount;
 pub mod plan;
 pub mod probe;

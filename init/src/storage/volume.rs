@@ -218,7 +218,7 @@ pub async fn converge(
                     q(&spec.partlabel)
                 );
                 match blockdev::write_gpt(&node, size, o.disk.sector, &spec.partlabel) {
-                    Ok(_) => match blockdev::wait_partition(&env.roots, &o.disk.name, PARTITION_APPEARS).await {
+                    Ok(w) => match blockdev::announce(w, &env.roots, &o.disk.name, PARTITION_APPEARS).await {
                         Ok(part) => {
                             (node, size) = (part.node, part.size);
                             status.device = Some(node.clone());
