@@ -119,3 +119,5 @@ bench: image
 
 clean:
 	rm -rf $(BUILD) target
+
+include image/storage.mk

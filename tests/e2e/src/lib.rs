@@ -46,11 +46,21 @@ pub struct VmConfig {
     /// Exit QEMU instead of rebooting, so a test can see that the guest asked to reboot.
     pub no_reboot: bool,
     pub memory_mib: u32,
+    /// Raw disk images, attached as virtio disks in order (vda, vdb, …); disk `i` has the serial `disk<i>`, so a
+    /// test can name it with `serial:disk1`.
+    pub disks: Vec<PathBuf>,
 }
 
 impl Default for VmConfig {
     fn default() -> Self {
-        VmConfig { initrd: Initrd::Production, append: String::new(), uuid: None, no_reboot: true, memory_mib: 256 }
+        VmConfig {
+            initrd: Initrd::Production,
+            append: String::new(),
+            uuid: None,
+            no_reboot: true,
+            memory_mib: 256,
+            disks: Vec::new(),
+        }
     }
 }
 
@@ -107,6 +117,9 @@ impl Vm {
         }
         if cfg.no_reboot {
             cmd.arg("-no-reboot");
+        }
+        for (i, disk) in cfg.disks.iter().enumerate() {
+            cmd.arg("-drive").arg(format!("file={},if=virtio,format=raw,serial=disk{i}", disk.display()));
         }
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let started = Instant::now();
