@@ -119,7 +119,8 @@ impl Vm {
             cmd.arg("-no-reboot");
         }
         for (i, disk) in cfg.disks.iter().enumerate() {
-            cmd.arg("-drive").arg(format!("file={},if=virtio,format=raw,serial=disk{i}", disk.display()));
+            cmd.arg("-drive").arg(format!("file={},if=none,id=disk{i},format=raw", disk.display()));
+            cmd.args(["-device", &format!("virtio-blk-pci,drive=disk{i},serial=disk{i}")]);
         }
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let started = Instant::now();

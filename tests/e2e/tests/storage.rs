@@ -52,8 +52,8 @@ fn qemu_state_volume_is_made_once_and_var_persists_across_reboots() {
     vm.expect_anywhere("keel: config.accepted generation=2 source=http://10.0.2.2", STEP_TIMEOUT);
     vm.expect_anywhere("keel: files.apply op=write path=/var/lib/e2e/hello", STEP_TIMEOUT);
     vm.expect_anywhere("keel: storage.format name=data device=/dev/vd", STEP_TIMEOUT);
-    let data = vm.expect_anywhere("keel: storage.volume name=data generation=2", STEP_TIMEOUT);
-    assert!(data.contains("phase=mounted") && data.contains("mount=/var/lib/data"), "{data}");
+    let data = vm.expect_anywhere("mount=/var/lib/data phase=mounted", STEP_TIMEOUT);
+    assert!(data.contains("keel: storage.volume name=data generation=2 device=/dev/vd"), "{data}");
     power_off(&mut vm);
     drop(vm);
     drop(server);
@@ -74,8 +74,8 @@ fn qemu_state_volume_is_made_once_and_var_persists_across_reboots() {
     let state = vm.expect("keel: storage.state mode=volume", STEP_TIMEOUT);
     assert_eq!(field(&state, "formatted"), Some("false"), "{state}");
     vm.expect("keel: config.accepted generation=2 source=state", STEP_TIMEOUT);
-    let data = vm.expect_anywhere("keel: storage.volume name=data generation=2", STEP_TIMEOUT);
-    assert!(data.contains("phase=mounted"), "{data}");
+    let data = vm.expect_anywhere("mount=/var/lib/data phase=mounted", STEP_TIMEOUT);
+    assert!(data.contains("keel: storage.volume name=data generation=2 device=/dev/vd"), "{data}");
     vm.expect("keel: config.converged generation=2", STEP_TIMEOUT);
     let transcript = vm.transcript();
     for never in ["keel: storage.format", "keel: storage.partition", "keel: storage.fsck", "path=/var/lib/e2e/hello"] {
