@@ -46,6 +46,8 @@ pub async fn run(env: Env, mut applied: AppliedRx, reaper: Reaper, status: watch
     // Volumes this controller mounted: name → mount point.
     let mut mounted: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut last_phase: BTreeMap<String, Phase> = BTreeMap::new();
+    // The config and status of each volume found mounted last time, to skip re-probing disks when nothing moved.
+    let mut settled: BTreeMap<String, (Volume, VolumeStatus)> = BTreeMap::new();
     let mut since = Instant::now();
     loop {
         let current = applied.borrow_and_update().clone();
@@ -68,12 +70,18 @@ pub async fn run(env: Env, mut applied: AppliedRx, reaper: Reaper, status: watch
                     log::info!("storage.unmounted name={name} mount={} generation={generation}", at.display());
                     mounted.remove(name);
                     last_phase.remove(name);
+                    settled.remove(name);
                 }
                 Err(e) => log::warn!("storage.unmount_failed name={name} mount={} error={e}", at.display()),
             }
         }
         let mut statuses = Vec::new();
+        let table = mount::read_mountinfo(&env.mountinfo);
         for v in &volumes {
+            if let Some(s) = still_mounted(settled.get(&v.name), v, &table) {
+                statuses.push(s);
+                continue;
+            }
             let s = match spec(v) {
                 Ok(spec) => {
                     let mut formatting = |s: &VolumeStatus| log_phase(s, generation);
@@ -93,6 +101,9 @@ pub async fn run(env: Env, mut applied: AppliedRx, reaper: Reaper, status: watch
             };
             if s.phase == Phase::Mounted {
                 mounted.insert(s.name.clone(), s.mount.clone());
+                settled.insert(s.name.clone(), (v.clone(), s.clone()));
+            } else {
+                settled.remove(&s.name);
             }
             if last_phase.get(&s.name) != Some(&s.phase) {
                 log_phase(&s, generation);
@@ -111,6 +122,23 @@ pub async fn run(env: Env, mut applied: AppliedRx, reaper: Reaper, status: watch
     }
 }
 
+/// The last status again (with fresh free space) when the volume's config is unchanged and its device is still
+/// what is mounted on its mount point.
+fn still_mounted(
+    settled: Option<&(Volume, VolumeStatus)>,
+    v: &Volume,
+    table: &[mount::MountEntry],
+) -> Option<VolumeStatus> {
+    let (was, status) = settled?;
+    let top = mount::top_mount(table, &status.mount)?;
+    if was != v || Some(PathBuf::from(&top.source)) != status.device {
+        return None;
+    }
+    let mut s = status.clone();
+    s.free = mount::space(&s.mount).map(|(_, free)| free);
+    Some(s)
+}
+
 fn log_phase(s: &VolumeStatus, generation: u64) {
     let device = s.device.as_ref().map(|d| d.display().to_string()).unwrap_or_else(|| "-".into());
     let base =
@@ -126,5 +154,62 @@ fn log_phase(s: &VolumeStatus, generation: u64) {
         Phase::Blocked(r) => log::warn!("{base} phase=blocked reason={}", q(r)),
         Phase::Failed(r) => log::error!("{base} phase=failed reason={}", q(r)),
         Phase::Formatting => log::info!("{base} phase=formatting"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keel_config::model::Filesystem;
+
+    fn volume(label: Option<&str>) -> Volume {
+        Volume {
+            name: "a-rather-long-volume-name-for-a-gpt-partition-name".into(),
+            device: "blank:>=1G".into(),
+            fs: Filesystem::Ext4,
+            mount: "/var/lib/data".into(),
+            options: vec!["noatime".into(), "commit=30".into()],
+            wipe: false,
+            label: label.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn specs_from_config_volumes() {
+        let s = spec(&volume(Some("DATA"))).unwrap();
+        assert_eq!(s.selector.to_string(), "blank:>=1G");
+        assert_eq!((s.label.as_deref(), s.partlabel.as_str()), (Some("DATA"), "DATA"));
+        assert_eq!(s.options.flags, MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOATIME);
+        assert_eq!(s.options.data.as_deref(), Some("commit=30"));
+        assert!(!s.over_tmpfs);
+        // Without a label the partition is named after the volume, cut to GPT's 36 characters.
+        assert_eq!(spec(&volume(None)).unwrap().partlabel, "a-rather-long-volume-name-for-a-gpt-");
+        let bad = Volume { device: "sda".into(), ..volume(None) };
+        assert!(spec(&bad).unwrap_err().contains("not a device selector"));
+    }
+
+    #[test]
+    fn a_settled_volume_is_not_probed_again_while_it_stays_mounted() {
+        let v = volume(Some("DATA"));
+        let status = VolumeStatus {
+            name: v.name.clone(),
+            selector: v.device.clone(),
+            phase: Phase::Mounted,
+            device: Some("/dev/vdb1".into()),
+            size: Some(1),
+            fs: Some("ext4".into()),
+            mount: "/var/lib/data".into(),
+            free: None,
+            formatted: false,
+        };
+        let table = mount::parse_mountinfo("41 30 254:17 / /var/lib/data rw - ext4 /dev/vdb1 rw\n");
+        let settled = (v.clone(), status);
+        assert!(still_mounted(Some(&settled), &v, &table).is_some());
+        assert!(still_mounted(None, &v, &table).is_none());
+        let changed = Volume { options: vec![], ..v.clone() };
+        assert!(still_mounted(Some(&settled), &changed, &table).is_none(), "a changed config is converged again");
+        let other = mount::parse_mountinfo("41 30 254:33 / /var/lib/data rw - ext4 /dev/vdc rw\n");
+        assert!(still_mounted(Some(&settled), &v, &other).is_none(), "another device on the mount point");
+        assert!(still_mounted(Some(&settled), &v, &[]).is_none(), "unmounted behind our back");
     }
 }
