@@ -121,3 +121,5 @@ bench: image
 
 clean:
 	rm -rf $(BUILD) target
+
+include image/storage.mk

@@ -17,6 +17,7 @@ pub mod model;
 pub mod net;
 pub mod raw;
 pub mod sshsig;
+pub mod storage;
 mod time;
 mod validate;
 

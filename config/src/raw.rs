@@ -168,23 +168,23 @@ pub enum Filesystem {
     Ext4,
 }
 
-/// A block-device volume (typed now; mounting lands with storage).
+/// A block-device volume: found by its selector, partitioned and formatted only when blank, then mounted.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Volume {
     /// Unique name, [a-z0-9-]+.
     pub name: At<String>,
-    /// Which block device, e.g. "/dev/vdb" or "serial=…".
+    /// Which block device: "/dev/vdb", "serial:…", "wwn:…", "partlabel:…", "label:…", "blank" or "blank:>=4G".
     pub device: At<String>,
     #[serde(default)]
     pub fs: Filesystem,
     /// Absolute mount path.
     pub mount: At<String>,
-    /// Mount options.
+    /// Mount options, one word each: "ro", "noatime", "commit=30", …
     #[serde(default)]
     pub options: Vec<String>,
-    /// Make a fresh filesystem even if one is there.
+    /// Reformat a filesystem that carries this volume's label but is not the wanted kind (never anything else).
     #[serde(default)]
     pub wipe: bool,
     /// Filesystem label.

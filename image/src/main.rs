@@ -9,7 +9,9 @@ use std::process::ExitCode;
 
 fn run(manifest_path: &str, out_path: &str) -> Result<u64, String> {
     let text = std::fs::read_to_string(manifest_path).map_err(|e| format!("{manifest_path}: {e}"))?;
-    let entries = manifest::parse(manifest_path, &text, &|name| std::env::var(name).ok()).map_err(|e| e.to_string())?;
+    let read = |path: &str| std::fs::read_to_string(path).map_err(|e| e.to_string());
+    let entries =
+        manifest::parse(manifest_path, &text, &|name| std::env::var(name).ok(), &read).map_err(|e| e.to_string())?;
     let mtime = match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(v) => v.parse().map_err(|_| format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"))?,
         Err(_) => 0,

@@ -6,8 +6,9 @@
 //! file  /init           0755 ${KEEL_INIT}
 //! slink /etc/resolv.conf /run/keel/resolv.conf
 //! ```
-//! `${NAME}` is taken from the environment; `#` starts a comment. Every entry's parent directory must be declared
-//! (or be the root), and no path may appear twice.
+//! `${NAME}` is taken from the environment; `#` starts a comment; `include PATH` reads the entries of another
+//! manifest there (e.g. one generated at build time by `image/bundle-elf.sh`). Every entry's parent directory
+//! must be declared (or be the root), and no path may appear twice with different entries.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -36,14 +37,52 @@ pub struct ManifestError {
     pub message: String,
 }
 
-/// Parses a manifest; `var` resolves `${NAME}`. Entries come back sorted by path (parents first).
-pub fn parse(file: &str, text: &str, var: &dyn Fn(&str) -> Option<String>) -> Result<Vec<Entry>, ManifestError> {
-    let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
-    let mut lines_of: BTreeMap<String, usize> = BTreeMap::new();
+/// Reads an included file (its name after `${VAR}` substitution) or says why it cannot.
+pub type Reader<'a> = &'a dyn Fn(&str) -> Result<String, String>;
+
+/// Manifest lines with where they come from: (file, line number, text), includes expanded in place.
+fn expand(
+    file: &str,
+    text: &str,
+    var: &dyn Fn(&str) -> Option<String>,
+    read: Reader,
+    depth: usize,
+    out: &mut Vec<(String, usize, String)>,
+) -> Result<(), ManifestError> {
     for (i, raw) in text.lines().enumerate() {
-        let line_no = i + 1;
-        let err = |message: String| ManifestError { file: file.to_string(), line: line_no, message };
+        let err = |message: String| ManifestError { file: file.to_string(), line: i + 1, message };
         let line = raw.split('#').next().unwrap_or("").trim();
+        match line.split_whitespace().collect::<Vec<_>>().as_slice() {
+            ["include", path] => {
+                if depth >= 8 {
+                    return Err(err("includes nest deeper than 8".into()));
+                }
+                let path = substitute(path, var).map_err(err)?;
+                let included = read(&path).map_err(|e| err(format!("include {path}: {e}")))?;
+                expand(&path, &included, var, read, depth + 1, out)?;
+            }
+            _ => out.push((file.to_string(), i + 1, line.to_string())),
+        }
+    }
+    Ok(())
+}
+
+/// Parses a manifest; `var` resolves `${NAME}`, `read` reads what `include PATH` names. Entries come back sorted
+/// by path (parents first). A path declared twice is an error, unless both entries are identical (a generated
+/// fragment may declare a directory the manifest has too).
+pub fn parse(
+    file: &str,
+    text: &str,
+    var: &dyn Fn(&str) -> Option<String>,
+    read: Reader,
+) -> Result<Vec<Entry>, ManifestError> {
+    let mut lines = Vec::new();
+    expand(file, text, var, read, 0, &mut lines)?;
+    let mut entries: BTreeMap<String, Entry> = BTreeMap::new();
+    let mut lines_of: BTreeMap<String, (String, usize)> = BTreeMap::new();
+    for (file, line_no, line) in &lines {
+        let (file, line_no) = (file.as_str(), *line_no);
+        let err = |message: String| ManifestError { file: file.to_string(), line: line_no, message };
         if line.is_empty() {
             continue;
         }
@@ -68,7 +107,7 @@ pub fn parse(file: &str, text: &str, var: &dyn Fn(&str) -> Option<String>) -> Re
             _ => {
                 return Err(err(format!(
                     "cannot read {line:?}: expected 'dir PATH MODE', 'file PATH MODE SOURCE', \
-                     'nod PATH MODE c|b MAJOR MINOR' or 'slink PATH TARGET'"
+                     'nod PATH MODE c|b MAJOR MINOR', 'slink PATH TARGET' or 'include PATH'"
                 )))
             }
         };
@@ -78,18 +117,22 @@ pub fn parse(file: &str, text: &str, var: &dyn Fn(&str) -> Option<String>) -> Re
         if entry.mode > 0o7777 {
             return Err(err(format!("mode {:o} has bits beyond 07777", entry.mode)));
         }
-        if let Some(first) = lines_of.get(&entry.path) {
-            return Err(err(format!("{} is already declared on line {first}", entry.path)));
+        if let Some((first_file, first)) = lines_of.get(&entry.path) {
+            if entries.get(&entry.path) == Some(&entry) {
+                continue;
+            }
+            let at = if first_file == file { format!("line {first}") } else { format!("{first_file}:{first}") };
+            return Err(err(format!("{} is already declared on {at}", entry.path)));
         }
-        lines_of.insert(entry.path.clone(), line_no);
+        lines_of.insert(entry.path.clone(), (file.to_string(), line_no));
         entries.insert(entry.path.clone(), entry);
     }
-    for (path, line) in &lines_of {
+    for (path, (file, line)) in &lines_of {
         let parent = &path[..path.rfind('/').unwrap_or(0)];
         let declared = parent.is_empty() || matches!(entries.get(parent), Some(Entry { kind: Kind::Dir, .. }));
         if !declared {
             return Err(ManifestError {
-                file: file.to_string(),
+                file: file.clone(),
                 line: *line,
                 message: format!("parent directory {parent} of {path} is not declared as a dir"),
             });
@@ -119,7 +162,19 @@ mod tests {
     use super::*;
 
     fn vars(name: &str) -> Option<String> {
-        (name == "INIT").then(|| "/build/init".to_string())
+        match name {
+            "INIT" => Some("/build/init".to_string()),
+            "FRAGMENT" => Some("build/storage.manifest".to_string()),
+            _ => None,
+        }
+    }
+
+    fn no_includes(path: &str) -> Result<String, String> {
+        Err(format!("no file {path}"))
+    }
+
+    fn parse(file: &str, text: &str, var: &dyn Fn(&str) -> Option<String>) -> Result<Vec<Entry>, ManifestError> {
+        super::parse(file, text, var, &no_includes)
     }
 
     #[test]
@@ -146,5 +201,25 @@ mod tests {
         assert_eq!(e.to_string(), "m:1: mode \"0789\" is not octal");
         assert!(parse("m", "dir a 0755\n", &vars).is_err());
         assert!(parse("m", "link /a /b\n", &vars).unwrap_err().message.contains("expected"));
+    }
+
+    #[test]
+    fn includes_expand_in_place_and_identical_duplicates_are_fine() {
+        let fragment =
+            "dir /usr 0755\ndir /usr/sbin 0755\nfile /usr/sbin/mke2fs 0755 /usr/sbin/mke2fs\ndir /etc 0755\n";
+        let read = |path: &str| match path {
+            "build/storage.manifest" => Ok(fragment.to_string()),
+            other => Err(format!("no file {other}")),
+        };
+        let text = "dir /etc 0755\ninclude ${FRAGMENT}\nfile /init 0755 ${INIT}\n";
+        let entries = super::parse("m", text, &vars, &read).unwrap();
+        let paths: Vec<_> = entries.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["/etc", "/init", "/usr", "/usr/sbin", "/usr/sbin/mke2fs"]);
+        let e = super::parse("m", "dir /etc 0700\ninclude ${FRAGMENT}\n", &vars, &read).unwrap_err();
+        assert_eq!(e.to_string(), "build/storage.manifest:4: /etc is already declared on m:1");
+        let e = super::parse("m", "include missing\n", &vars, &read).unwrap_err();
+        assert_eq!(e.to_string(), "m:1: include missing: no file missing");
+        let looping = |_: &str| Ok("include self\n".to_string());
+        assert!(super::parse("m", "include self\n", &vars, &looping).unwrap_err().message.contains("deeper"));
     }
 }

@@ -3,6 +3,7 @@
 //! Everything here is pure: [`Settings::from_cmdline`] never fails. A bad or unknown `keel.*` key becomes a
 //! [`Warning`] that the caller logs, and the node boots on the default for that key.
 
+use crate::storage::state::StateChoice;
 use std::fmt;
 use std::time::Duration;
 
@@ -39,6 +40,8 @@ pub struct Settings {
     /// the same URL plus `.sig`.
     pub config_url: Option<String>,
     pub config_interval: Duration,
+    /// The state volume (persistent /var): `keel.state=<selector>`, `none`, or unset (automatic).
+    pub state: StateChoice,
 }
 
 impl Default for Settings {
@@ -55,6 +58,7 @@ impl Default for Settings {
             ntp: Vec::new(),
             config_url: None,
             config_interval: Duration::from_secs(30),
+            state: StateChoice::Auto,
         }
     }
 }
@@ -173,6 +177,15 @@ impl Settings {
                     Some(d) => s.config_interval = d,
                     None => warnings.push(bad("seconds 1..86400")),
                 },
+                "keel.state" => match value.as_str() {
+                    "none" => s.state = StateChoice::Disabled,
+                    v => match v.parse() {
+                        Ok(sel) => s.state = StateChoice::Select(sel),
+                        Err(_) => {
+                            warnings.push(bad("none, /dev/NAME, serial:…, wwn:…, partlabel:…, label:…, blank[:>=SIZE]"))
+                        }
+                    },
+                },
                 "keel.test" => match value.as_str() {
                     "panic" => s.test = Some(TestHook::Panic),
                     _ => warnings.push(bad("panic")),
@@ -259,6 +272,20 @@ mod tests {
         assert_eq!(s.test, Some(TestHook::Panic));
         assert_eq!(s.ip.as_deref(), Some("10.0.2.15::10.0.2.2:255.255.255.0"));
         assert_eq!(s.ntp, ["10.0.2.2", "pool.example"]);
+    }
+
+    #[test]
+    fn state_volume_choice() {
+        assert_eq!(Settings::from_cmdline("").0.state, StateChoice::Auto);
+        assert_eq!(Settings::from_cmdline("keel.state=none").0.state, StateChoice::Disabled);
+        let (s, w) = Settings::from_cmdline("keel.state=serial:disk-1");
+        assert!(w.is_empty());
+        assert_eq!(s.state, StateChoice::Select(keel_config::storage::Selector::Serial("disk-1".into())));
+        let (s, _) = Settings::from_cmdline("keel.state=blank:>=8G");
+        assert_eq!(s.state, StateChoice::Select(keel_config::storage::Selector::Blank { min_bytes: 8 << 30 }));
+        let (s, w) = Settings::from_cmdline("keel.state=sda");
+        assert_eq!(s.state, StateChoice::Auto);
+        assert!(w[0].to_string().starts_with("cmdline.invalid key=keel.state value=\"sda\""), "{}", w[0]);
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod reaper;
 mod reconcile;
 mod services;
 mod shutdown;
+mod storage;
 // Not wired into boot yet: the integrator calls time::rtc and spawns time::run.
 mod time;
 

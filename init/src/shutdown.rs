@@ -42,17 +42,23 @@ struct Unmounted {
 }
 
 /// Unmounts everything but the root. A filesystem still busy (our own console holds /dev open) is detached
-/// instead, which still flushes and releases it once the last user goes.
+/// instead (a disk filesystem remounted read-only first), which still flushes and releases it once the last
+/// user goes.
 fn unmount_all() -> Unmounted {
     let mounts = std::fs::read_to_string("/proc/self/mounts").map(|t| parse_mounts(&t)).unwrap_or_default();
     let mut result = Unmounted::default();
+    let on_disk = |t: &str| {
+        mounts
+            .iter()
+            .any(|(fs, m)| m == t && matches!(fs.as_str(), "ext2" | "ext3" | "ext4" | "xfs" | "btrfs" | "vfat"))
+    };
     for target in unmount_order(&mounts) {
         match umount2(target.as_str(), MntFlags::empty()) {
             Ok(()) => {
                 result.unmounted += 1;
                 log::debug!("shutdown.umount target={target}");
             }
-            Err(Errno::EBUSY) => match umount2(target.as_str(), MntFlags::MNT_DETACH) {
+            Err(Errno::EBUSY) => match detach(&target, on_disk(&target)) {
                 Ok(()) => {
                     result.detached += 1;
                     log::debug!("shutdown.detach target={target}");
@@ -71,6 +77,16 @@ fn unmount_all() -> Unmounted {
         }
     }
     result
+}
+
+/// Detaches a busy mount. A disk filesystem is made read-only first, so it is clean on disk when the machine
+/// goes down even though the detached mount lives on.
+fn detach(target: &str, on_disk: bool) -> Result<(), Errno> {
+    if on_disk {
+        let ro = nix::mount::MsFlags::MS_REMOUNT | nix::mount::MsFlags::MS_RDONLY;
+        let _ = nix::mount::mount(None::<&str>, target, None::<&str>, ro, None::<&str>);
+    }
+    umount2(target, MntFlags::MNT_DETACH)
 }
 
 /// Runs the whole shutdown and never returns.

@@ -293,3 +293,20 @@ fn all_errors_are_collected_in_file_order() {
     assert_eq!(lines, ["2:generation", "4:file[0].path", "7:node.hostname"]);
     assert_eq!(e.to_string().lines().count(), 3);
 }
+
+#[test]
+fn volume_devices_labels_and_options() {
+    let body = "[[storage.volume]]\nname = \"a\"\ndevice = \"sda\"\nmount = \"/var/a\"\nlabel = \"my data\"\n\
+                [[storage.volume]]\nname = \"b\"\ndevice = \"blank:>=4G\"\nmount = \"/var/b\"\noptions = [\"noatime\", \"bind\", \"a,b\"]\n\
+                [[storage.volume]]\nname = \"c\"\ndevice = \"partlabel:c\"\nmount = \"/var/c\"\noptions = [\"ro\", \"commit=30\"]\n";
+    assert_eq!(
+        errors(body),
+        [
+            "node.toml:5:10: storage.volume[0].device: \"sda\" is not a device selector; expected /dev/NAME, serial:…, \
+             wwn:…, partlabel:…, label:…, blank or blank:>=SIZE",
+            "node.toml:7:9: storage.volume[0].label: must not contain spaces or control characters",
+            "node.toml:8:1: storage.volume[1].options: \"bind\" is not a mount option a volume may take",
+            "node.toml:8:1: storage.volume[1].options: \"a,b\" must be one word without commas",
+        ]
+    );
+}

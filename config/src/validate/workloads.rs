@@ -6,11 +6,13 @@ use super::{abs_path_problem, id, Unique};
 use crate::diag::Sink;
 use crate::model::{File, Volume};
 use crate::raw::{self, At};
+use crate::storage::Selector;
 
 pub(super) fn volumes(raw_volumes: &[At<raw::Volume>], sink: &mut Sink) -> Vec<Volume> {
     let (mut names, mut mounts) = (Unique::new("name"), Unique::new("mount path"));
     let mut out = Vec::new();
-    for (i, v) in raw_volumes.iter().map(At::get).enumerate() {
+    for (i, at) in raw_volumes.iter().enumerate() {
+        let v = at.get();
         let path = format!("storage.volume[{i}]");
         let errors_before = sink.diags.len();
         if name_ok(&v.name, &format!("{path}.name"), sink) {
@@ -22,8 +24,8 @@ pub(super) fn volumes(raw_volumes: &[At<raw::Volume>], sink: &mut Sink) -> Vec<V
                 &format!("{path}.name"),
             );
         }
-        if v.device.get().trim().is_empty() {
-            sink.error(v.device.span(), &format!("{path}.device"), "must name a block device");
+        if let Err(e) = v.device.get().parse::<Selector>() {
+            sink.error(v.device.span(), &format!("{path}.device"), e.0);
         }
         let mount = v.mount.get();
         match abs_path_problem(mount) {
@@ -33,6 +35,15 @@ pub(super) fn volumes(raw_volumes: &[At<raw::Volume>], sink: &mut Sink) -> Vec<V
         }
         if let Some(label) = v.label.as_ref().filter(|l| l.get().is_empty() || l.get().len() > 16) {
             sink.error(label.span(), &format!("{path}.label"), "must be 1..16 bytes (the ext4 limit)");
+        } else if let Some(label) =
+            v.label.as_ref().filter(|l| l.get().chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            sink.error(label.span(), &format!("{path}.label"), "must not contain spaces or control characters");
+        }
+        for option in &v.options {
+            if let Some(problem) = mount_option_problem(option) {
+                sink.error(at.span(), &format!("{path}.options"), format!("{option:?} {problem}"));
+            }
         }
         if sink.diags.len() == errors_before {
             out.push(Volume {
@@ -107,4 +118,16 @@ pub(super) fn name_ok(name: &At<String>, path: &str, sink: &mut Sink) -> bool {
         sink.error(name.span(), path, format!("{n:?} is not a name: 1..64 of [a-z0-9-]"));
     }
     ok
+}
+
+/// Mount options are single words (`noatime`, `ro`, `commit=30`); the ones that would change what the mount is
+/// (bind, move, remount, loop) are not options of a volume.
+fn mount_option_problem(option: &str) -> Option<&'static str> {
+    if option.is_empty() || option.chars().any(|c| c.is_whitespace() || c.is_control() || c == ',') {
+        Some("must be one word without commas")
+    } else if matches!(option, "bind" | "rbind" | "move" | "remount" | "loop" | "defaults") {
+        Some("is not a mount option a volume may take")
+    } else {
+        None
+    }
 }

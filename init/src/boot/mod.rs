@@ -109,50 +109,6 @@ pub async fn run(exec_at: Duration) -> ! {
             None
         }
     };
-    let (tx, mut requests) = mpsc::channel(8);
-    power::watch_signals(tx.clone());
-    let buttons = power::watch_power_button(tx.clone());
-
-    let now = clock::uptime();
-    crate::metrics::READY_UPTIME_US.store(now.as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
-    crate::metrics::READY_INIT_US
-        .store(now.saturating_sub(exec_at).as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
-    log::info!(
-        "ready uptime_ms={} init_ms={} rss_kib={} machine_id={} hostname={} power_buttons={buttons}",
-        clock::ms(now),
-        clock::ms(now.saturating_sub(exec_at)),
-        procfs::self_rss_kib(),
-        node.machine_id.as_str(),
-        node.hostname,
-    );
-
-    // PID 1 itself is ready; the network and the clock converge from here, each reporting its own readiness.
-    let (net, boot_network) = crate::net::start(&node.settings, node.machine_id.default_hostname(), exec_at);
-    let time = start_time_sync(&node, net.as_ref().map(|(_, status)| status.clone()));
-    let config = crate::config::run::start(
-        &node.settings,
-        node.machine_id.as_str().to_string(),
-        boot_network,
-        net.clone(),
-        reaper.clone(),
-    );
-    tokio::spawn(crate::api::start(crate::api::Parts {
-        machine_id: node.machine_id.as_str().to_string(),
-        hostname: node.hostname.clone(),
-        config: config.clone(),
-        net: net.as_ref().map(|(_, status)| status.clone()),
-        time,
-        power: tx.clone(),
-    }));
-
-    if let Some(argv) = &node.settings.run {
-        start_program(&reaper, argv);
-    }
-    if node.settings.test == Some(TestHook::Panic) {
-        panic!("keel.test=panic: forced panic after ready");
-    }
-
-    let grace = node.settings.shutdown_timeout;
     let reap_loop = {
         let reaper = reaper.clone();
         async move {
@@ -173,6 +129,54 @@ pub async fn run(exec_at: Duration) -> ! {
         }
     };
     tokio::spawn(reap_loop);
+    let (tx, mut requests) = mpsc::channel(8);
+    power::watch_signals(tx.clone());
+    let buttons = power::watch_power_button(tx.clone());
+
+    let now = clock::uptime();
+    crate::metrics::READY_UPTIME_US.store(now.as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
+    crate::metrics::READY_INIT_US
+        .store(now.saturating_sub(exec_at).as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
+    log::info!(
+        "ready uptime_ms={} init_ms={} rss_kib={} machine_id={} hostname={} power_buttons={buttons}",
+        clock::ms(now),
+        clock::ms(now.saturating_sub(exec_at)),
+        procfs::self_rss_kib(),
+        node.machine_id.as_str(),
+        node.hostname,
+    );
+
+    // PID 1 itself is ready; the network and the clock converge from here, each reporting its own readiness.
+    let (net, boot_network) = crate::net::start(&node.settings, node.machine_id.default_hostname(), exec_at);
+    let time = start_time_sync(&node, net.as_ref().map(|(_, status)| status.clone()));
+    // The persistent /var (when there is a state volume) before the config pipeline reads its last-known-good
+    // and the API its TLS identity.
+    let _state = crate::storage::mount_state(&node.settings, &reaper).await;
+    let config = crate::config::run::start(
+        &node.settings,
+        node.machine_id.as_str().to_string(),
+        boot_network,
+        net.clone(),
+        reaper.clone(),
+    );
+    tokio::spawn(crate::api::start(crate::api::Parts {
+        machine_id: node.machine_id.as_str().to_string(),
+        hostname: node.hostname.clone(),
+        config: config.clone(),
+        net: net.as_ref().map(|(_, status)| status.clone()),
+        time,
+        power: tx.clone(),
+    }));
+    let _volumes = crate::storage::controller::start(config.applied.clone(), reaper.clone());
+
+    if let Some(argv) = &node.settings.run {
+        start_program(&reaper, argv);
+    }
+    if node.settings.test == Some(TestHook::Panic) {
+        panic!("keel.test=panic: forced panic after ready");
+    }
+
+    let grace = node.settings.shutdown_timeout;
     let request = match requests.recv().await {
         Some(r) => r,
         None => power::Request { action: power::Action::Reboot, reason: "no-request-source".into() },

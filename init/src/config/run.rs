@@ -121,12 +121,6 @@ pub fn start(
                     log::warn!("config.generation_file_failed error={}", crate::logging::q(&e.to_string()));
                 }
                 services_tx.send_replace(Some((generation, a.config.services.clone())));
-                if !a.config.volumes.is_empty() {
-                    log::warn!(
-                        "config.unsupported generation={generation} volumes={} reason=\"not in this build yet\"",
-                        a.config.volumes.len(),
-                    );
-                }
                 let watched = (sysctl_status.clone(), files_status.clone(), net_status.clone(), services_watch.clone());
                 if report_convergence(generation, started, watched, applied_rx.clone()).await {
                     converged_tx.send_replace(Some(generation));

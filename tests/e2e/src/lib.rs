@@ -48,6 +48,9 @@ pub struct VmConfig {
     pub memory_mib: u32,
     /// TCP ports forwarded from the host's loopback into the guest: (host port, guest port).
     pub hostfwd: Vec<(u16, u16)>,
+    /// Raw disk images, attached as virtio disks in order (vda, vdb, …); disk `i` has the serial `disk<i>`, so a
+    /// test can name it with `serial:disk1`.
+    pub disks: Vec<PathBuf>,
 }
 
 impl Default for VmConfig {
@@ -59,6 +62,7 @@ impl Default for VmConfig {
             no_reboot: true,
             memory_mib: 256,
             hostfwd: Vec::new(),
+            disks: Vec::new(),
         }
     }
 }
@@ -116,6 +120,10 @@ impl Vm {
         }
         if cfg.no_reboot {
             cmd.arg("-no-reboot");
+        }
+        for (i, disk) in cfg.disks.iter().enumerate() {
+            cmd.arg("-drive").arg(format!("file={},if=none,id=disk{i},format=raw", disk.display()));
+            cmd.args(["-device", &format!("virtio-blk-pci,drive=disk{i},serial=disk{i}")]);
         }
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let started = Instant::now();

@@ -1,0 +1,215 @@
+//! The config volumes (`[[storage.volume]]`): converged on every accepted config and every 30 s, each reporting
+//! its phase (waiting / blocked / formatting / mounted / failed). A volume still waiting for its disk is looked
+//! for every 200 ms during the first 30 s of a config. Volumes Keel mounted and the config no longer has are
+//! synced and unmounted. Phase changes are logged once (`storage.volume name=… phase=…`).
+
+use super::mount::{self, parse_options};
+use super::volume::{self, Env, Phase, VolumeSpec, VolumeStatus};
+use crate::config::pipeline::AppliedRx;
+use crate::logging::q;
+use crate::reaper::Reaper;
+use keel_config::model::Volume;
+use nix::mount::MsFlags;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+const RESYNC: Duration = Duration::from_secs(30);
+const POLL: Duration = Duration::from_millis(200);
+const WAIT_FAST: Duration = Duration::from_secs(30);
+
+/// The spec storage works from; an unreadable selector (validation makes that impossible) is the error.
+pub fn spec(v: &Volume) -> Result<VolumeSpec, String> {
+    let selector = v.device.parse().map_err(|e: keel_config::storage::SelectorError| e.0)?;
+    let partlabel: String = v.label.as_deref().unwrap_or(&v.name).chars().take(36).collect();
+    Ok(VolumeSpec {
+        name: v.name.clone(),
+        selector,
+        label: v.label.clone(),
+        partlabel,
+        wipe: v.wipe,
+        mount: PathBuf::from(&v.mount),
+        options: parse_options(&v.options, MsFlags::MS_NOSUID | MsFlags::MS_NODEV),
+        over_tmpfs: false,
+    })
+}
+
+/// Starts the controller on the config pipeline's accepted configs.
+pub fn start(applied: AppliedRx, reaper: Reaper) -> watch::Receiver<Vec<VolumeStatus>> {
+    let (tx, rx) = watch::channel(Vec::new());
+    tokio::spawn(run(Env::system(), applied, reaper, tx));
+    rx
+}
+
+pub async fn run(env: Env, mut applied: AppliedRx, reaper: Reaper, status: watch::Sender<Vec<VolumeStatus>>) {
+    // Volumes this controller mounted: name → mount point.
+    let mut mounted: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut last_phase: BTreeMap<String, Phase> = BTreeMap::new();
+    // The config and status of each volume found mounted last time, to skip re-probing disks when nothing moved.
+    let mut settled: BTreeMap<String, (Volume, VolumeStatus)> = BTreeMap::new();
+    let mut since = Instant::now();
+    loop {
+        let current = applied.borrow_and_update().clone();
+        let (generation, mut volumes) = match &current {
+            Some(a) => (a.generation, a.config.volumes.clone()),
+            None => (0, Vec::new()),
+        };
+        volumes.sort_by_key(|v| v.mount.matches('/').count());
+        // Dropped from the config (or moved): unmount, innermost first.
+        let gone: Vec<(String, PathBuf)> = mounted
+            .iter()
+            .filter(|(name, at)| {
+                !volumes.iter().any(|v| &&v.name == name && std::path::Path::new(&v.mount) == at.as_path())
+            })
+            .map(|(n, a)| (n.clone(), a.clone()))
+            .collect();
+        for (name, at) in gone.iter().rev() {
+            match mount::unmount(at) {
+                Ok(()) => {
+                    log::info!("storage.unmounted name={name} mount={} generation={generation}", at.display());
+                    mounted.remove(name);
+                    last_phase.remove(name);
+                    settled.remove(name);
+                }
+                Err(e) => log::warn!("storage.unmount_failed name={name} mount={} error={e}", at.display()),
+            }
+        }
+        let mut statuses = Vec::new();
+        let table = mount::read_mountinfo(&env.mountinfo);
+        for v in &volumes {
+            if let Some(s) = still_mounted(settled.get(&v.name), v, &table) {
+                statuses.push(s);
+                continue;
+            }
+            let s = match spec(v) {
+                Ok(spec) => {
+                    let mut formatting = |s: &VolumeStatus| log_phase(s, generation);
+                    volume::converge(&env, &spec, &reaper, Duration::ZERO, &mut formatting).await
+                }
+                Err(e) => VolumeStatus {
+                    name: v.name.clone(),
+                    selector: v.device.clone(),
+                    phase: Phase::Failed(e),
+                    device: None,
+                    size: None,
+                    fs: None,
+                    mount: PathBuf::from(&v.mount),
+                    free: None,
+                    formatted: false,
+                },
+            };
+            if s.phase == Phase::Mounted {
+                mounted.insert(s.name.clone(), s.mount.clone());
+                settled.insert(s.name.clone(), (v.clone(), s.clone()));
+            } else {
+                settled.remove(&s.name);
+            }
+            if last_phase.get(&s.name) != Some(&s.phase) {
+                log_phase(&s, generation);
+                last_phase.insert(s.name.clone(), s.phase.clone());
+            }
+            statuses.push(s);
+        }
+        let waiting = statuses.iter().any(|s| matches!(s.phase, Phase::Waiting(_)));
+        status.send_replace(statuses);
+        let wait = if waiting && since.elapsed() < WAIT_FAST { POLL } else { RESYNC };
+        match tokio::time::timeout(wait, applied.changed()).await {
+            Ok(Err(_)) => return, // the config pipeline is gone
+            Ok(Ok(())) => since = Instant::now(),
+            Err(_) => {}
+        }
+    }
+}
+
+/// The last status again (with fresh free space) when the volume's config is unchanged and its device is still
+/// what is mounted on its mount point.
+fn still_mounted(
+    settled: Option<&(Volume, VolumeStatus)>,
+    v: &Volume,
+    table: &[mount::MountEntry],
+) -> Option<VolumeStatus> {
+    let (was, status) = settled?;
+    let top = mount::top_mount(table, &status.mount)?;
+    if was != v || Some(PathBuf::from(&top.source)) != status.device {
+        return None;
+    }
+    let mut s = status.clone();
+    s.free = mount::space(&s.mount).map(|(_, free)| free);
+    Some(s)
+}
+
+fn log_phase(s: &VolumeStatus, generation: u64) {
+    let device = s.device.as_ref().map(|d| d.display().to_string()).unwrap_or_else(|| "-".into());
+    let base =
+        format!("storage.volume name={} generation={generation} device={device} mount={}", s.name, s.mount.display());
+    match &s.phase {
+        Phase::Mounted => log::info!(
+            "{base} phase=mounted fs={} size={} free={}",
+            s.fs.as_deref().unwrap_or("?"),
+            s.size.unwrap_or(0),
+            s.free.unwrap_or(0)
+        ),
+        Phase::Waiting(r) => log::info!("{base} phase=waiting selector={} reason={}", s.selector, q(r)),
+        Phase::Blocked(r) => log::warn!("{base} phase=blocked reason={}", q(r)),
+        Phase::Failed(r) => log::error!("{base} phase=failed reason={}", q(r)),
+        Phase::Formatting => log::info!("{base} phase=formatting"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keel_config::model::Filesystem;
+
+    fn volume(label: Option<&str>) -> Volume {
+        Volume {
+            name: "a-rather-long-volume-name-for-a-gpt-partition-name".into(),
+            device: "blank:>=1G".into(),
+            fs: Filesystem::Ext4,
+            mount: "/var/lib/data".into(),
+            options: vec!["noatime".into(), "commit=30".into()],
+            wipe: false,
+            label: label.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn specs_from_config_volumes() {
+        let s = spec(&volume(Some("DATA"))).unwrap();
+        assert_eq!(s.selector.to_string(), "blank:>=1G");
+        assert_eq!((s.label.as_deref(), s.partlabel.as_str()), (Some("DATA"), "DATA"));
+        assert_eq!(s.options.flags, MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOATIME);
+        assert_eq!(s.options.data.as_deref(), Some("commit=30"));
+        assert!(!s.over_tmpfs);
+        // Without a label the partition is named after the volume, cut to GPT's 36 characters.
+        assert_eq!(spec(&volume(None)).unwrap().partlabel, "a-rather-long-volume-name-for-a-gpt-");
+        let bad = Volume { device: "sda".into(), ..volume(None) };
+        assert!(spec(&bad).unwrap_err().contains("not a device selector"));
+    }
+
+    #[test]
+    fn a_settled_volume_is_not_probed_again_while_it_stays_mounted() {
+        let v = volume(Some("DATA"));
+        let status = VolumeStatus {
+            name: v.name.clone(),
+            selector: v.device.clone(),
+            phase: Phase::Mounted,
+            device: Some("/dev/vdb1".into()),
+            size: Some(1),
+            fs: Some("ext4".into()),
+            mount: "/var/lib/data".into(),
+            free: None,
+            formatted: false,
+        };
+        let table = mount::parse_mountinfo("41 30 254:17 / /var/lib/data rw - ext4 /dev/vdb1 rw\n");
+        let settled = (v.clone(), status);
+        assert!(still_mounted(Some(&settled), &v, &table).is_some());
+        assert!(still_mounted(None, &v, &table).is_none());
+        let changed = Volume { options: vec![], ..v.clone() };
+        assert!(still_mounted(Some(&settled), &changed, &table).is_none(), "a changed config is converged again");
+        let other = mount::parse_mountinfo("41 30 254:33 / /var/lib/data rw - ext4 /dev/vdc rw\n");
+        assert!(still_mounted(Some(&settled), &v, &other).is_none(), "another device on the mount point");
+        assert!(still_mounted(Some(&settled), &v, &[]).is_none(), "unmounted behind our back");
+    }
+}

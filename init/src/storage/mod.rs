@@ -1,0 +1,26 @@
+//! Storage: find disks (sysfs, no udev), pick the one a selector names, and make it a mounted ext4 volume —
+//! partitioning and formatting only what is blank, never destroying data.
+//!
+//! - [`sysfs`] lists disks and partitions, [`probe`] reads what each holds from its own bytes, [`gpt`] writes
+//!   and reads partition tables, [`select`] finds the device a selector names.
+//! - [`plan`] decides, purely, what may be done to it; [`volume`] carries a plan out ([`blockdev`]: the table,
+//!   [`tools`]: mke2fs and e2fsck through the reaper, [`mount`]: the mount).
+//! - [`state`]: the state volume on /var at boot ([`mount_state`]); [`controller`]: the config's volumes.
+
+pub mod blockdev;
+pub mod controller;
+#[cfg(test)]
+mod fake;
+pub mod gpt;
+#[cfg(test)]
+mod loop_tests;
+pub mod mount;
+pub mod plan;
+pub mod probe;
+pub mod select;
+pub mod state;
+pub mod sysfs;
+pub mod tools;
+pub mod volume;
+
+pub use state::mount_state;
