@@ -252,7 +252,14 @@ impl View {
                 ("gid", s.get("gid").and_then(text).unwrap_or_else(|| "0".into())),
                 ("capabilities", list(strings(s.get("capabilities")))),
                 ("restart", s.get("restart").and_then(text).unwrap_or_else(|| "on-failure".into())),
-                ("after", list(strings(s.get("after")))),
+                // A bare name is a service (`after = ["db"]` means `service:db`), as the config crate reads it.
+                (
+                    "after",
+                    list(strings(s.get("after")).into_iter().map(|a| match a.contains(':') || a == "network" {
+                        true => a,
+                        false => format!("service:{a}"),
+                    })),
+                ),
             ];
             let env = match s.get("env") {
                 Some(Value::Object(m)) => m.iter().filter_map(|(k, x)| Some((k.clone(), text(x)?))).collect(),
