@@ -25,7 +25,8 @@ KEEL_DEFAULT_SIG     ?= $(BUILD)/default.toml.sig
 export KEEL_SIGNING_KEY KEEL_ALLOWED_SIGNERS
 
 APT_PACKAGES := build-essential bc flex bison libelf-dev linux-source-6.12 zstd musl-tools \
-                qemu-system-x86 openssh-client iproute2 dnsmasq-base procps
+                qemu-system-x86 openssh-client iproute2 dnsmasq-base procps \
+                qemu-utils ovmf systemd-boot-efi binutils gdisk dosfstools mtools
 
 .PHONY: setup keys kernel init image reproducible run test unit lint e2e netns bench clean
 
@@ -123,3 +124,4 @@ clean:
 	rm -rf $(BUILD) target
 
 include image/storage.mk
+include image/media.mk

@@ -1,5 +1,6 @@
 //! Boots a built Keel image in QEMU and lets a test read its serial console line by line and press buttons over
-//! QMP. It builds nothing: `make image` (which `make test` runs first) provides `build/vmlinuz` and the initramfs.
+//! QMP. It builds nothing: `make image` (which `make test` runs first) provides `build/vmlinuz` and the initramfs,
+//! `make pxe` and `make disk` the boot media ([`media`]).
 //!
 //! At most two VMs run at once on the machine, across test processes: each VM holds one of two lock files.
 //! Every wait has a generous timeout and fails with a message saying what it waited for, and the last lines the
@@ -7,16 +8,20 @@
 
 mod console;
 pub mod http_server;
+pub mod media;
 mod qmp;
 mod slots;
 
 pub use console::Console;
+pub use media::Boot;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// Default wait for a boot to reach ready: TCG on a loaded 2-core machine is slow and noisy; normally ~2 s.
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
+/// Wait for a UEFI disk boot to reach ready: OVMF adds firmware start-up (~4 s idle, far more on a loaded host).
+pub const UEFI_BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 /// Default wait for anything after ready.
 pub const STEP_TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -38,8 +43,12 @@ pub enum Initrd {
 
 #[derive(Debug, Clone)]
 pub struct VmConfig {
+    /// How the machine boots: QEMU's `-kernel` (the default), PXE, or a UEFI disk.
+    pub boot: Boot,
+    /// For `Boot::Kernel`: which initramfs.
     pub initrd: Initrd,
-    /// Appended to the base command line (`console=ttyS0 panic=-1`).
+    /// For `Boot::Kernel`: appended to the base command line (`console=ttyS0 panic=-1`). PXE and disk boots carry
+    /// their own command line.
     pub append: String,
     /// SMBIOS product UUID (`-uuid`), from which the node derives its machine id.
     pub uuid: Option<String>,
@@ -56,6 +65,7 @@ pub struct VmConfig {
 impl Default for VmConfig {
     fn default() -> Self {
         VmConfig {
+            boot: Boot::Kernel,
             initrd: Initrd::Production,
             append: String::new(),
             uuid: None,
@@ -74,14 +84,17 @@ pub struct Vm {
     qmp_path: PathBuf,
     qmp: Option<qmp::Qmp>,
     pub started: Instant,
+    /// Files made for this VM (a UEFI variable store), removed with it.
+    scratch: Vec<PathBuf>,
     _slot: slots::Slot,
 }
 
-fn image_path(name: &str) -> PathBuf {
+/// `build/<name>`, which `make <target>` makes; a clear failure when it is missing.
+fn built(name: &str, target: &str) -> PathBuf {
     let path = build_dir().join(name);
     assert!(
         path.exists(),
-        "{} is missing: build the images first with 'make image' ('make test' does it for you)",
+        "{} is missing: build it first with 'make {target}' ('make test' does it for you)",
         path.display()
     );
     path
@@ -90,10 +103,17 @@ fn image_path(name: &str) -> PathBuf {
 impl Vm {
     /// Boots a VM named after the test. Waits for a free VM slot first.
     pub fn boot(name: &str, cfg: &VmConfig) -> Vm {
-        let kernel = image_path("vmlinuz");
-        let initrd = image_path(match cfg.initrd {
-            Initrd::Production => "initramfs.cpio.zst",
-            Initrd::Test => "initramfs-test.cpio.zst",
+        assert!(
+            cfg.boot == Boot::Kernel || cfg.append.is_empty(),
+            "VM {name:?}: `append` only applies to Boot::Kernel; PXE and disk boots carry their own command line"
+        );
+        // The images first, so a missing one fails at once rather than after waiting for a slot.
+        let kernel = (cfg.boot == Boot::Kernel).then(|| {
+            let initrd = match cfg.initrd {
+                Initrd::Production => "initramfs.cpio.zst",
+                Initrd::Test => "initramfs-test.cpio.zst",
+            };
+            (built("vmlinuz", "image"), built(initrd, "image"))
         });
         let slot = slots::Slot::acquire(&build_dir(), Duration::from_secs(1800));
         let run_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/e2e");
@@ -106,15 +126,14 @@ impl Vm {
             .args(["-serial", "stdio"])
             .arg("-qmp")
             .arg(format!("unix:{},server=on,wait=off", qmp_path.display()))
-            .args(["-netdev", &netdev(&cfg.hostfwd), "-device", "virtio-net-pci,netdev=n0"])
             // Like any cloud VM: a hardware RNG, so the kernel's pool is ready early.
-            .args(["-device", "virtio-rng-pci"])
-            .arg("-kernel")
-            .arg(&kernel)
-            .arg("-initrd")
-            .arg(&initrd)
-            .arg("-append")
-            .arg(format!("console=ttyS0 panic=-1 {}", cfg.append).trim());
+            .args(["-device", "virtio-rng-pci"]);
+        let (media_args, scratch) = media::qemu_args(&cfg.boot, &run_dir.join(name), &netdev(&cfg.hostfwd));
+        cmd.args(media_args);
+        if let Some((kernel, initrd)) = kernel {
+            cmd.arg("-kernel").arg(kernel).arg("-initrd").arg(initrd);
+            cmd.arg("-append").arg(format!("console=ttyS0 panic=-1 {}", cfg.append).trim());
+        }
         if let Some(uuid) = &cfg.uuid {
             cmd.args(["-uuid", uuid]);
         }
@@ -130,7 +149,7 @@ impl Vm {
         let mut child =
             cmd.spawn().unwrap_or_else(|e| panic!("cannot start qemu-system-x86_64: {e} (make setup installs it)"));
         let console = Console::attach(&mut child, &run_dir.join(format!("{name}.log")));
-        Vm { name: name.to_string(), child, console, qmp_path, qmp: None, started, _slot: slot }
+        Vm { name: name.to_string(), child, console, qmp_path, qmp: None, started, scratch, _slot: slot }
     }
 
     /// Waits for a console line containing `needle`, after the lines already consumed; panics on timeout.
@@ -199,6 +218,9 @@ impl Drop for Vm {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.qmp_path);
+        for f in &self.scratch {
+            let _ = std::fs::remove_file(f);
+        }
     }
 }
 

@@ -1,10 +1,15 @@
 //! keel-bench [N]: boots the production image N times (default 5) per network mode and prints the median of each
 //! figure next to its target. Wall time is measured here, from QEMU's start to the ready line; the rest is what
 //! the node reports (kernel uptime, init's own time from main(), PID 1's VmRSS, init time to network ready) and
-//! the kernel's printk timestamp of its exec of /init.
+//! the kernel's printk timestamp of its exec of /init. Then the boot media: QEMU start -> ready for a PXE boot
+//! (`build/pxe/` over TFTP) and a UEFI disk boot (`build/keel.img` under OVMF), BENCH_MEDIA_RUNS times each
+//! (default: N, at most 3: OVMF under TCG is slow), next to the direct kernel boot, and the media sizes.
 
-use keel_e2e::{build_dir, field, Vm, VmConfig, BOOT_TIMEOUT, STEP_TIMEOUT};
+use keel_e2e::{build_dir, field, media, Boot, Vm, VmConfig, BOOT_TIMEOUT, STEP_TIMEOUT, UEFI_BOOT_TIMEOUT};
 use std::time::Duration;
+
+/// As `make run` boots: the machine's identity.
+const UUID: &str = "6b65656c-0000-4000-8000-000000000001";
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
@@ -128,10 +133,40 @@ fn config_bench(runs: usize) -> (Vec<f64>, f64) {
     (converge, per_poll)
 }
 
+/// Wall time from QEMU's start to ready, in ms.
+fn boot_media(name: &str, cfg: &VmConfig) -> f64 {
+    let mut vm = Vm::boot(name, cfg);
+    let ready = vm.expect("keel: ready ", UEFI_BOOT_TIMEOUT);
+    let wall = vm.started.elapsed().as_secs_f64() * 1000.0;
+    eprintln!("bench: {name} wall_ms={wall:.0} {}", ready.trim());
+    vm.qmp(r#"{"execute":"quit"}"#);
+    let _ = vm.expect_exit(Duration::from_secs(30));
+    wall
+}
+
+fn media_rows(runs: usize, uuid: Option<String>, direct_dhcp: f64) {
+    let pxe_cfg =
+        VmConfig { boot: Boot::Pxe { dir: media::pxe_dir(), uefi: false }, uuid: uuid.clone(), ..VmConfig::default() };
+    let disk_cfg = VmConfig { boot: Boot::Uefi { disk: media::disk_image() }, uuid, ..VmConfig::default() };
+    let (mut pxe, mut disk) = (Vec::new(), Vec::new());
+    for i in 0..runs {
+        pxe.push(boot_media(&format!("bench-pxe-{i}"), &pxe_cfg));
+        disk.push(boot_media(&format!("bench-uefi-{i}"), &disk_cfg));
+    }
+    println!("Boot media: {runs} boots each, QEMU TCG, medians, DHCP");
+    let row = |name: &str, v: f64, unit: &str| println!("{name:<36} {v:>9.1} {unit:<3} {:>14}", "-");
+    row("QEMU start -> ready, direct kernel", direct_dhcp, "ms");
+    row("QEMU start -> ready, PXE (iPXE+TFTP)", median(pxe), "ms");
+    row("QEMU start -> ready, UEFI disk (OVMF)", median(disk), "ms");
+    for (name, bytes) in media::sizes() {
+        row(name, bytes as f64 / 1024.0, "KiB");
+    }
+}
+
 fn main() {
     let runs: usize = std::env::args().nth(1).and_then(|n| n.parse().ok()).unwrap_or(5).max(1);
     // As `make run` boots: a machine UUID (the identity), a virtio RNG, the production image.
-    let uuid = Some("6b65656c-0000-4000-8000-000000000001".to_string());
+    let uuid = Some(UUID.to_string());
     let dhcp_cfg = VmConfig { uuid: uuid.clone(), ..VmConfig::default() };
     let static_cfg =
         VmConfig { uuid, append: "ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off".into(), ..VmConfig::default() };
@@ -160,4 +195,6 @@ fn main() {
     row("kernel (bzImage)", kernel, "KiB", "-");
     row("initramfs (cpio.zst)", initrd, "KiB", "-");
     row("kernel + initramfs", kernel + initrd, "KiB", "<= 5120 KiB");
+    let media_runs = std::env::var("BENCH_MEDIA_RUNS").ok().and_then(|n| n.parse().ok()).unwrap_or(runs.min(3)).max(1);
+    media_rows(media_runs, Some(UUID.to_string()), median(dhcp.wall.clone()));
 }

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Builds a Unified Kernel Image: the systemd EFI stub with the kernel, initramfs, command line and os-release as
+# PE sections, one file any UEFI firmware boots. image/uki.sh KERNEL INITRD CMDLINE VERSION OUT
+#
+# Debian 12 has no ukify, so this is the objcopy recipe: each section goes at its own virtual address, after the
+# stub's last section and after the previous one, aligned to 4 KiB (a multiple of the stub's SectionAlignment).
+# The stub finds the sections by name (.osrel .cmdline .linux .initrd). KEEL_EFI_STUB overrides the stub.
+set -euo pipefail
+
+kernel=${1:?usage: image/uki.sh KERNEL INITRD CMDLINE VERSION OUT}
+initrd=${2:?}
+cmdline=${3:?}
+cmdline=${cmdline%"${cmdline##*[![:space:]]}"}
+version=${4:?}
+out=${5:?}
+stub=${KEEL_EFI_STUB:-/usr/lib/systemd/boot/efi/linuxx64.efi.stub}
+[ -f "$stub" ] || { echo "uki: missing $stub (apt-get install systemd-boot-efi)" >&2; exit 1; }
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+printf 'NAME=Keel\nID=keel\nVERSION_ID=%s\nPRETTY_NAME="Keel %s"\n' "$version" "$version" >"$work/os-release"
+printf '%s' "$cmdline" >"$work/cmdline"
+
+align=4096
+# End of the stub's highest section (VMA + size), from `objdump -h` rows: idx name size vma lma off algn.
+next=$(objdump -h "$stub" | awk '$1 ~ /^[0-9]+$/ { print $3, $4 }' | while read -r size vma; do
+    echo $((16#$vma + 16#$size))
+done | sort -n | tail -1)
+args=()
+add() { # add NAME FILE: place it at the next aligned address
+    next=$(((next + align - 1) / align * align))
+    args+=(--add-section "$1=$2" --change-section-vma "$1=$(printf '0x%x' "$next")")
+    next=$((next + $(stat -Lc %s "$2")))
+}
+add .osrel "$work/os-release"
+add .cmdline "$work/cmdline"
+add .linux "$kernel"
+add .initrd "$initrd"
+objcopy "${args[@]}" "$stub" "$out.tmp"
+# objcopy stamps the PE header with the current time (it ignores SOURCE_DATE_EPOCH for PE) and a checksum over
+# it: set the time to SOURCE_DATE_EPOCH and the checksum to 0 (not computed; UEFI does not check it), so two
+# builds are byte-identical.
+le32() { printf "$(printf '\\x%02x\\x%02x\\x%02x\\x%02x' $(($1 & 255)) $(($1 >> 8 & 255)) $(($1 >> 16 & 255)) $(($1 >> 24 & 255)))"; }
+pe=$(od -An -t u4 -j 60 -N 4 "$out.tmp" | tr -d ' ')
+le32 "${SOURCE_DATE_EPOCH:-0}" | dd of="$out.tmp" bs=1 seek=$((pe + 8)) conv=notrunc status=none
+le32 0 | dd of="$out.tmp" bs=1 seek=$((pe + 24 + 64)) conv=notrunc status=none
+mv -f "$out.tmp" "$out"
