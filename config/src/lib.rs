@@ -24,7 +24,7 @@ mod validate;
 pub use accept::{check_generation, check_target, NodeFacts, Reason};
 pub use diag::{Diagnostic, LoadError};
 pub use model::Config;
-pub use time::Timestamp;
+pub use time::{civil_from_days, days_from_civil, Timestamp};
 
 use diag::Sink;
 use raw::At;

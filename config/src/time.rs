@@ -16,7 +16,7 @@ impl Timestamp {
     /// From a TOML date-time; it must have a date, a time and an offset, else it names no single instant.
     pub fn from_toml(dt: &Datetime) -> Option<Timestamp> {
         let (date, time, offset) = (dt.date?, dt.time?, dt.offset?);
-        let days = days_from_civil(i64::from(date.year), u32::from(date.month), u32::from(date.day));
+        let days = days_from_civil(i64::from(date.year), i64::from(date.month), i64::from(date.day));
         let secs = i64::from(time.hour) * 3600 + i64::from(time.minute) * 60 + i64::from(time.second.unwrap_or(0));
         let offset_secs = match offset {
             Offset::Z => 0,
@@ -44,26 +44,28 @@ impl fmt::Display for Timestamp {
     }
 }
 
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
+/// Days since 1970-01-01 of a proleptic Gregorian date (month 1–12); H. Hinnant's `days_from_civil`. Shared with
+/// the init's RTC code, so there is one calendar in the project.
+pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
-    let mp = i64::from((m + 9) % 12);
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doy = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
 }
 
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
+/// (year, month 1–12, day 1–31) of a day count since 1970-01-01; the inverse of [`days_from_civil`].
+pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z - era * 146_097;
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
     let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
     let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
 }
 
 #[cfg(test)]
