@@ -115,7 +115,7 @@ impl Vm {
             };
             (built("vmlinuz", "image"), built(initrd, "image"))
         });
-        let slot = slots::Slot::acquire(&build_dir(), Duration::from_secs(1800));
+        let slot = slots::Slot::acquire(&slots::lock_dir(), Duration::from_secs(1800));
         let run_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/e2e");
         let _ = std::fs::create_dir_all(&run_dir);
         let qmp_path = run_dir.join(format!("{name}.qmp"));
