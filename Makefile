@@ -125,3 +125,4 @@ clean:
 
 include image/storage.mk
 include image/media.mk
+include image/tls.mk

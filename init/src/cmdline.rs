@@ -169,9 +169,9 @@ impl Settings {
                         false => s.ntp = servers,
                     }
                 }
-                "keel.config" => match value.starts_with("http://") {
+                "keel.config" => match value.starts_with("http://") || value.starts_with("https://") {
                     true => s.config_url = Some(value.clone()),
-                    false => warnings.push(bad("http:// URL of the signed node config")),
+                    false => warnings.push(bad("http:// or https:// URL of the signed node config")),
                 },
                 "keel.config_interval" => match parse_seconds(&value, 1, 86400) {
                     Some(d) => s.config_interval = d,
@@ -286,6 +286,18 @@ mod tests {
         let (s, w) = Settings::from_cmdline("keel.state=sda");
         assert_eq!(s.state, StateChoice::Auto);
         assert!(w[0].to_string().starts_with("cmdline.invalid key=keel.state value=\"sda\""), "{}", w[0]);
+    }
+
+    #[test]
+    fn config_url_is_http_or_https() {
+        for url in ["http://10.0.2.2:8080/n.toml", "https://cfg.example/${uuid}.toml"] {
+            let (s, w) = Settings::from_cmdline(&format!("keel.config={url}"));
+            assert!(w.is_empty(), "{w:?}");
+            assert_eq!(s.config_url.as_deref(), Some(url));
+        }
+        let (s, w) = Settings::from_cmdline("keel.config=ftp://cfg.example/n.toml");
+        assert_eq!(s.config_url, None);
+        assert!(w[0].to_string().contains("http:// or https://"), "{}", w[0]);
     }
 
     #[test]

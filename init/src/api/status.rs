@@ -91,6 +91,7 @@ pub fn time(t: &TimeStatus) -> Value {
 pub fn config(c: &ConfigHandle) -> Value {
     let applied = c.applied.borrow().clone();
     let rejection = c.rejection.borrow().clone();
+    let pull = c.pull.borrow().clone();
     let secs = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     json!({
         "generation": applied.as_ref().map(|a| a.generation),
@@ -100,6 +101,8 @@ pub fn config(c: &ConfigHandle) -> Value {
         "accepted_at": applied.as_ref().map(|a| secs(a.accepted_at)),
         "converged_generation": *c.converged.borrow(),
         "last_rejection": rejection.map(|r| json!({"reason": r.code, "detail": r.detail, "source": r.source})),
+        "pull": pull.url.as_ref().map(|url| json!({"url": url, "polls": pull.polls, "failures": pull.failures,
+                                                    "last_error": pull.last_error})),
     })
 }
 

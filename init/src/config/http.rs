@@ -1,11 +1,16 @@
 //! A small HTTP/1.1 client for pulling node config: one GET per connection (`Connection: close`), conditional on
-//! the last ETag, with a bounded body and a deadline for the whole exchange. Parsing is pure and unit-tested.
+//! the last ETag, with a bounded body and a deadline for the whole exchange; over TLS for https:// (see tls.rs).
+//! Parsing is pure and unit-tested.
 
+use super::tls;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_rustls::TlsConnector;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Url {
+    /// https:// (true) or http:// (false).
+    pub tls: bool,
     pub host: String,
     pub port: u16,
     /// Path and query, starting with '/'.
@@ -14,13 +19,15 @@ pub struct Url {
 
 impl std::fmt::Display for Url {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "http://{}:{}{}", self.host, self.port, self.path)
+        let scheme = if self.tls { "https" } else { "http" };
+        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        write!(f, "{scheme}://{host}:{}{}", self.port, self.path)
     }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum UrlError {
-    #[error("{0:?}: only http:// URLs are supported (https is not built into this image)")]
+    #[error("{0:?}: only http:// and https:// URLs are supported")]
     Scheme(String),
     #[error("{0:?}: no host")]
     NoHost(String),
@@ -29,9 +36,10 @@ pub enum UrlError {
 }
 
 pub fn parse_url(text: &str) -> Result<Url, UrlError> {
-    let rest = match text.strip_prefix("http://") {
-        Some(r) => r,
-        None => return Err(UrlError::Scheme(text.to_string())),
+    let (tls, rest) = match (text.strip_prefix("http://"), text.strip_prefix("https://")) {
+        (Some(r), _) => (false, r),
+        (_, Some(r)) => (true, r),
+        _ => return Err(UrlError::Scheme(text.to_string())),
     };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
@@ -41,13 +49,13 @@ pub fn parse_url(text: &str) -> Result<Url, UrlError> {
         Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
             (h, p.parse().map_err(|_| UrlError::Port(text.to_string()))?)
         }
-        _ => (authority, 80),
+        _ => (authority, if tls { 443 } else { 80 }),
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() {
         return Err(UrlError::NoHost(text.to_string()));
     }
-    Ok(Url { host: host.to_string(), port, path: path.to_string() })
+    Ok(Url { tls, host: host.to_string(), port, path: path.to_string() })
 }
 
 /// Replaces `${name}` with its value for each (name, value); unknown names stay as they are.
@@ -78,6 +86,9 @@ pub enum HttpError {
     TooLarge(String, usize),
     #[error("{0}: malformed response: {1}")]
     Malformed(String, String),
+    /// The TLS handshake failed or https cannot be used at all; the text says what is wrong.
+    #[error("{0}: {1}")]
+    Tls(String, String),
 }
 
 /// Parses a complete response (the server closed the connection). `max` bounds the body.
@@ -142,40 +153,87 @@ fn dechunk(mut data: &[u8], max: usize) -> Result<Vec<u8>, String> {
     }
 }
 
-/// GET `url`, sending `If-None-Match` when an ETag is known.
+/// GET `url`, sending `If-None-Match` when an ETag is known; https:// trusts the CAs baked into the image.
 pub async fn get(url: &Url, etag: Option<&str>, timeout: Duration, max: usize) -> Result<Response, HttpError> {
+    get_with(url, url.tls.then(tls::image_client), etag, timeout, max).await
+}
+
+/// [`get`] with the TLS client for an https:// URL: without one (`Err`), the error is why there is none.
+pub async fn get_with(
+    url: &Url,
+    tls: Option<&Result<TlsConnector, String>>,
+    etag: Option<&str>,
+    timeout: Duration,
+    max: usize,
+) -> Result<Response, HttpError> {
     let name = url.to_string();
+    let connector = match (url.tls, tls) {
+        (false, _) => None,
+        (true, Some(Ok(c))) => Some(c.clone()),
+        (true, Some(Err(why))) => return Err(HttpError::Tls(name, why.clone())),
+        (true, None) => return Err(HttpError::Tls(name, "no TLS client for https".into())),
+    };
+    let server_name = match connector {
+        Some(_) => Some(tls::server_name(&url.host).map_err(|e| HttpError::Tls(name.clone(), e))?),
+        None => None,
+    };
     let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect((url.host.as_str(), url.port))
+        let stream = tokio::net::TcpStream::connect((url.host.as_str(), url.port))
             .await
             .map_err(|e| HttpError::Connect(name.clone(), e))?;
-        let host = if url.host.contains(':') { format!("[{}]", url.host) } else { url.host.clone() };
-        let mut req = format!(
-            "GET {} HTTP/1.1\r\nHost: {host}:{}\r\nUser-Agent: keel/{}\r\nAccept: */*\r\nConnection: close\r\n",
-            url.path,
-            url.port,
-            env!("CARGO_PKG_VERSION")
-        );
-        if let Some(tag) = etag {
-            req.push_str(&format!("If-None-Match: {tag}\r\n"));
-        }
-        req.push_str("\r\n");
-        stream.write_all(req.as_bytes()).await.map_err(|e| HttpError::Io(name.clone(), e))?;
-        let mut raw = Vec::new();
-        let mut buf = [0u8; 8192];
-        loop {
-            let n = stream.read(&mut buf).await.map_err(|e| HttpError::Io(name.clone(), e))?;
-            if n == 0 {
-                break;
+        match (connector, server_name) {
+            (Some(connector), Some(server_name)) => {
+                let stream = connector
+                    .connect(server_name, stream)
+                    .await
+                    .map_err(|e| HttpError::Tls(name.clone(), tls::describe(&e, &url.host)))?;
+                exchange(stream, url, &name, etag, max).await
             }
-            raw.extend_from_slice(&buf[..n]);
-            if raw.len() > max + 16 * 1024 {
-                return Err(HttpError::TooLarge(name.clone(), max));
-            }
+            _ => exchange(stream, url, &name, etag, max).await,
         }
-        parse_response(&raw, max).map_err(|e| HttpError::Malformed(name.clone(), e))
     };
     tokio::time::timeout(timeout, exchange).await.map_err(|_| HttpError::Timeout(name.clone(), timeout))?
+}
+
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    url: &Url,
+    name: &str,
+    etag: Option<&str>,
+    max: usize,
+) -> Result<Response, HttpError> {
+    let host = if url.host.contains(':') { format!("[{}]", url.host) } else { url.host.clone() };
+    let mut req = format!(
+        "GET {} HTTP/1.1\r\nHost: {host}:{}\r\nUser-Agent: keel/{}\r\nAccept: */*\r\nConnection: close\r\n",
+        url.path,
+        url.port,
+        env!("CARGO_PKG_VERSION")
+    );
+    if let Some(tag) = etag {
+        req.push_str(&format!("If-None-Match: {tag}\r\n"));
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes()).await.map_err(|e| HttpError::Io(name.to_string(), e))?;
+    stream.flush().await.map_err(|e| HttpError::Io(name.to_string(), e))?;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = match stream.read(&mut buf).await {
+            Ok(n) => n,
+            // A TLS server that closes without close_notify: the response still has to parse in full (its
+            // length is checked), and the config it carries is verified by its signature anyway.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => 0,
+            Err(e) => return Err(HttpError::Io(name.to_string(), e)),
+        };
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+        if raw.len() > max + 16 * 1024 {
+            return Err(HttpError::TooLarge(name.to_string(), max));
+        }
+    }
+    parse_response(&raw, max).map_err(|e| HttpError::Malformed(name.to_string(), e))
 }
 
 #[cfg(test)]
@@ -186,10 +244,15 @@ mod tests {
     fn parses_urls() {
         assert_eq!(
             parse_url("http://10.0.2.2:8080/nodes/a.toml?x=1"),
-            Ok(Url { host: "10.0.2.2".into(), port: 8080, path: "/nodes/a.toml?x=1".into() })
+            Ok(Url { tls: false, host: "10.0.2.2".into(), port: 8080, path: "/nodes/a.toml?x=1".into() })
         );
-        assert_eq!(parse_url("http://cfg.example"), Ok(Url { host: "cfg.example".into(), port: 80, path: "/".into() }));
-        assert_eq!(parse_url("http://[fd00::1]:81/c"), Ok(Url { host: "fd00::1".into(), port: 81, path: "/c".into() }));
+        let url = |tls, host: &str, port, path: &str| Ok(Url { tls, host: host.into(), port, path: path.into() });
+        assert_eq!(parse_url("http://cfg.example"), url(false, "cfg.example", 80, "/"));
+        assert_eq!(parse_url("http://[fd00::1]:81/c"), url(false, "fd00::1", 81, "/c"));
+        assert_eq!(parse_url("https://cfg.example/n.toml"), url(true, "cfg.example", 443, "/n.toml"));
+        assert_eq!(parse_url("https://10.0.2.2:8443/n"), url(true, "10.0.2.2", 8443, "/n"));
+        assert_eq!(parse_url("https://10.0.2.2:8443/n").unwrap().to_string(), "https://10.0.2.2:8443/n");
+        assert_eq!(parse_url("http://[fd00::1]:81/c").unwrap().to_string(), "http://[fd00::1]:81/c");
         assert!(matches!(parse_url("ftp://x/"), Err(UrlError::Scheme(_))));
         assert!(matches!(parse_url("http://:80/"), Err(UrlError::NoHost(_))));
         assert!(matches!(parse_url("http://x:99999/"), Err(UrlError::Port(_))));

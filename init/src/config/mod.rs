@@ -7,3 +7,4 @@ pub mod pipeline;
 pub mod pull;
 pub mod run;
 pub mod store;
+pub mod tls;

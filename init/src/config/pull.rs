@@ -1,6 +1,8 @@
 //! Pulling the node config from `keel.config=<url>`: a conditional GET every interval once the network is up,
 //! the signature from `<url>.sig` only when the config changed, exponential backoff with jitter on failure, and
 //! never giving up. Unchanged bytes are not resubmitted, so a server without ETags does not spam refusals.
+//! https:// URLs trust only the CA bundle baked into the image (tls.rs); every failure, TLS ones included, is logged as
+//! `config.fetch_failed` and kept in status (`config.pull`) while the node keeps its last good config.
 
 use super::http::{self, Url};
 use super::run::Submit;
@@ -8,6 +10,15 @@ use super::store::Signed;
 use crate::net::controller::NetStatus;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
+
+/// What status shows of the pull: the URL, how many polls failed in a row and the last failure's reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PullStatus {
+    pub url: Option<String>,
+    pub polls: u64,
+    pub failures: u32,
+    pub last_error: Option<String>,
+}
 
 const MAX_BYTES: usize = keel_config::MAX_CONFIG_BYTES;
 const TIMEOUT: Duration = Duration::from_secs(20);
@@ -47,6 +58,7 @@ pub async fn run(
     machine_id: String,
     mut net: watch::Receiver<NetStatus>,
     submit: mpsc::Sender<Submit>,
+    status: watch::Sender<PullStatus>,
 ) {
     let mut seed = u64::from_str_radix(machine_id.get(..16).unwrap_or("1"), 16).unwrap_or(1) | 1;
     let mut etag: Option<String> = None;
@@ -65,7 +77,19 @@ pub async fn run(
                 return;
             }
         };
-        let wait = match poll_once(&url, &mut etag, &mut last_body, &submit).await {
+        let result = poll_once(&url, &mut etag, &mut last_body, &submit).await;
+        status.send_modify(|s| {
+            s.url = Some(url.to_string());
+            s.polls += 1;
+            match &result {
+                Ok(()) => s.failures = 0,
+                Err(e) => {
+                    s.failures = s.failures.saturating_add(1);
+                    s.last_error = Some(e.clone());
+                }
+            }
+        });
+        let wait = match result {
             Ok(()) => {
                 failures = 0;
                 interval

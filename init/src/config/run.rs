@@ -42,6 +42,8 @@ pub struct ConfigHandle {
     pub files: watch::Receiver<ControllerStatus>,
     pub services: ServicesHandle,
     pub services_status: watch::Receiver<ServicesStatus>,
+    /// The `keel.config` pull: URL, consecutive failures and the last failure's reason.
+    pub pull: watch::Receiver<pull::PullStatus>,
 }
 
 fn read_embedded() -> Option<Signed> {
@@ -132,11 +134,13 @@ pub fn start(
         }
     });
 
+    let (pull_tx, pull) = watch::channel(pull::PullStatus::default());
     if let (Some(url), Some((_, status))) = (&settings.config_url, &net) {
-        tokio::spawn(pull::run(url.clone(), settings.config_interval, machine_id, status.clone(), submit.clone()));
+        let interval = settings.config_interval;
+        tokio::spawn(pull::run(url.clone(), interval, machine_id, status.clone(), submit.clone(), pull_tx));
     }
     let (sysctl, files) = handle_controllers;
-    ConfigHandle { submit, applied, rejection, converged, sysctl, files, services, services_status }
+    ConfigHandle { submit, applied, rejection, converged, sysctl, files, services, services_status, pull }
 }
 
 /// Waits until every controller has converged `generation` (or a newer config arrives) and logs it once.

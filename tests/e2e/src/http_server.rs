@@ -1,9 +1,11 @@
 //! A tiny HTTP/1.1 file server on the host's loopback for the node to pull config from (the guest reaches it as
 //! 10.0.2.2). Files live in memory and change while a test runs; ETags follow the content, If-None-Match gets a
-//! 304, and the server can be taken down and brought back on the same port.
+//! 304, and the server can be taken down and brought back on the same port. In https mode
+//! ([`FileServer::start_tls`]) it speaks TLS with a certificate that can be swapped while a test runs.
 
+use crate::tls::{self, Identity};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,6 +19,8 @@ struct Shared {
     not_modified: AtomicUsize,
     /// Bytes of requests read and responses written for 304 answers (what an idle poll costs).
     idle_bytes: AtomicUsize,
+    /// Some: https with this certificate.
+    tls: Mutex<Option<Arc<rustls::ServerConfig>>>,
 }
 
 pub struct FileServer {
@@ -33,12 +37,24 @@ fn etag(body: &[u8]) -> String {
     format!("\"{h:016x}\"")
 }
 
-fn serve(mut stream: TcpStream, shared: &Shared) {
+fn accept(stream: TcpStream, shared: &Shared) {
     stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    let mut reader = BufReader::new(match stream.try_clone() {
-        Ok(s) => s,
-        Err(_) => return,
-    });
+    let config = shared.tls.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    match config {
+        None => serve(&mut { stream }, shared),
+        Some(config) => {
+            let Ok(conn) = rustls::ServerConnection::new(config) else { return };
+            let mut tls = rustls::StreamOwned::new(conn, stream);
+            // A client that refuses the certificate ends the handshake; serve() then reads nothing.
+            serve(&mut tls, shared);
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+        }
+    }
+}
+
+fn serve<S: Read + Write>(stream: &mut S, shared: &Shared) {
+    let mut reader = BufReader::new(&mut *stream);
     let mut request = String::new();
     if reader.read_line(&mut request).is_err() {
         return;
@@ -63,6 +79,7 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
             }
         }
     }
+    drop(reader);
     shared.requests.fetch_add(1, Ordering::SeqCst);
     let path = request.split_whitespace().nth(1).unwrap_or("/").to_string();
     let body = shared.files.lock().unwrap_or_else(|p| p.into_inner()).get(&path).cloned();
@@ -91,9 +108,23 @@ fn serve(mut stream: TcpStream, shared: &Shared) {
 
 impl FileServer {
     pub fn start() -> FileServer {
+        Self::start_with(None)
+    }
+
+    /// An https server presenting `id`.
+    pub fn start_tls(id: &Identity) -> FileServer {
+        Self::start_with(Some(tls::server_config(id)))
+    }
+
+    /// From the next connection on, present `id` (https mode only).
+    pub fn set_identity(&self, id: &Identity) {
+        *self.shared.tls.lock().unwrap_or_else(|p| p.into_inner()) = Some(tls::server_config(id));
+    }
+
+    fn start_with(tls: Option<Arc<rustls::ServerConfig>>) -> FileServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the config server");
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared { tls: Mutex::new(tls), ..Shared::default() });
         let s = shared.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
@@ -102,7 +133,7 @@ impl FileServer {
                     drop(stream);
                     continue;
                 }
-                serve(stream, &s);
+                accept(stream, &s);
             }
         });
         FileServer { port, shared }
@@ -137,7 +168,10 @@ impl FileServer {
 
 /// Signs `text` with an OpenSSH key for `namespace`, as an operator would (`ssh-keygen -Y sign`).
 pub fn ssh_sign(text: &str, key: &std::path::Path, namespace: &str) -> Vec<u8> {
-    let dir = std::env::temp_dir().join(format!("keel-sign-{}-{}", std::process::id(), etag(text.as_bytes())));
+    // A directory of its own per call: tests in parallel threads may sign the same text at the same time.
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("keel-sign-{}-{call}-{}", std::process::id(), etag(text.as_bytes())));
     let _ = std::fs::create_dir_all(&dir);
     let file = dir.join("node.toml");
     std::fs::write(&file, text).expect("write the config to sign");

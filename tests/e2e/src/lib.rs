@@ -11,6 +11,7 @@ pub mod http_server;
 pub mod media;
 mod qmp;
 mod slots;
+pub mod tls;
 
 pub use console::Console;
 pub use media::Boot;
@@ -33,12 +34,14 @@ pub fn build_dir() -> PathBuf {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Initrd {
     /// What `make image` ships.
     Production,
     /// The production image plus `/usr/libexec/keel-testhelper`.
     Test,
+    /// An initramfs a test made (e.g. the production one with a CA bundle added: [`tls::initrd_with_ca`]).
+    Custom(PathBuf),
 }
 
 #[derive(Debug, Clone)]
@@ -109,11 +112,12 @@ impl Vm {
         );
         // The images first, so a missing one fails at once rather than after waiting for a slot.
         let kernel = (cfg.boot == Boot::Kernel).then(|| {
-            let initrd = match cfg.initrd {
-                Initrd::Production => "initramfs.cpio.zst",
-                Initrd::Test => "initramfs-test.cpio.zst",
+            let initrd = match &cfg.initrd {
+                Initrd::Production => built("initramfs.cpio.zst", "image"),
+                Initrd::Test => built("initramfs-test.cpio.zst", "image"),
+                Initrd::Custom(path) => path.clone(),
             };
-            (built("vmlinuz", "image"), built(initrd, "image"))
+            (built("vmlinuz", "image"), initrd)
         });
         let slot = slots::Slot::acquire(&slots::lock_dir(), Duration::from_secs(1800));
         let run_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/e2e");
