@@ -64,15 +64,29 @@ pub fn describe(e: &std::io::Error, host: &str) -> String {
             C::NotValidForName | C::NotValidForNameContext { .. } => {
                 format!("wrong host name: the certificate is not valid for {host} ({cert})")
             }
-            C::Expired | C::ExpiredContext { .. } => format!("expired certificate ({cert})"),
-            C::NotValidYet | C::NotValidYetContext { .. } => {
-                format!("certificate not valid yet; is the node's clock right? ({cert})")
-            }
+            C::ExpiredContext { time, not_after } => format!(
+                "expired certificate: not valid after {}, and the node's clock says {}",
+                date(not_after.as_secs()),
+                date(time.as_secs())
+            ),
+            C::Expired => "expired certificate".into(),
+            C::NotValidYetContext { time, not_before } => format!(
+                "certificate not valid yet: not before {}, and the node's clock says {} (is it right?)",
+                date(not_before.as_secs()),
+                date(time.as_secs())
+            ),
+            C::NotValidYet => "certificate not valid yet (is the node's clock right?)".into(),
             C::BadSignature => "bad certificate signature".into(),
             other => format!("invalid certificate: {other}"),
         },
         other => format!("TLS handshake: {other}"),
     }
+}
+
+/// `YYYY-MM-DD` (UTC) of Unix seconds.
+fn date(secs: u64) -> String {
+    let (y, m, d) = keel_config::civil_from_days((secs / 86_400) as i64);
+    format!("{y:04}-{m:02}-{d:02}")
 }
 
 #[cfg(test)]
@@ -222,7 +236,7 @@ mod tests {
 
             let (port, _s) = serve(leaf(&ours, &["127.0.0.1"], true), 1).await;
             let why = refused("127.0.0.1", port, &client).await;
-            assert!(why.starts_with("expired certificate"), "{why}");
+            assert!(why.starts_with("expired certificate: not valid after 2021-01-01"), "{why}");
         });
     }
 
