@@ -104,6 +104,16 @@ pub fn render(st: &Value) -> String {
         }
         line("", text);
     }
+    if let Some(pull) = config.get("pull").filter(|p| p.is_object()) {
+        let url = s(pull, "url").unwrap_or("?");
+        let text = match pull.get("failures").and_then(Value::as_u64) {
+            Some(n) if n > 0 => {
+                format!("pull from {url} FAILING ({n} in a row): {}", s(pull, "last_error").unwrap_or("?"))
+            }
+            _ => format!("pull from {url}: ok"),
+        };
+        line("", text);
+    }
 
     if let Some(net) = st.get("network").filter(|n| n.is_object()) {
         let mut text = match net.get("ready").and_then(Value::as_bool) {
@@ -237,6 +247,21 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn a_failing_config_pull_shows_its_reason() {
+        let reason = "https://10.0.2.2:8443/n.toml: untrusted certificate: its issuer is not a CA in /etc/keel/ca.pem";
+        let st = json!({"config": {"generation": 1, "converged_generation": 1, "source": "image",
+                                   "pull": {"url": "https://10.0.2.2:8443/n.toml", "polls": 4, "failures": 3,
+                                            "last_error": reason}}});
+        let want = format!(
+            "node\nconfig     generation 1 (converged) from image\n           \
+             pull from https://10.0.2.2:8443/n.toml FAILING (3 in a row): {reason}\n"
+        );
+        assert_eq!(render(&st), want);
+        let ok = json!({"config": {"pull": {"url": "http://h/n", "polls": 4, "failures": 0, "last_error": "old"}}});
+        assert_eq!(render(&ok), "node\nconfig     none applied\n           pull from http://h/n: ok\n");
+    }
 
     #[test]
     fn a_full_status() {

@@ -122,16 +122,24 @@ fn qemu_https_pull_without_a_ca_bundle_says_so_and_keeps_trying() {
     expect_failure(&mut vm, &url, reason);
 
     // Status shows it too, and the node runs the image's default config meanwhile.
-    let out = std::process::Command::new(keelctl())
-        .args(["status", "-o", "json", "--node", &format!("127.0.0.1:{api}"), "--known-nodes"])
-        .arg(scratch.join("known_nodes"))
-        .output()
-        .expect("run keelctl");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "keelctl status: {text}{}", String::from_utf8_lossy(&out.stderr));
+    let status = |args: &[&str]| {
+        let out = std::process::Command::new(keelctl())
+            .arg("status")
+            .args(args)
+            .args(["--node", &format!("127.0.0.1:{api}"), "--known-nodes"])
+            .arg(scratch.join("known_nodes"))
+            .output()
+            .expect("run keelctl");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(out.status.success(), "keelctl status: {text}{}", String::from_utf8_lossy(&out.stderr));
+        text
+    };
+    let text = status(&["-o", "json"]);
     assert!(text.contains(&format!("\"url\": \"{url}\"")), "status must show the pull: {text}");
     assert!(text.contains(reason), "status must show the pull's last error: {text}");
     assert!(text.contains("\"generation\": 1"), "the node keeps the image's default config: {text}");
+    let text = status(&[]);
+    assert!(text.contains(&format!("pull from {url} FAILING (")) && text.contains(reason), "{text}");
     assert!(server.requests() == 0, "without a CA bundle the node must not talk to the server at all");
     let _ = std::fs::remove_dir_all(scratch);
 }
