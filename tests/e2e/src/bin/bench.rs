@@ -5,6 +5,9 @@
 //! (`build/pxe/` over TFTP) and a UEFI disk boot (`build/keel.img` under OVMF), BENCH_MEDIA_RUNS times each
 //! (default: N, at most 3: OVMF under TCG is slow), next to the direct kernel boot, and the media sizes.
 
+#[path = "bench/services.rs"]
+mod services;
+
 use keel_e2e::{build_dir, field, media, Boot, Vm, VmConfig, BOOT_TIMEOUT, STEP_TIMEOUT, UEFI_BOOT_TIMEOUT};
 use std::time::Duration;
 
@@ -197,4 +200,5 @@ fn main() {
     row("kernel + initramfs", kernel + initrd, "KiB", "<= 5120 KiB");
     let media_runs = std::env::var("BENCH_MEDIA_RUNS").ok().and_then(|n| n.parse().ok()).unwrap_or(runs.min(3)).max(1);
     media_rows(media_runs, Some(UUID.to_string()), median(dhcp.wall.clone()));
+    services::run(runs);
 }
