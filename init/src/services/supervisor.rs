@@ -252,6 +252,7 @@ async fn run_once(
         Ok(p) => p,
         Err(e) => return Ended::StartFailed(e),
     };
+    let preparing = Instant::now();
     let cg = match ctx.cgroups.prepare(name, &def.cgroup) {
         Ok(cg) => cg,
         Err(e) => {
@@ -259,6 +260,7 @@ async fn run_once(
             return Ended::StartFailed(e.to_string());
         }
     };
+    let spawning = Instant::now();
     let launched = spawn::spawn(&ctx.reaper, def, &program, ctx.last_cap, Some(&cg));
     let cg_path = cg.path.clone();
     drop(cg);
@@ -272,16 +274,20 @@ async fn run_once(
     let started = Instant::now();
     let pid = launched.child.pid;
     let keep = super::caps::mask(&def.capabilities).unwrap_or(0);
-    // From the config reaching the services task to the program executing (the spawn returns after the exec).
+    // From the config reaching the services task to the program executing (the spawn returns after the exec),
+    // and two parts of it: preparing the cgroup, and fork to exec.
     let apply_ms = applied
         .map_or(String::new(), |at| format!(" apply_ms={}", crate::clock::ms(started.saturating_duration_since(at))));
     log::info!(
-        "service.start name={name} pid={pid} uid={} gid={} caps={} cgroup={} program={}{apply_ms}",
+        "service.start name={name} pid={pid} uid={} gid={} caps={} cgroup={} program={}{apply_ms} cgroup_ms={} \
+         spawn_ms={}",
         def.uid,
         def.gid,
         super::caps::names(keep),
         cg_path.display(),
-        q(verified.as_ref().map_or(&program, |v| &v.sha256))
+        q(verified.as_ref().map_or(&program, |v| &v.sha256)),
+        crate::clock::ms(spawning.saturating_duration_since(preparing)),
+        crate::clock::ms(started.saturating_duration_since(spawning)),
     );
     let tag: Arc<str> = Arc::from(name);
     tokio::spawn(output::pump(tag.clone(), Stream::Stdout, def.log_level, launched.stdout));

@@ -260,7 +260,8 @@ fn qemu_killed_and_crash_looping_services_back_off_while_the_node_stays_healthy(
     let transcript = node.vm.transcript();
     assert!(lines_with(&transcript, &["keel: service.start name=tampered "]).is_empty(), "tampered bytes started");
     assert_eq!(accept_line(&bad_l, Duration::from_secs(2)), None, "the tampered artifact ran");
-    let panics = lines_with(&transcript, &["panic"]);
+    let panics: Vec<&String> =
+        transcript.iter().filter(|l| l.contains("Kernel panic") || l.contains("panicked")).collect();
     assert!(panics.is_empty(), "{panics:?}");
 }
 
@@ -270,7 +271,8 @@ fn qemu_ten_thousand_orphans_are_all_reaped_and_pid1_memory_returns() {
     node.vm.expect_anywhere("keel: config.converged generation=1", STEP_TIMEOUT);
     let rss_before = node.ctl.rss_kib();
     node.publish(&config(2, &[service("storm", HELPER, &["orphan-storm", "10000"], "restart = \"never\"")]));
-    let storm = node.wait_lines(&["keel: service.log name=storm ", "testhelper: storm "], 1, Duration::from_secs(1200));
+    let storm =
+        node.wait_lines(&["keel: service.log name=storm ", "testhelper: storm orphans="], 1, Duration::from_secs(1200));
     let storm = storm[0].trim_end_matches('"').to_string();
     let num = |key: &str| -> u64 {
         field(&storm, key).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{key}: {storm}"))
@@ -279,14 +281,28 @@ fn qemu_ten_thousand_orphans_are_all_reaped_and_pid1_memory_returns() {
     assert_eq!(num("zombies"), 0, "{storm}");
     node.vm.expect_anywhere("keel: service.done name=storm state=stopped", STEP_TIMEOUT);
     // PID 1 reaped every one of them itself (they were its orphans, not the helper's children).
-    let reaped = node.wait_lines(&["keel: reap.orphan pid="], 10_000, STEP_TIMEOUT);
-    let (before, peak, after) = (num("pid1_rss_before_kib"), num("pid1_rss_peak_kib"), num("pid1_rss_after_kib"));
+    let orphans = (num("warmup") + num("orphans")) as usize;
+    let reaped = node.wait_lines(&["keel: reap.orphan pid="], orphans, STEP_TIMEOUT);
+    let (cold, before, half, peak, after) = (
+        num("pid1_rss_cold_kib"),
+        num("pid1_rss_before_kib"),
+        num("pid1_rss_half_kib"),
+        num("pid1_rss_peak_kib"),
+        num("pid1_rss_after_kib"),
+    );
     let rss_after = node.ctl.rss_kib();
     eprintln!(
         "orphan storm: {} reaped; {storm}; PID 1 VmRSS by status: {rss_before} KiB before, {rss_after} KiB after",
         reaped.len()
     );
-    // Within a small margin: 256 KiB (allocator slack) over the baseline.
-    assert!(after <= before + 256, "PID 1 VmRSS {before} KiB -> {after} KiB (peak {peak} KiB) after the storm");
-    assert!(rss_after <= rss_before + 512, "PID 1 VmRSS by status {rss_before} KiB -> {rss_after} KiB");
+    // Orphans cost PID 1 nothing that stays: the second 5,000 do not grow it (16 KiB of slack: a leak of 4 bytes
+    // per orphan would show)...
+    assert!(after <= half + 16, "PID 1 VmRSS {half} KiB after 5,000 orphans, {after} KiB after 10,000");
+    // ...and the whole storm leaves it within a small margin (128 KiB, < 3%) of the baseline taken after the
+    // warm-up (5,000 orphans), which brought PID 1's bounded log ring (2048 lines) to its steady state.
+    assert!(after <= before + 128, "PID 1 VmRSS {before} KiB -> {after} KiB (peak {peak} KiB) after the storm");
+    // Against the node before any of it: no more than the log ring's bound (512 KiB of text) and some slack.
+    assert!(after <= cold + 1024, "PID 1 VmRSS {cold} KiB before the warm-up, {after} KiB after the storm");
+    // The API's answer itself costs PID 1 a little (TLS buffers).
+    assert!(rss_after <= after + 128, "PID 1 VmRSS by status {rss_after} KiB, by the helper {after} KiB");
 }

@@ -3,7 +3,8 @@
 //! the node reports (kernel uptime, init's own time from main(), PID 1's VmRSS, init time to network ready) and
 //! the kernel's printk timestamp of its exec of /init. Then the boot media: QEMU start -> ready for a PXE boot
 //! (`build/pxe/` over TFTP) and a UEFI disk boot (`build/keel.img` under OVMF), BENCH_MEDIA_RUNS times each
-//! (default: N, at most 3: OVMF under TCG is slow), next to the direct kernel boot, and the media sizes.
+//! (default: N, at most 3: OVMF under TCG is slow), next to the direct kernel boot, and the media sizes. Then the
+//! services ([`services`]). `BENCH_ONLY=services` runs only those.
 
 #[path = "bench/services.rs"]
 mod services;
@@ -168,6 +169,10 @@ fn media_rows(runs: usize, uuid: Option<String>, direct_dhcp: f64) {
 
 fn main() {
     let runs: usize = std::env::args().nth(1).and_then(|n| n.parse().ok()).unwrap_or(5).max(1);
+    // BENCH_ONLY=services: only the services benchmarks.
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("services") {
+        return services::run(runs);
+    }
     // As `make run` boots: a machine UUID (the identity), a virtio RNG, the production image.
     let uuid = Some(UUID.to_string());
     let dhcp_cfg = VmConfig { uuid: uuid.clone(), ..VmConfig::default() };
