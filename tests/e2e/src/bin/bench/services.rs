@@ -36,8 +36,8 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-fn apply_ms(line: &str) -> f64 {
-    field(line, "apply_ms").and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("no apply_ms in {line}"))
+fn ms(line: &str, key: &str) -> f64 {
+    field(line, key).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("no {key} in {line}"))
 }
 
 /// PID 1's VmRSS after things settled: the median of a few reads a second apart.
@@ -80,19 +80,21 @@ pub fn run(runs: usize) {
     publish(&config(3, SERVICES, 0));
     vm.expect("keel: config.converged generation=3 ", STEP_TIMEOUT);
     let starts: Vec<f64> =
-        lines_with(&vm.transcript(), &["keel: service.start name=bench-"]).iter().map(|l| apply_ms(l)).collect();
+        lines_with(&vm.transcript(), &["keel: service.start name=bench-"]).iter().map(|l| ms(l, "apply_ms")).collect();
     assert_eq!(starts.len(), SERVICES, "every bench service starts once");
     let rss_twenty = settled_rss(&ctl);
 
     // One new service per config: applied → running, by the node's clock and by the kernel's timestamps from the
     // config's acceptance.
-    let (mut one, mut from_accept) = (Vec::new(), Vec::new());
+    let (mut one, mut from_accept, mut cgroup, mut spawn) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for i in 0..runs {
         let generation = 4 + i as u64;
         publish(&config(generation, SERVICES, i + 1));
         let accepted = vm.expect(&format!("keel: config.accepted generation={generation} "), STEP_TIMEOUT);
         let start = vm.expect(&format!("keel: service.start name=probe-{i} "), STEP_TIMEOUT);
-        one.push(apply_ms(&start));
+        one.push(ms(&start, "apply_ms"));
+        cgroup.push(ms(&start, "cgroup_ms"));
+        spawn.push(ms(&start, "spawn_ms"));
         from_accept.push((printk_secs(&start) - printk_secs(&accepted)) * 1000.0);
         vm.expect(&format!("keel: config.converged generation={generation} "), STEP_TIMEOUT);
     }
@@ -103,6 +105,8 @@ pub fn run(runs: usize) {
     println!("Services: {runs} single-service applies, QEMU TCG, medians");
     let row = |name: &str, v: f64, unit: &str, target: &str| println!("{name:<36} {v:>9.1} {unit:<3} {target:>14}");
     row("config applied -> service exec'd", median(one), "ms", "<= 10 ms");
+    row("  of which: cgroup made", median(cgroup), "ms", "-");
+    row("  of which: fork -> exec", median(spawn), "ms", "-");
     row("config accepted -> service exec'd", median(from_accept), "ms", "-");
     row("applied -> 20 services exec'd, med", median(starts), "ms", "-");
     row("applied -> 20 services exec'd, last", max, "ms", "-");
