@@ -3,7 +3,11 @@
 //! the node reports (kernel uptime, init's own time from main(), PID 1's VmRSS, init time to network ready) and
 //! the kernel's printk timestamp of its exec of /init. Then the boot media: QEMU start -> ready for a PXE boot
 //! (`build/pxe/` over TFTP) and a UEFI disk boot (`build/keel.img` under OVMF), BENCH_MEDIA_RUNS times each
-//! (default: N, at most 3: OVMF under TCG is slow), next to the direct kernel boot, and the media sizes.
+//! (default: N, at most 3: OVMF under TCG is slow), next to the direct kernel boot, and the media sizes. Then the
+//! state volume (`bench/storage.rs`): disk visible -> /var mounted, on the first boot, a clean one, after a cut.
+
+#[path = "bench/storage.rs"]
+mod storage;
 
 use keel_e2e::{build_dir, field, media, Boot, Vm, VmConfig, BOOT_TIMEOUT, STEP_TIMEOUT, UEFI_BOOT_TIMEOUT};
 use std::time::Duration;
@@ -197,4 +201,8 @@ fn main() {
     row("kernel + initramfs", kernel + initrd, "KiB", "<= 5120 KiB");
     let media_runs = std::env::var("BENCH_MEDIA_RUNS").ok().and_then(|n| n.parse().ok()).unwrap_or(runs.min(3)).max(1);
     media_rows(media_runs, Some(UUID.to_string()), median(dhcp.wall.clone()));
+    let st = storage::bench(runs.min(3));
+    row("disk -> /var mounted, first (mkfs)", median(st.first), "ms", "-");
+    row("disk -> /var mounted, clean", median(st.clean), "ms", "-");
+    row("disk -> /var mounted, power cut (fsck)", median(st.after_cut), "ms", "-");
 }
