@@ -6,7 +6,7 @@
 //! e2fsck before it mounts. A disk that already holds a filesystem with data is never written.
 
 use keel_e2e::http_server::{ssh_sign, FileServer};
-use keel_e2e::{build_dir, field, Vm, VmConfig, STEP_TIMEOUT};
+use keel_e2e::{build_dir, field, free_port, keelctl, Vm, VmConfig, STEP_TIMEOUT};
 use std::path::{Path, PathBuf};
 
 const CONFIG: &str = "version = 1\ngeneration = 2\n\
@@ -171,14 +171,17 @@ fn qemu_a_disk_with_data_is_left_untouched_and_reported_blocked() {
     let server = FileServer::start();
     server.put("/node.toml.sig", ssh_sign(config, &dev_key(), "keel-config"));
     server.put("/node.toml", config.as_bytes().to_vec());
+    let port = free_port();
     let cfg = VmConfig {
         append: format!("keel.config=http://10.0.2.2:{}/node.toml keel.config_interval=1", server.port),
         disks: vec![disk(&scratch, "state.img", 64), foreign.clone()],
+        hostfwd: vec![(port, 7443)],
         ..VmConfig::default()
     };
     let mut vm = Vm::boot("storage_foreign_disk", &cfg);
     vm.expect_ready();
     vm.expect("keel: storage.state mode=volume", STEP_TIMEOUT);
+    let (machine_id, _) = settled_id(&mut vm);
     let blocked = vm.expect("keel: storage.volume name=old generation=2 device=/dev/vdb ", STEP_TIMEOUT);
     assert!(blocked.contains("phase=blocked reason=") && blocked.contains("never formatted"), "{blocked}");
     assert!(blocked.contains("labelled") && blocked.contains("precious"), "{blocked}");
@@ -189,6 +192,20 @@ fn qemu_a_disk_with_data_is_left_untouched_and_reported_blocked() {
     for never in ["keel: storage.format name=old", "keel: storage.partition name=old", "config.converged generation=2"]
     {
         assert!(lines.iter().all(|l| !l.contains(never)), "{never:?} in the transcript");
+    }
+    // The status says so too, under the id the node settled on.
+    vm.expect_anywhere("keel: api.listening ", STEP_TIMEOUT);
+    let out = std::process::Command::new(keelctl())
+        .args(["status", "-o", "json", "--node", &format!("127.0.0.1:{port}"), "--known-nodes"])
+        .arg(scratch.join("known_nodes"))
+        .output()
+        .expect("run keelctl");
+    let status = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "keelctl status: {status}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(status.contains(&machine_id), "the status names another machine id: {status}");
+    let storage = status.split("\"storage\"").last().unwrap_or_default();
+    for want in ["blocked", "never formatted", "/var/lib/old", "\"volume\""] {
+        assert!(storage.contains(want), "{want:?} not in the status's storage: {status}");
     }
     power_off(&mut vm);
     drop(vm);
