@@ -200,9 +200,9 @@ fn main() {
     row("initramfs (cpio.zst)", initrd, "KiB", "-");
     row("kernel + initramfs", kernel + initrd, "KiB", "<= 5120 KiB");
     let media_runs = std::env::var("BENCH_MEDIA_RUNS").ok().and_then(|n| n.parse().ok()).unwrap_or(runs.min(3)).max(1);
-    media_rows(media_runs, Some(UUID.to_string()), median(dhcp.wall.clone()));
     let st = storage::bench(runs.min(3));
     row("disk -> /var mounted, first (mkfs)", median(st.first), "ms", "-");
     row("disk -> /var mounted, clean", median(st.clean), "ms", "-");
     row("disk -> /var mounted, power cut (fsck)", median(st.after_cut), "ms", "-");
+    media_rows(media_runs, Some(UUID.to_string()), median(dhcp.wall.clone()));
 }
