@@ -4,7 +4,11 @@
 //! the kernel's printk timestamp of its exec of /init. Then the boot media: QEMU start -> ready for a PXE boot
 //! (`build/pxe/` over TFTP) and a UEFI disk boot (`build/keel.img` under OVMF), BENCH_MEDIA_RUNS times each
 //! (default: N, at most 3: OVMF under TCG is slow), next to the direct kernel boot, and the media sizes. Then the
-//! services ([`services`]). `BENCH_ONLY=services` runs only those.
+//! state volume (`bench/storage.rs`): disk visible -> /var mounted, on the first boot, a clean one, after a cut.
+//! Then the services (`bench/services.rs`); `BENCH_ONLY=services` runs only those.
+
+#[path = "bench/storage.rs"]
+mod storage;
 
 #[path = "bench/services.rs"]
 mod services;
@@ -204,6 +208,10 @@ fn main() {
     row("initramfs (cpio.zst)", initrd, "KiB", "-");
     row("kernel + initramfs", kernel + initrd, "KiB", "<= 5120 KiB");
     let media_runs = std::env::var("BENCH_MEDIA_RUNS").ok().and_then(|n| n.parse().ok()).unwrap_or(runs.min(3)).max(1);
+    let st = storage::bench(runs.min(3));
+    row("disk -> /var mounted, first (mkfs)", median(st.first), "ms", "-");
+    row("disk -> /var mounted, clean", median(st.clean), "ms", "-");
+    row("disk -> /var mounted, power cut (fsck)", median(st.after_cut), "ms", "-");
     media_rows(media_runs, Some(UUID.to_string()), median(dhcp.wall.clone()));
     services::run(runs);
 }
