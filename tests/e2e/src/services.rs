@@ -39,6 +39,29 @@ impl Ctl {
     }
 }
 
+/// GET `path` from the node API forwarded to 127.0.0.1:`port`, over TLS with `openssl s_client` (no pinning: for
+/// the unauthenticated reads such as `/healthz`). Returns (status line, body).
+pub fn api_get(port: u16, path: &str) -> Result<(String, String), String> {
+    use std::io::Write;
+    // coreutils' timeout bounds the exchange: a node that never answers fails the call instead of hanging it.
+    let mut child = Command::new("timeout")
+        .args(["30", "openssl", "s_client", "-quiet", "-connect", &format!("127.0.0.1:{port}")])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("run openssl (make setup installs it): {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: keel\r\nConnection: close\r\n\r\n");
+        // Closing stdin does not end the exchange: -quiet implies -ign_eof, so s_client reads until the node closes.
+        stdin.write_all(request.as_bytes()).map_err(|e| format!("send to openssl: {e}"))?;
+    }
+    let out = child.wait_with_output().map_err(|e| format!("openssl: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| format!("no HTTP answer: {text:?}"))?;
+    Ok((head.lines().next().unwrap_or_default().to_string(), body.to_string()))
+}
+
 /// The kernel's timestamp of a console line (`[   12.345678] keel: …`), in seconds.
 pub fn printk_secs(line: &str) -> f64 {
     line.trim_start()

@@ -4,7 +4,7 @@
 //! short-lived orphans are all reaped with PID 1's memory back near its baseline.
 
 use keel_e2e::http_server::{ssh_sign, FileServer};
-use keel_e2e::services::{default_demo, lines_with, printk_secs, service, sha256_hex, testhelper_binary, Ctl};
+use keel_e2e::services::{api_get, default_demo, lines_with, printk_secs, service, sha256_hex, testhelper_binary, Ctl};
 use keel_e2e::{build_dir, field, free_port, http_get, Initrd, Vm, VmConfig, STEP_TIMEOUT};
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -19,6 +19,7 @@ struct Node {
     server: FileServer,
     ctl: Ctl,
     demo_port: u16,
+    api_port: u16,
 }
 
 impl Node {
@@ -35,7 +36,7 @@ impl Node {
         let mut vm = Vm::boot(name, &cfg);
         vm.expect_ready();
         vm.expect("keel: service.start name=demo ", STEP_TIMEOUT);
-        Node { vm, server, ctl: Ctl::new(api_port, name), demo_port }
+        Node { vm, server, ctl: Ctl::new(api_port, name), demo_port, api_port }
     }
 
     fn publish(&self, text: &str) {
@@ -231,7 +232,12 @@ fn qemu_killed_and_crash_looping_services_back_off_while_the_node_stays_healthy(
     assert_eq!(crasher["last_exit"], "exited:1", "{crasher}");
     assert!(crasher["restarts"].as_u64().unwrap_or(0) >= 4, "{crasher}");
     assert!(crasher["reason"].as_str().unwrap_or_default().contains("exited:1"), "{crasher}");
-    // Meanwhile the demo answers, and PID 1 answers its API with its memory in budget.
+    // Meanwhile the demo answers, and PID 1 answers its API (health and status) with its memory in budget.
+    let health = api_get(node.api_port, "/healthz");
+    assert!(
+        matches!(&health, Ok((status, body)) if status.starts_with("HTTP/1.1 200") && body.trim() == "ok"),
+        "GET /healthz: {health:?}"
+    );
     let hello = http_get(node.demo_port, "/", STEP_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
     assert!(hello.contains("config generation 2"), "{hello}");
     assert_eq!(st["services"]["services"]["demo"]["state"], "running", "{st}");
