@@ -247,7 +247,7 @@ pub enum LogLevel {
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Artifact {
-    /// http:// URL (the digest, not the transport, makes it trustworthy).
+    /// http:// or https:// URL (the digest, not the transport, makes it trustworthy).
     pub url: At<String>,
     /// 64 hex digits.
     #[cfg_attr(feature = "schema", schemars(regex(pattern = r"^[0-9a-fA-F]{64}$")))]

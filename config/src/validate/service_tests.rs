@@ -43,7 +43,7 @@ fn the_example_services_are_typed() {
 fn service_errors_name_their_place() {
     let body = "[[service]]\nname = \"a\"\n\
                 [[service]]\nname = \"b\"\nexec = \"/b\"\nartifact = { url = \"http://h/b\", sha256 = \"00\" }\n\
-                [[service]]\nname = \"c\"\nartifact = { url = \"https://h/c\", sha256 = \"zz\" }\nworkdir = \"tmp\"\n\
+                [[service]]\nname = \"c\"\nartifact = { url = \"ftp://h/c\", sha256 = \"zz\" }\nworkdir = \"tmp\"\n\
                 [[service]]\nname = \"d\"\nexec = \"/d\"\nrlimits = { files = 1, core = -1, nofile = \"lots\" }\n\
                 memory_max = \"12Q\"\ncpu_max = 0.001\npids_max = 0\nstop_signal = \"SIGSTOP\"\nstop_timeout = 0\n\
                 after = [\"volume:data\", \"disk:x\", \"network\", \"network\"]\n\
@@ -53,8 +53,8 @@ fn service_errors_name_their_place() {
         [
             "node.toml:3:1: service[0]: needs `exec` (a path in the image) or `artifact` (a URL and its sha256)",
             "node.toml:5:1: service[1]: give exactly one of `exec` or `artifact`, not both",
-            "node.toml:11:20: service[2].artifact.url: \"https://h/c\" is not an http:// URL with a host",
-            "node.toml:11:44: service[2].artifact.sha256: must be 64 hex digits",
+            "node.toml:11:20: service[2].artifact.url: \"ftp://h/c\" is not an http:// or https:// URL with a host",
+            "node.toml:11:42: service[2].artifact.sha256: must be 64 hex digits",
             "node.toml:12:11: service[2].workdir: must be an absolute path",
             "node.toml:16:13: service[3].rlimits.files: is not a resource limit (one of as, core, cpu, data, fsize, locks, memlock, msgqueue, nice, nofile, nproc, rss, rtprio, rttime, sigpending, stack)",
             "node.toml:16:31: service[3].rlimits.core: must be at least 0",

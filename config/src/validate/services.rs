@@ -133,12 +133,13 @@ fn program(at: &At<raw::Service>, path: &str, sink: &mut Sink) -> Option<Program
         },
         (None, Some(artifact)) => {
             let a = artifact.get();
-            let url_ok = a.url.get().strip_prefix("http://").is_some_and(|rest| {
+            let url = a.url.get();
+            let url_ok = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")).is_some_and(|rest| {
                 let host = rest.split('/').next().unwrap_or("");
                 !host.is_empty() && !rest.contains(char::is_whitespace)
             });
             if !url_ok {
-                let msg = format!("{:?} is not an http:// URL with a host", a.url.get());
+                let msg = format!("{:?} is not an http:// or https:// URL with a host", a.url.get());
                 sink.error(a.url.span(), &format!("{path}.artifact.url"), msg);
             }
             let digest = a.sha256.get();
