@@ -42,6 +42,9 @@ pub struct Settings {
     pub config_interval: Duration,
     /// The state volume (persistent /var): `keel.state=<selector>`, `none`, or unset (automatic).
     pub state: StateChoice,
+    /// How long an upgraded slot has, on its trial boot, to converge its config before the node rolls back
+    /// (`keel.upgrade_deadline=SECONDS`).
+    pub upgrade_deadline: Duration,
 }
 
 impl Default for Settings {
@@ -59,6 +62,7 @@ impl Default for Settings {
             config_url: None,
             config_interval: Duration::from_secs(30),
             state: StateChoice::Auto,
+            upgrade_deadline: Duration::from_secs(120),
         }
     }
 }
@@ -176,6 +180,10 @@ impl Settings {
                 "keel.config_interval" => match parse_seconds(&value, 1, 86400) {
                     Some(d) => s.config_interval = d,
                     None => warnings.push(bad("seconds 1..86400")),
+                },
+                "keel.upgrade_deadline" => match parse_seconds(&value, 5, 3600) {
+                    Some(d) => s.upgrade_deadline = d,
+                    None => warnings.push(bad("seconds 5..3600")),
                 },
                 "keel.state" => match value.as_str() {
                     "none" => s.state = StateChoice::Disabled,

@@ -27,7 +27,8 @@ pub fn early(exec_at: Duration) -> Node {
     let mut mounted = 0;
     let mut already = 0;
     let mut failed = Vec::new();
-    for m in mounts::EARLY {
+    let efi = std::path::Path::new("/sys/firmware/efi").exists().then_some(&mounts::EFIVARS);
+    for m in mounts::EARLY.iter().chain(efi) {
         match mounts::mount_early(m) {
             Ok(mounts::Outcome::Mounted) => mounted += 1,
             Ok(mounts::Outcome::AlreadyMounted) => already += 1,
@@ -151,7 +152,7 @@ pub async fn run(exec_at: Duration) -> ! {
     let time = start_time_sync(&node, net.as_ref().map(|(_, status)| status.clone()));
     // The persistent /var (when there is a state volume) before the config pipeline reads its last-known-good
     // and the API its TLS identity.
-    let _state = crate::storage::mount_state(&node.settings, &reaper).await;
+    let state = crate::storage::mount_state(&node.settings, &reaper).await;
     let config = crate::config::run::start(
         &node.settings,
         node.machine_id.as_str().to_string(),
@@ -167,6 +168,12 @@ pub async fn run(exec_at: Duration) -> ! {
         time,
         power: tx.clone(),
     }));
+    crate::upgrade::trial::start(
+        state.mode == crate::storage::state::StateMode::Volume,
+        node.settings.upgrade_deadline,
+        config.converged.clone(),
+        tx.clone(),
+    );
     let _volumes = crate::storage::controller::start(config.applied.clone(), reaper.clone());
 
     if let Some(argv) = &node.settings.run {
