@@ -18,9 +18,10 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cp "$uki" "$work/keel.efi"
 touch -d "@$epoch" "$work/keel.efi"
-# The UKI, one more MiB for FAT's own tables and directory, and at least 8 MiB (FAT16's smallest sensible size).
+# The UKI, one more MiB for FAT's own tables and directory, and at least 16 MiB (mkfs.fat's smallest FAT16 with
+# its default cluster size).
 mib=$((($(stat -Lc %s "$uki") + 1048575) / 1048576 + 1))
-[ "$mib" -ge 8 ] || mib=8
+[ "$mib" -ge 16 ] || mib=16
 # KEEL_SLOT_IMAGE_MIB makes it bigger (at most the 64 MiB slot), e.g. to leave the UKI room to grow in place.
 [ "${KEEL_SLOT_IMAGE_MIB:-0}" -gt "$mib" ] && mib=$KEEL_SLOT_IMAGE_MIB
 fat "$work/slot.img" "$mib" KEEL_SLOT 4b45454c 16

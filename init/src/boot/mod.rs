@@ -27,8 +27,9 @@ pub fn early(exec_at: Duration) -> Node {
     let mut mounted = 0;
     let mut already = 0;
     let mut failed = Vec::new();
-    let efi = std::path::Path::new("/sys/firmware/efi").exists().then_some(&mounts::EFIVARS);
-    for m in mounts::EARLY.iter().chain(efi) {
+    // efivarfs last, and only when /sys (mounted by then) shows UEFI firmware.
+    let efi = || std::path::Path::new("/sys/firmware/efi").exists().then_some(&mounts::EFIVARS);
+    for m in mounts::EARLY.iter().map(Some).chain([None]).filter_map(|m| m.or_else(efi)) {
         match mounts::mount_early(m) {
             Ok(mounts::Outcome::Mounted) => mounted += 1,
             Ok(mounts::Outcome::AlreadyMounted) => already += 1,
