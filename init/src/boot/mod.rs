@@ -175,6 +175,7 @@ pub async fn run(exec_at: Duration) -> ! {
         config.converged.clone(),
         tx.clone(),
     );
+    tokio::spawn(crate::upgrade::source::run(config.applied.clone(), tx.clone()));
     let _volumes = crate::storage::controller::start(config.applied.clone(), reaper.clone());
 
     if let Some(argv) = &node.settings.run {

@@ -5,7 +5,8 @@
 //! node reboots. On the next boot ([`trial`]): running the pending slot is its trial, committed (first in
 //! `BootOrder`) once the config converges within `keel.upgrade_deadline`, else the node reboots and the firmware,
 //! `BootNext` being spent, boots the old slot. Running the old slot with a record pending means the new one
-//! never came up: rolled back. The planning (entries, order, decisions) is pure and unit-tested.
+//! never came up: rolled back. Images come from `PUT /v1/upgrade` or from the config's `[upgrade]` ([`source`]).
+//! The planning (entries, order, decisions) is pure and unit-tested.
 
 pub mod boot_entries;
 pub mod efivar;
@@ -13,6 +14,7 @@ pub mod image;
 pub mod load_option;
 pub mod record;
 pub mod slots;
+pub mod source;
 pub mod trial;
 
 use record::{Outcome, Pending};

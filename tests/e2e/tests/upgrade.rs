@@ -311,3 +311,43 @@ fn qemu_power_cut_during_the_slot_write_leaves_slot_a_booting() {
     let transcript = vm.transcript();
     assert!(!transcript.iter().any(|l| l.contains("upgrade.trial") || l.contains("upgrade.rolled_back")), "no trial");
 }
+
+#[test]
+fn qemu_upgrade_named_by_the_config_is_fetched_installed_and_committed_once() {
+    use keel_e2e::http_server::FileServer;
+    let m = Machine::new("config");
+    let img = slot_image(&m.dir, "slot-b", "console=ttyS0 panic=-1 keel.marker=from-config", &dev_key(), None);
+    let image = std::fs::read(&img).expect("read image");
+    let sha = {
+        let out = Command::new("sha256sum").arg(&img).output().expect("sha256sum");
+        String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_string()
+    };
+    let server = FileServer::start();
+    server.put("/slot.img", image);
+    server.put("/slot.img.sig", std::fs::read(img.with_extension("img.sig")).expect("read signature"));
+    let config = m.dir.join("node.toml");
+    let text = format!(
+        "version = 1\ngeneration = 2\n[upgrade]\nurl = \"http://10.0.2.2:{}/slot.img\"\nsha256 = \"{sha}\"\n",
+        server.port
+    );
+    std::fs::write(&config, text).expect("write config");
+
+    let mut vm = m.boot("upgrade_config");
+    vm.expect("keel: upgrade.slot running=A", UEFI_BOOT_TIMEOUT);
+    m.status();
+    let (ok, out) = m.ctl(&["apply", arg(&config), "--key", arg(&dev_key())]);
+    assert!(ok, "keelctl apply: {out}");
+    vm.expect("keel: upgrade.fetch generation=2", STEP_TIMEOUT);
+    vm.expect("keel: upgrade.staged slot=B", STEP_TIMEOUT);
+    vm.expect("keel: boot.start", UEFI_BOOT_TIMEOUT);
+    vm.expect("keel: upgrade.slot running=B", UEFI_BOOT_TIMEOUT);
+    vm.expect("keel: upgrade.committed slot=B", Duration::from_secs(180));
+    vm.expect_anywhere("Kernel command line: console=ttyS0 panic=-1 keel.marker=from-config", STEP_TIMEOUT);
+    let st = m.status();
+    assert_eq!(st["boot"]["slot"], "B", "{st:#}");
+    assert_eq!(st["boot"]["last_upgrade"]["sha256"], sha.as_str(), "{st:#}");
+    assert_eq!(st["config"]["generation"], 2, "{st:#}");
+    // The same config on the new slot does not install the image again.
+    let fetches = vm.transcript().iter().filter(|l| l.contains("keel: upgrade.fetch ")).count();
+    assert_eq!(fetches, 1, "the image is installed once");
+}
