@@ -351,3 +351,31 @@ fn qemu_upgrade_named_by_the_config_is_fetched_installed_and_committed_once() {
     let fetches = vm.transcript().iter().filter(|l| l.contains("keel: upgrade.fetch ")).count();
     assert_eq!(fetches, 1, "the image is installed once");
 }
+
+#[test]
+fn qemu_upgrade_that_never_converges_rolls_back_at_the_deadline() {
+    let m = Machine::new("deadline");
+    // The node's config cannot converge (no such sysctl); the new image gives its trial 15 s.
+    let config = m.dir.join("node.toml");
+    std::fs::write(&config, "version = 1\ngeneration = 2\n[sysctl]\n\"kernel.keel_e2e_missing\" = \"1\"\n")
+        .expect("write config");
+    let img = slot_image(&m.dir, "slow", "console=ttyS0 panic=-1 keel.upgrade_deadline=15", &dev_key(), None);
+    let mut vm = m.boot("upgrade_deadline");
+    vm.expect("keel: upgrade.slot running=A", UEFI_BOOT_TIMEOUT);
+    m.status();
+    let (ok, out) = m.ctl(&["apply", arg(&config), "--key", arg(&dev_key())]);
+    assert!(ok, "keelctl apply: {out}");
+    let (ok, out) = m.ctl(&["upgrade", arg(&img)]);
+    assert!(ok, "keelctl upgrade: {out}");
+    vm.expect("keel: boot.start", UEFI_BOOT_TIMEOUT);
+    vm.expect("keel: upgrade.trial slot=B deadline_s=15", UEFI_BOOT_TIMEOUT);
+    vm.expect("keel: upgrade.rollback slot=B to=A", Duration::from_secs(120));
+    vm.expect("keel: boot.start", UEFI_BOOT_TIMEOUT);
+    vm.expect("keel: upgrade.slot running=A", UEFI_BOOT_TIMEOUT);
+    let st = m.status();
+    assert_eq!(st["boot"]["slot"], "A", "{st:#}");
+    assert_eq!(st["boot"]["last_upgrade"]["result"], "rolled-back", "{st:#}");
+    let reason = st["boot"]["last_upgrade"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("did not converge within 15 s"), "{st:#}");
+    assert!(!vm.transcript().iter().any(|l| l.contains("keel: upgrade.committed")), "never committed");
+}
