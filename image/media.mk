@@ -64,13 +64,14 @@ upgrade-image: uki
 	@printf 'upgrade: %-26s %8s bytes\n' keel-upgrade.img $$(stat -c %s $(UPGRADE_IMG))
 
 ## media-reproducible: rebuilds the UKI and the disk images and fails unless they are byte-identical.
-media-reproducible: disk
+media-reproducible: disk upgrade-image
 	@mkdir -p $(BUILD)/repro
 	@image/uki.sh $(BUILD)/vmlinuz $(BUILD)/initramfs.cpio.zst $(UKI_CMDLINE) $(KEEL_VERSION) $(BUILD)/repro/keel.efi
 	@$(DISK_VARS) image/disk.sh $(BUILD)/repro/keel.efi $(BUILD)/repro/keel.img $(BUILD)/repro/keel.qcow2
-	@for f in keel.efi keel.img keel.qcow2; do cmp $(BUILD)/$$f $(BUILD)/repro/$$f; done
-	@rm -f $(BUILD)/repro/keel.img $(BUILD)/repro/keel.qcow2
-	@echo "reproducible: UKI, keel.img and keel.qcow2 rebuilt byte-identical"
+	@image/upgrade-image.sh $(BUILD)/repro/keel.efi $(BUILD)/repro/keel-upgrade.img
+	@for f in keel.efi keel.img keel.qcow2 keel-upgrade.img; do cmp $(BUILD)/$$f $(BUILD)/repro/$$f; done
+	@rm -f $(BUILD)/repro/keel.img $(BUILD)/repro/keel.qcow2 $(BUILD)/repro/keel-upgrade.img
+	@echo "reproducible: UKI, keel.img, keel.qcow2 and keel-upgrade.img rebuilt byte-identical"
 
 # The end-to-end tests boot these; `make reproducible` checks them too.
 e2e bench: pxe disk upgrade-image

@@ -82,6 +82,7 @@ pub fn sizes() -> Vec<(&'static str, u64)> {
         ("disk keel.img, allocated", allocated(&b.join("keel.img"))),
         ("disk keel.qcow2", len(b.join("keel.qcow2"))),
         ("PXE directory", pxe),
+        ("slot image keel-upgrade.img", len(b.join("keel-upgrade.img"))),
     ]
     .into_iter()
     .filter_map(|(name, size)| Some((name, size?)))
