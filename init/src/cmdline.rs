@@ -19,6 +19,8 @@ pub enum PanicAction {
 pub enum TestHook {
     /// PID 1 panics right after the ready line.
     Panic,
+    /// PID 1 wedges (its event loop blocks forever) once the boot is set up: a hung system, for the watchdog.
+    Hang,
 }
 
 /// The node's early settings, from `keel.*` keys on the kernel command line.
@@ -196,7 +198,8 @@ impl Settings {
                 },
                 "keel.test" => match value.as_str() {
                     "panic" => s.test = Some(TestHook::Panic),
-                    _ => warnings.push(bad("panic")),
+                    "hang" => s.test = Some(TestHook::Hang),
+                    _ => warnings.push(bad("panic|hang")),
                 },
                 _ => warnings.push(Warning::UnknownKey(key.clone())),
             }

@@ -184,6 +184,12 @@ pub async fn run(exec_at: Duration) -> ! {
     if node.settings.test == Some(TestHook::Panic) {
         panic!("keel.test=panic: forced panic after ready");
     }
+    if node.settings.test == Some(TestHook::Hang) {
+        log::warn!("test.hang: PID 1 blocks its event loop for good");
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
 
     let grace = node.settings.shutdown_timeout;
     let request = match requests.recv().await {

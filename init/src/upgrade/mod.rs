@@ -16,6 +16,7 @@ pub mod record;
 pub mod slots;
 pub mod source;
 pub mod trial;
+pub mod watchdog;
 
 use record::{Outcome, Pending};
 use serde_json::{json, Value};

@@ -67,7 +67,9 @@ pub fn start(
         }
         Decision::Trial(p) => {
             log::info!("upgrade.trial slot={} deadline_s={} sha256={}", p.slot, deadline.as_secs(), p.sha256);
-            tokio::spawn(judge(store, rec, vars, layout, running, deadline, converged, power));
+            // Armed here, before any task runs: a PID 1 that never gets to run the judge is caught too.
+            let dog = super::watchdog::arm();
+            tokio::spawn(judge(store, rec, vars, layout, running, deadline, converged, power, dog));
         }
     }
 }
@@ -98,13 +100,22 @@ async fn judge(
     deadline: Duration,
     mut converged: watch::Receiver<Option<u64>>,
     power: mpsc::Sender<Request>,
+    mut dog: Option<super::watchdog::Armed>,
 ) {
     let started = std::time::Instant::now();
-    let generation = match tokio::time::timeout(deadline, converged.wait_for(|g| g.is_some())).await {
-        Ok(Ok(g)) => *g,
-        _ => None,
+    let wait = tokio::time::timeout(deadline, converged.wait_for(|g| g.is_some()));
+    tokio::pin!(wait);
+    let mut pet = tokio::time::interval(super::watchdog::PET_EVERY);
+    let generation = loop {
+        tokio::select! {
+            done = &mut wait => break done.ok().and_then(|r| r.ok().and_then(|g| *g)),
+            _ = pet.tick() => dog.iter_mut().for_each(|d| d.pet()),
+        }
     };
     if let Some(generation) = generation {
+        if let Some(d) = dog.take() {
+            d.disarm();
+        }
         match boot_entries::make_default(&vars, &layout, running) {
             Ok(order) => {
                 let order: Vec<String> = order.iter().map(|n| format!("{n:04X}")).collect();

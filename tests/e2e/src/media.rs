@@ -131,6 +131,8 @@ pub(crate) fn qemu_args(boot: &Boot, scratch: &Path, net: &str) -> (Vec<String>,
                 &format!("if=pflash,format=raw,unit=1,file={}", vars.display()),
             ]);
             args.extend(uefi_disk(&format!("format=raw,file={}", disk.display()), net));
+            // A hardware watchdog, as servers have: it resets the machine when the armed PID 1 stops petting it.
+            args.extend(s(&["-device", "i6300esb"]));
             (args, vec![])
         }
     }

@@ -379,3 +379,25 @@ fn qemu_upgrade_that_never_converges_rolls_back_at_the_deadline() {
     assert!(reason.contains("did not converge within 15 s"), "{st:#}");
     assert!(!vm.transcript().iter().any(|l| l.contains("keel: upgrade.committed")), "never committed");
 }
+
+#[test]
+fn qemu_upgrade_whose_pid1_hangs_is_reset_by_the_watchdog_and_rolled_back() {
+    let m = Machine::new("hang");
+    // The new system's PID 1 wedges during its trial: its own deadline can never fire, only the watchdog can.
+    let img = slot_image(&m.dir, "hang", "console=ttyS0 panic=-1 keel.test=hang", &dev_key(), None);
+    let mut vm = m.boot("upgrade_hang");
+    vm.expect("keel: upgrade.slot running=A", UEFI_BOOT_TIMEOUT);
+    m.status();
+    let (ok, out) = m.ctl(&["upgrade", arg(&img)]);
+    assert!(ok, "keelctl upgrade: {out}");
+    vm.expect("keel: boot.start", UEFI_BOOT_TIMEOUT);
+    vm.expect("keel: upgrade.trial slot=B", UEFI_BOOT_TIMEOUT);
+    vm.expect("keel: upgrade.watchdog state=armed", STEP_TIMEOUT);
+    vm.expect("keel: test.hang", STEP_TIMEOUT);
+    vm.expect("keel: boot.start", UEFI_BOOT_TIMEOUT);
+    vm.expect("keel: upgrade.slot running=A", UEFI_BOOT_TIMEOUT);
+    vm.expect("keel: upgrade.rolled_back slot=B running=A", STEP_TIMEOUT);
+    let st = m.status();
+    assert_eq!(st["boot"]["slot"], "A", "{st:#}");
+    assert_eq!(st["boot"]["last_upgrade"]["result"], "rolled-back", "{st:#}");
+}
