@@ -69,7 +69,13 @@ pub fn upgrade(o: Opts) -> Result<(), Failure> {
     match v.get("reason").and_then(Value::as_str) {
         Some(reason) => {
             let detail = v.get("detail").and_then(Value::as_str).map(|d| format!(": {d}")).unwrap_or_default();
-            Err(Failure::Failed(format!("{}: refused the upgrade: {reason}{detail}; nothing was written", client.key)))
+            let after = match reason {
+                "write-failed" | "record-failed" | "boot-entry-failed" => {
+                    "the inactive slot may be partly written; the node keeps booting its running slot"
+                }
+                _ => "nothing was written",
+            };
+            Err(Failure::Failed(format!("{}: refused the upgrade: {reason}{detail}; {after}", client.key)))
         }
         None => Err(client.http_error(what, response.status, &bytes)),
     }
