@@ -7,7 +7,7 @@
 #   2  KEEL_A                FAT    keel.efi = the same UKI (boot slot A)
 #   3  KEEL_B                FAT    empty    (boot slot B)
 #   -  free space up to the end of the disk: the state volume storage creates on first boot.
-# The slots are for A/B upgrades (not implemented yet): an upgrade writes the new UKI into the inactive slot, the
+# The slots are for A/B upgrades (README, "Upgrades"; image/upgrade-image.sh builds what goes in them): an upgrade writes the new UKI into the inactive slot, the
 # firmware boots it once (BootNext), and the node keeps it only if it reaches ready; else the old slot still boots.
 # Each slot is a whole-partition FAT image, so an upgrade writes and verifies it as one blob, and firmware can
 # boot its keel.efi directly.
@@ -39,18 +39,7 @@ cp "$uki" "$work/keel.efi"
 touch -d "@$epoch" "$work/keel.efi"
 uki=$work/keel.efi
 
-# fat IMAGE MIB LABEL VOLID FAT-BITS: an empty FAT file system in a file.
-fat() {
-    rm -f "$1"
-    mkfs.fat -C --invariant -F "$5" -n "$3" -i "$4" "$1" $(($2 * 1024)) >/dev/null
-}
-# put IMAGE DIR... then FILE DEST: directories, then a file, with the fixed time.
-put() {
-    local image=$1 src=$2 dest=$3
-    shift 3
-    for d in "$@"; do mmd -i "$image" "::$d"; done
-    mcopy -m -i "$image" "$src" "::$dest"
-}
+. "$(dirname "${BASH_SOURCE[0]}")/fat.sh"
 
 fat "$work/esp.img" "$esp_mib" KEEL-ESP 4b45454c 32
 put "$work/esp.img" "$uki" /EFI/BOOT/BOOTX64.EFI /EFI /EFI/BOOT

@@ -34,7 +34,7 @@ DISK_VARS = KEEL_DISK_SIZE=$(KEEL_DISK_SIZE) KEEL_ESP_SIZE=$(KEEL_ESP_SIZE) KEEL
             KEEL_SLOT_B_GUID=$(KEEL_SLOT_B_GUID) KEEL_SLOT_TYPE=$(KEEL_SLOT_TYPE)
 UKI_CMDLINE = $(call media_raw,KEEL_CMDLINE)' '$(call media_raw,KEEL_DISK_APPEND)
 
-.PHONY: pxe uki disk media-reproducible
+.PHONY: pxe uki disk upgrade-image media-reproducible
 
 ## pxe: build/pxe/ = vmlinuz, initramfs.cpio.zst and boot.ipxe, to serve over TFTP or HTTP.
 pxe: image
@@ -55,15 +55,24 @@ disk: uki
 	  "keel.img (allocated)" $$(($$(stat -c %b $(DISK_IMG)) * $$(stat -c %B $(DISK_IMG)))) \
 	  keel.qcow2 $$(stat -c %s $(DISK_QCOW))
 
+## upgrade-image: build/keel-upgrade.img (a slot image: FAT holding the UKI as keel.efi) and its keel-image
+## signature build/keel-upgrade.img.sig, for `keelctl upgrade` (README, "Upgrades").
+UPGRADE_IMG := $(BUILD)/keel-upgrade.img
+upgrade-image: uki
+	@image/upgrade-image.sh $(UKI) $(UPGRADE_IMG)
+	@rm -f $(UPGRADE_IMG).sig && ssh-keygen -q -Y sign -n keel-image -f $(KEEL_SIGNING_KEY) $(UPGRADE_IMG)
+	@printf 'upgrade: %-26s %8s bytes\n' keel-upgrade.img $$(stat -c %s $(UPGRADE_IMG))
+
 ## media-reproducible: rebuilds the UKI and the disk images and fails unless they are byte-identical.
-media-reproducible: disk
+media-reproducible: disk upgrade-image
 	@mkdir -p $(BUILD)/repro
 	@image/uki.sh $(BUILD)/vmlinuz $(BUILD)/initramfs.cpio.zst $(UKI_CMDLINE) $(KEEL_VERSION) $(BUILD)/repro/keel.efi
 	@$(DISK_VARS) image/disk.sh $(BUILD)/repro/keel.efi $(BUILD)/repro/keel.img $(BUILD)/repro/keel.qcow2
-	@for f in keel.efi keel.img keel.qcow2; do cmp $(BUILD)/$$f $(BUILD)/repro/$$f; done
-	@rm -f $(BUILD)/repro/keel.img $(BUILD)/repro/keel.qcow2
-	@echo "reproducible: UKI, keel.img and keel.qcow2 rebuilt byte-identical"
+	@image/upgrade-image.sh $(BUILD)/repro/keel.efi $(BUILD)/repro/keel-upgrade.img
+	@for f in keel.efi keel.img keel.qcow2 keel-upgrade.img; do cmp $(BUILD)/$$f $(BUILD)/repro/$$f; done
+	@rm -f $(BUILD)/repro/keel.img $(BUILD)/repro/keel.qcow2 $(BUILD)/repro/keel-upgrade.img
+	@echo "reproducible: UKI, keel.img, keel.qcow2 and keel-upgrade.img rebuilt byte-identical"
 
 # The end-to-end tests boot these; `make reproducible` checks them too.
-e2e bench: pxe disk
+e2e bench: pxe disk upgrade-image
 reproducible: media-reproducible

@@ -20,6 +20,15 @@ pub struct Config {
     pub volumes: Vec<Volume>,
     pub files: Vec<File>,
     pub services: Vec<Service>,
+    /// The `[upgrade]` table: a signed slot image to install (A/B upgrade).
+    pub upgrade: Option<Upgrade>,
+}
+
+/// A slot image by URL and SHA-256 (64 lowercase hex digits); its `keel-image` signature is at `url` + ".sig".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upgrade {
+    pub url: String,
+    pub sha256: String,
 }
 
 /// The `[node]` table: which node the config is for and until when (see [`crate::check_target`]), and its host name.

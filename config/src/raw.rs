@@ -71,6 +71,9 @@ pub struct Document {
     /// Long-running programs the init supervises.
     #[serde(default)]
     pub service: Vec<At<Service>>,
+    /// An A/B upgrade: the slot image (`make upgrade-image`) at `url`, whose SHA-256 is `sha256`, signed for the
+    /// `keel-image` namespace at `url` + ".sig". The node installs it once, unless its last upgrade was this image.
+    pub upgrade: Option<At<Artifact>>,
 }
 
 /// Targeting: every key given must match the node.

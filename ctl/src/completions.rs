@@ -92,6 +92,18 @@ pub const COMMANDS: &[Command] = &[
         flags: &[NODE, f(Some('f'), Some("follow"), Value::None, "stream new lines"), FINGERPRINT, KNOWN],
         args: None,
     },
+    Command {
+        name: "upgrade",
+        help: "send a signed slot image; the node reboots into it",
+        flags: &[
+            NODE,
+            KEY,
+            f(None, Some("sig"), Value::File, "signature file (default IMAGE.sig)"),
+            FINGERPRINT,
+            KNOWN,
+        ],
+        args: Some(Value::File),
+    },
     Command { name: "reboot", help: "reboot a node (signed command)", flags: POWER, args: None },
     Command { name: "poweroff", help: "power a node off (signed command)", flags: POWER, args: None },
     Command {

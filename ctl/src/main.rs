@@ -13,6 +13,7 @@ mod known;
 mod remote;
 mod status;
 mod tls;
+mod upgrade;
 mod view;
 
 use std::ffi::OsString;
@@ -36,13 +37,16 @@ commands:
   plan FILE                         what applying FILE would change on the node (same as apply --dry-run)
   status [-o json]                  the node's status: identity, config, network, time, controllers
   logs [-f]                         the node's log buffer; -f streams new lines until interrupted
+  upgrade IMAGE [--key KEY | --sig SIG]
+                                    send a signed slot image (make upgrade-image; namespace keel-image, IMAGE.sig
+                                    by default): the node writes it to its other boot slot and reboots into it
   reboot|poweroff --key KEY [--machine-id ID]
                                     send a signed command (the machine id is asked from the node if not given)
   completions bash|zsh|fish         print a shell completion script
   version                           print keelctl's version
   help                              print this help
 
-node options (apply, plan, status, logs, reboot, poweroff):
+node options (apply, plan, status, logs, upgrade, reboot, poweroff):
   --node HOST[:PORT]                the node (default port 7443); or set KEEL_NODE
   --fingerprint sha256:HEX          require this certificate and pin it (as printed on the node's console)
   --known-nodes FILE                pinned certificates (default $KEEL_KNOWN_NODES, else ~/.config/keel/known_nodes)
@@ -137,6 +141,7 @@ fn run(args: Vec<OsString>) -> Result<(), Failure> {
         "plan" => remote::apply(parse(&command, rest)?, true),
         "status" => remote::status(parse(&command, rest)?),
         "logs" => remote::logs(parse(&command, rest)?),
+        "upgrade" => upgrade::upgrade(parse(&command, rest)?),
         "reboot" | "poweroff" => remote::power(parse(&command, rest)?, &command),
         "completions" => {
             let o = parse(&command, rest)?;

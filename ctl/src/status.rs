@@ -55,6 +55,27 @@ fn items(v: Option<&Value>) -> Vec<&Value> {
     v.and_then(Value::as_array).map(|a| a.iter().collect()).unwrap_or_default()
 }
 
+/// The A/B boot slots (README, "Upgrades"): which runs, which waits for its trial, how the last upgrade ended.
+pub fn slots(st: &Value) -> Option<String> {
+    let boot = st.get("boot")?;
+    let last = boot.get("last_upgrade").filter(|l| l.is_object());
+    let running = s(boot, "slot");
+    if running.is_none() && last.is_none() {
+        return None;
+    }
+    let mut text = format!("running {}", running.unwrap_or("?"));
+    if let Some(p) = s(boot, "pending_slot") {
+        let _ = write!(text, "; slot {p} waits for its trial boot");
+    }
+    if let Some(l) = last {
+        let _ = write!(text, "; last upgrade {} (slot {})", s(l, "result").unwrap_or("?"), s(l, "slot").unwrap_or("?"));
+        if let Some(r) = s(l, "reason") {
+            let _ = write!(text, ": {r}");
+        }
+    }
+    Some(text)
+}
+
 pub fn render(st: &Value) -> String {
     let mut out = String::new();
     let mut line = |label: &str, text: String| {
@@ -113,6 +134,10 @@ pub fn render(st: &Value) -> String {
             _ => format!("pull from {url}: ok"),
         };
         line("", text);
+    }
+
+    if let Some(text) = slots(st) {
+        line("slots", text);
     }
 
     if let Some(net) = st.get("network").filter(|n| n.is_object()) {
@@ -309,6 +334,19 @@ services
         assert_eq!(render(&json!({})), "node\nconfig     none applied\n");
         let odd = json!({"hostname": 5, "config": {"generation": "x"}, "network": [], "controllers": {"a": 1}});
         assert_eq!(render(&odd), "node\nconfig     none applied\ncontrollers\n  a        ?\n");
+    }
+
+    #[test]
+    fn boot_slots() {
+        assert_eq!(slots(&json!({"boot": {"slot": null}})), None);
+        let st = json!({"boot": {"slot": "A", "pending_slot": null, "last_upgrade": {"result": "rolled-back",
+                        "slot": "B", "reason": "slot B did not come up; booted slot A instead"}}});
+        assert_eq!(
+            slots(&st).as_deref(),
+            Some("running A; last upgrade rolled-back (slot B): slot B did not come up; booted slot A instead")
+        );
+        let st = json!({"boot": {"slot": "A", "pending_slot": "B", "last_upgrade": null}});
+        assert_eq!(slots(&st).as_deref(), Some("running A; slot B waits for its trial boot"));
     }
 
     #[test]

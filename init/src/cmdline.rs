@@ -19,6 +19,8 @@ pub enum PanicAction {
 pub enum TestHook {
     /// PID 1 panics right after the ready line.
     Panic,
+    /// PID 1 wedges (its event loop blocks forever) once the boot is set up: a hung system, for the watchdog.
+    Hang,
 }
 
 /// The node's early settings, from `keel.*` keys on the kernel command line.
@@ -42,6 +44,9 @@ pub struct Settings {
     pub config_interval: Duration,
     /// The state volume (persistent /var): `keel.state=<selector>`, `none`, or unset (automatic).
     pub state: StateChoice,
+    /// How long an upgraded slot has, on its trial boot, to converge its config before the node rolls back
+    /// (`keel.upgrade_deadline=SECONDS`).
+    pub upgrade_deadline: Duration,
 }
 
 impl Default for Settings {
@@ -59,6 +64,7 @@ impl Default for Settings {
             config_url: None,
             config_interval: Duration::from_secs(30),
             state: StateChoice::Auto,
+            upgrade_deadline: Duration::from_secs(120),
         }
     }
 }
@@ -177,6 +183,10 @@ impl Settings {
                     Some(d) => s.config_interval = d,
                     None => warnings.push(bad("seconds 1..86400")),
                 },
+                "keel.upgrade_deadline" => match parse_seconds(&value, 5, 3600) {
+                    Some(d) => s.upgrade_deadline = d,
+                    None => warnings.push(bad("seconds 5..3600")),
+                },
                 "keel.state" => match value.as_str() {
                     "none" => s.state = StateChoice::Disabled,
                     v => match v.parse() {
@@ -188,7 +198,8 @@ impl Settings {
                 },
                 "keel.test" => match value.as_str() {
                     "panic" => s.test = Some(TestHook::Panic),
-                    _ => warnings.push(bad("panic")),
+                    "hang" => s.test = Some(TestHook::Hang),
+                    _ => warnings.push(bad("panic|hang")),
                 },
                 _ => warnings.push(Warning::UnknownKey(key.clone())),
             }

@@ -20,6 +20,7 @@ mod shutdown;
 mod storage;
 // Not wired into boot yet: the integrator calls time::rtc and spawns time::run.
 mod time;
+mod upgrade;
 
 fn main() {
     let exec_at = clock::uptime();

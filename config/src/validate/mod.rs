@@ -28,6 +28,7 @@ pub(crate) fn document(doc: &raw::Document, sink: &mut Sink) -> Config {
         volumes: doc.storage.as_ref().map(|s| workloads::volumes(&s.volume, sink)).unwrap_or_default(),
         files: workloads::files(&doc.file, sink),
         services: services::services(&doc.service, &volume_names(doc), sink),
+        upgrade: doc.upgrade.as_ref().and_then(|u| services::artifact(u.get(), "upgrade", sink)),
     }
 }
 

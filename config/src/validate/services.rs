@@ -121,6 +121,27 @@ pub(super) fn services(raw_services: &[At<raw::Service>], volumes: &BTreeSet<&st
     out
 }
 
+/// A download by URL and digest (a service's artifact, the upgrade image): an http:// URL with a host and 64 hex
+/// digits, lower-cased.
+pub(crate) fn artifact(a: &raw::Artifact, path: &str, sink: &mut Sink) -> Option<crate::model::Upgrade> {
+    let url = a.url.get();
+    let url_ok = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")).is_some_and(|rest| {
+        let host = rest.split('/').next().unwrap_or("");
+        !host.is_empty() && !rest.contains(char::is_whitespace)
+    });
+    if !url_ok {
+        let msg = format!("{:?} is not an http:// or https:// URL with a host", a.url.get());
+        sink.error(a.url.span(), &format!("{path}.url"), msg);
+    }
+    let digest = a.sha256.get();
+    let digest_ok = digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit());
+    if !digest_ok {
+        sink.error(a.sha256.span(), &format!("{path}.sha256"), "must be 64 hex digits");
+    }
+    (url_ok && digest_ok)
+        .then(|| crate::model::Upgrade { url: a.url.get().clone(), sha256: digest.to_ascii_lowercase() })
+}
+
 fn program(at: &At<raw::Service>, path: &str, sink: &mut Sink) -> Option<Program> {
     let s = at.get();
     match (&s.exec, &s.artifact) {
@@ -131,25 +152,8 @@ fn program(at: &At<raw::Service>, path: &str, sink: &mut Sink) -> Option<Program
             }
             None => Some(Program::Path(exec.get().clone())),
         },
-        (None, Some(artifact)) => {
-            let a = artifact.get();
-            let url = a.url.get();
-            let url_ok = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")).is_some_and(|rest| {
-                let host = rest.split('/').next().unwrap_or("");
-                !host.is_empty() && !rest.contains(char::is_whitespace)
-            });
-            if !url_ok {
-                let msg = format!("{:?} is not an http:// or https:// URL with a host", a.url.get());
-                sink.error(a.url.span(), &format!("{path}.artifact.url"), msg);
-            }
-            let digest = a.sha256.get();
-            let digest_ok = digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit());
-            if !digest_ok {
-                sink.error(a.sha256.span(), &format!("{path}.artifact.sha256"), "must be 64 hex digits");
-            }
-            (url_ok && digest_ok)
-                .then(|| Program::Artifact { url: a.url.get().clone(), sha256: digest.to_ascii_lowercase() })
-        }
+        (None, Some(a)) => artifact(a.get(), &format!("{path}.artifact"), sink)
+            .map(|u| Program::Artifact { url: u.url, sha256: u.sha256 }),
         (Some(_), Some(_)) => {
             sink.error(at.span(), path, "give exactly one of `exec` or `artifact`, not both");
             None

@@ -310,3 +310,24 @@ fn volume_devices_labels_and_options() {
         ]
     );
 }
+
+#[test]
+fn upgrade_is_a_url_and_a_digest() {
+    let digest = "AB".repeat(32);
+    let c = parse(
+        "node.toml",
+        &format!("version = 1\ngeneration = 1\n[upgrade]\nurl = \"http://h/slot.img\"\nsha256 = \"{digest}\"\n"),
+    )
+    .unwrap();
+    let u = c.upgrade.unwrap();
+    assert_eq!((u.url.as_str(), u.sha256), ("http://h/slot.img", digest.to_ascii_lowercase()));
+    assert!(parse("node.toml", "version = 1\ngeneration = 1\n").unwrap().upgrade.is_none());
+    assert_eq!(
+        errors("[upgrade]\nurl = \"ftp://h/x\"\nsha256 = \"00\"\n"),
+        [
+            "node.toml:4:7: upgrade.url: \"ftp://h/x\" is not an http:// or https:// URL with a host",
+            "node.toml:5:10: upgrade.sha256: must be 64 hex digits"
+        ]
+    );
+    assert!(one_error("[upgrade]\nurl = \"http://h/x\"\n").contains("sha256"));
+}

@@ -6,6 +6,7 @@ pub mod command;
 pub mod routes;
 pub mod status;
 pub mod tls;
+pub mod upgrade;
 
 use routes::{AppState, Inner};
 use std::sync::{Arc, Mutex};

@@ -55,6 +55,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/poweroff", post(|s, b| command(s, b, Action::Poweroff)))
         .route("/v1/logs", get(logs))
         .route("/metrics", get(metrics))
+        .route(
+            "/v1/upgrade",
+            axum::routing::put(super::upgrade::put_upgrade)
+                .layer(DefaultBodyLimit::max(super::upgrade::MAX_UPGRADE_BODY)),
+        )
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not-found", "no such endpoint; see docs/api.md") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
@@ -64,12 +69,16 @@ async fn get_status(State(s): State<AppState>) -> Json<Value> {
     let net = s.net.as_ref().map(|n| status::network(&n.borrow()));
     let hostname = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok());
     let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1000.0;
+    let mut boot = json!({"ready_uptime_ms": load(&crate::metrics::READY_UPTIME_US), "init_ms": load(&crate::metrics::READY_INIT_US)});
+    if let (Some(b), Value::Object(slots)) = (boot.as_object_mut(), crate::upgrade::status_json()) {
+        b.extend(slots);
+    }
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "machine_id": s.machine_id,
         "hostname": hostname,
         "uptime_s": crate::clock::uptime().as_secs_f64(),
-        "boot": {"ready_uptime_ms": load(&crate::metrics::READY_UPTIME_US), "init_ms": load(&crate::metrics::READY_INIT_US)},
+        "boot": boot,
         "api": {"fingerprint": s.fingerprint, "port": super::PORT},
         "config": status::config(&s.config),
         "controllers": status::controllers(&s.config),

@@ -27,7 +27,9 @@ pub fn early(exec_at: Duration) -> Node {
     let mut mounted = 0;
     let mut already = 0;
     let mut failed = Vec::new();
-    for m in mounts::EARLY {
+    // efivarfs last, and only when /sys (mounted by then) shows UEFI firmware.
+    let efi = || std::path::Path::new("/sys/firmware/efi").exists().then_some(&mounts::EFIVARS);
+    for m in mounts::EARLY.iter().map(Some).chain([None]).filter_map(|m| m.or_else(efi)) {
         match mounts::mount_early(m) {
             Ok(mounts::Outcome::Mounted) => mounted += 1,
             Ok(mounts::Outcome::AlreadyMounted) => already += 1,
@@ -157,9 +159,10 @@ pub async fn run(exec_at: Duration) -> ! {
     // PID 1 itself is ready; the network and the clock converge from here, each reporting its own readiness.
     let (net, boot_network) = crate::net::start(&node.settings, node.machine_id.default_hostname(), exec_at);
     let time = start_time_sync(&node, net.as_ref().map(|(_, status)| status.clone()));
-    if state.is_none() {
-        mount_state_and_settle_id(&mut node, &reaper).await;
-    }
+    let state = match state {
+        Some(state) => state,
+        None => mount_state_and_settle_id(&mut node, &reaper).await,
+    };
     let config = crate::config::run::start(
         &node.settings,
         node.machine_id.as_str().to_string(),
@@ -175,12 +178,25 @@ pub async fn run(exec_at: Duration) -> ! {
         time,
         power: tx.clone(),
     }));
+    crate::upgrade::trial::start(
+        state.mode == crate::storage::state::StateMode::Volume,
+        node.settings.upgrade_deadline,
+        config.converged.clone(),
+        tx.clone(),
+    );
+    tokio::spawn(crate::upgrade::source::run(config.applied.clone(), tx.clone()));
 
     if let Some(argv) = &node.settings.run {
         start_program(&reaper, argv);
     }
     if node.settings.test == Some(TestHook::Panic) {
         panic!("keel.test=panic: forced panic after ready");
+    }
+    if node.settings.test == Some(TestHook::Hang) {
+        log::warn!("test.hang: PID 1 blocks its event loop for good");
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
     }
 
     let grace = node.settings.shutdown_timeout;

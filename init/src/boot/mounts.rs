@@ -59,6 +59,15 @@ pub const EARLY: &[Early] = &[
     },
 ];
 
+/// The UEFI variables (A/B upgrades read and write boot entries there); only when booted by UEFI firmware.
+pub const EFIVARS: Early = Early {
+    source: "efivarfs",
+    target: "/sys/firmware/efi/efivars",
+    fstype: "efivarfs",
+    flags: NOSUID_NODEV_NOEXEC,
+    data: None,
+};
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
     Mounted,

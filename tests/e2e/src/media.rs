@@ -18,6 +18,16 @@ pub enum Boot {
     Pxe { dir: PathBuf, uefi: bool },
     /// OVMF (UEFI) boots this disk image (raw or `.qcow2`) as a virtio disk; writes go to a throwaway overlay.
     Uefi { disk: PathBuf },
+    /// Like `Uefi`, but the raw `disk` is written in place and `vars` is the UEFI variable store as is (a copy the
+    /// test made with [`ovmf_vars`]): both survive QEMU restarts, like a machine's disk and NVRAM.
+    UefiPersistent { disk: PathBuf, vars: PathBuf },
+}
+
+/// A fresh writable copy of OVMF's variable store at `dest`, for [`Boot::UefiPersistent`].
+pub fn ovmf_vars(dest: &Path) -> PathBuf {
+    std::fs::copy(OVMF_VARS, dest)
+        .unwrap_or_else(|e| panic!("copy {OVMF_VARS} to {}: {e} (make setup installs ovmf)", dest.display()));
+    dest.to_path_buf()
 }
 
 /// `build/pxe/`, as `make pxe` wrote it.
@@ -72,6 +82,7 @@ pub fn sizes() -> Vec<(&'static str, u64)> {
         ("disk keel.img, allocated", allocated(&b.join("keel.img"))),
         ("disk keel.qcow2", len(b.join("keel.qcow2"))),
         ("PXE directory", pxe),
+        ("slot image keel-upgrade.img", len(b.join("keel-upgrade.img"))),
     ]
     .into_iter()
     .filter_map(|(name, size)| Some((name, size?)))
@@ -109,18 +120,38 @@ pub(crate) fn qemu_args(boot: &Boot, scratch: &Path, net: &str) -> (Vec<String>,
         Boot::Uefi { disk } => {
             let (mut args, files) = ovmf();
             let format = if disk.extension().is_some_and(|e| e == "qcow2") { "qcow2" } else { "raw" };
-            args.extend(s(&[
-                "-drive",
-                &format!("if=none,id=d0,format={format},snapshot=on,file={}", disk.display()),
-                "-device",
-                "virtio-blk-pci,drive=d0,bootindex=0",
-                "-netdev",
-                net,
-                // No option ROM: the disk boots, and OVMF under TCG would spend seconds starting iPXE's driver.
-                "-device",
-                "virtio-net-pci,netdev=n0,romfile=",
-            ]));
+            args.extend(uefi_disk(&format!("format={format},snapshot=on,file={}", disk.display()), net));
             (args, files)
         }
+        Boot::UefiPersistent { disk, vars } => {
+            let mut args = s(&[
+                "-drive",
+                &format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"),
+                "-drive",
+                &format!("if=pflash,format=raw,unit=1,file={}", vars.display()),
+            ]);
+            args.extend(uefi_disk(&format!("format=raw,file={}", disk.display()), net));
+            // A hardware watchdog, as servers have: it resets the machine when the armed PID 1 stops petting it.
+            args.extend(s(&["-device", "i6300esb"]));
+            (args, vec![])
+        }
     }
+}
+
+/// The boot disk (first in the firmware's order) and a NIC without an option ROM.
+fn uefi_disk(drive: &str, net: &str) -> Vec<String> {
+    [
+        "-drive",
+        &format!("if=none,id=d0,{drive}"),
+        "-device",
+        "virtio-blk-pci,drive=d0,bootindex=0",
+        "-netdev",
+        net,
+        // No option ROM: the disk boots, and OVMF under TCG would spend seconds starting iPXE's driver.
+        "-device",
+        "virtio-net-pci,netdev=n0,romfile=",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect()
 }
