@@ -1,8 +1,10 @@
 //! The node API: HTTPS on port 7443, served by PID 1 (docs/api.md). TLS terminates here with rustls on the ring
-//! provider; each connection is one task, with a cap on how many run at once and deadlines on the handshake
-//! and on reading a request, so a slow or hostile client costs little and never blocks the init.
+//! provider; each connection is one task, with a cap on how many run at once (more wait to be accepted) and
+//! deadlines on the handshake and on reading a request, so a slow or hostile client costs little and never
+//! blocks the init.
 
 pub mod command;
+pub mod request;
 pub mod routes;
 pub mod status;
 pub mod tls;
@@ -65,7 +67,7 @@ pub async fn start(parts: Parts) {
         time: parts.time,
         power: parts.power,
         allowed: trust,
-        nonces: Mutex::new(Default::default()),
+        nonces: Mutex::new(command::Nonces::load(std::path::Path::new(TLS_DIR).join("command-nonces"))),
     });
     serve(listener, tls_config, routes::router(state)).await
 }
@@ -74,6 +76,9 @@ async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, router: ax
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
+        // Backpressure, not refusal: with MAX_CONNECTIONS busy, further clients wait in the kernel's listen queue
+        // (bounded by its backlog) until a connection ends, instead of being dropped mid-handshake.
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
         let (tcp, peer) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
@@ -81,10 +86,6 @@ async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, router: ax
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
-        };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            log::warn!("api.busy peer={peer} limit={MAX_CONNECTIONS}");
-            continue;
         };
         let acceptor = acceptor.clone();
         let router = router.clone();
