@@ -28,7 +28,7 @@ APT_PACKAGES := build-essential bc flex bison libelf-dev linux-source-6.12 zstd 
                 qemu-system-x86 openssh-client iproute2 dnsmasq-base procps \
                 qemu-utils ovmf systemd-boot-efi binutils gdisk dosfstools mtools
 
-.PHONY: setup keys kernel init image reproducible run test unit lint e2e netns bench clean fuzz fuzz-setup
+.PHONY: setup keys kernel init image reproducible run test unit lint e2e netns bench clean fuzz fuzz-setup api-size
 
 ## setup: apt packages and the musl target; does nothing (and says nothing) when all are there.
 setup:
@@ -118,7 +118,18 @@ test: setup lint unit reproducible e2e netns
 ## bench: netlink convergence in a netns, then boots N times per network mode (BENCH_RUNS, default 5): medians vs targets.
 bench: image
 	@$(CARGO) test --quiet --release -p keel-init root_netns_bench -- --ignored --nocapture 2>&1 | grep '^net bench'
+	@$(MAKE) --no-print-directory api-size
 	@$(CARGO) run --quiet --release -p keel-e2e --bin keel-bench -- $${BENCH_RUNS:-5}
+
+## api-size: keel-init without the node API (feature `api` off; its own target dir) beside the shipped one, so
+## the bytes the API and its TLS add are measured, not estimated. LTO drops every crate only the API uses.
+API_SIZE_DIR := target/api-size
+api-size: init
+	@RUSTFLAGS="-A warnings" $(CARGO) build --quiet --release --target $(TARGET) -p keel-init --no-default-features \
+	  --target-dir $(API_SIZE_DIR)
+	@with=$$(stat -c %s $(RELEASE)/keel-init); without=$$(stat -c %s $(API_SIZE_DIR)/$(TARGET)/release/keel-init); \
+	  printf 'api-size: keel-init %s bytes, without the API %s bytes: the API + TLS add %s bytes\n' \
+	    $$with $$without $$((with - without))
 
 ## fuzz: every cargo-fuzz target in fuzz/ (its own workspace, nightly) for FUZZ_SECONDS each (default 20), from
 ## the seeds in fuzz/seeds/; a crash stops it and leaves the input in fuzz/artifacts/<target>/. README.md, "Fuzzing".

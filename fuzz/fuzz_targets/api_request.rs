@@ -155,9 +155,9 @@ fuzz_target!(|data: &[u8]| {
         let mut answer = Vec::new();
         let _ = client.read_to_end(&mut answer).await;
         let _ = serve.await;
-        // Every answer is HTTP: a status line, never a dropped connection for a request that parsed.
+        // Whatever came back is HTTP (an HTTP/1.0 request gets an HTTP/1.0 answer).
         if !answer.is_empty() {
-            assert!(answer.starts_with(b"HTTP/1.1 "), "{:?}", String::from_utf8_lossy(&answer[..answer.len().min(80)]));
+            assert!(answer.starts_with(b"HTTP/1."), "{:?}", String::from_utf8_lossy(&answer[..answer.len().min(80)]));
         }
     });
 });

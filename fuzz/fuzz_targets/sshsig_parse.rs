@@ -15,7 +15,7 @@ fn allowed() -> &'static AllowedSigners {
         let key = PrivateKey::from_seed([7; 32], "ops").public_key().to_openssh();
         let text = format!(
             "ops namespaces=\"keel-config,keel-command\" {key}\n\
-             *@example.com,!bad@example.com cert-authority,valid-after=\"20240101\",valid-before=\"20300101Z\" {key}\n"
+             *@example.com,!bad@example.com namespaces=\"keel-config\",valid-after=\"20240101\",valid-before=\"20300101Z\" {key}\n"
         );
         AllowedSigners::parse("allowed_signers", &text).unwrap()
     })

@@ -64,7 +64,7 @@ fn qemu_api_200_status_readers_and_signed_pushes_for_a_minute() {
     eprintln!(
         "api load: {seconds} s, {READERS} readers: {} reads ({:.0}/s), {} errors, status ms p50={:.0} p90={:.0} \
          p99={:.0} max={:.0}; pushes accepted={} refused={} push ms p50={:.0} p90={:.0}; PID 1 RSS KiB start={start_rss} \
-         max={} end={end_rss}",
+         max={} end={end_rss}; first errors {:?}",
         report.latencies_ms.len(),
         report.latencies_ms.len() as f64 / started.elapsed().as_secs_f64(),
         report.errors,
@@ -77,10 +77,11 @@ fn qemu_api_200_status_readers_and_signed_pushes_for_a_minute() {
         percentile(&push_ms, 50.0),
         percentile(&push_ms, 90.0),
         report.max_rss_kib,
+        report.first_errors,
     );
 
     assert!(refused.is_empty(), "pushes refused under load: {refused:?}");
-    assert!(accepted.len() >= 3, "only {} pushes in {seconds} s", accepted.len());
+    assert!(accepted.len() >= 2, "only {} pushes in {seconds} s", accepted.len());
     assert_eq!(report.errors, 0, "status reads failed under load, e.g. {:?}", report.first_errors);
     assert!(report.latencies_ms.len() >= READERS, "only {} status reads", report.latencies_ms.len());
     assert_eq!(st["config"]["generation"].as_u64(), last, "{}", st["config"]);

@@ -5,6 +5,9 @@
 //! (`build/pxe/` over TFTP) and a UEFI disk boot (`build/keel.img` under OVMF), BENCH_MEDIA_RUNS times each
 //! (default: N, at most 3: OVMF under TCG is slow), next to the direct kernel boot, and the media sizes.
 
+#[path = "bench/api.rs"]
+mod api;
+
 use keel_e2e::{build_dir, field, media, Boot, Vm, VmConfig, BOOT_TIMEOUT, STEP_TIMEOUT, UEFI_BOOT_TIMEOUT};
 use std::time::Duration;
 
@@ -165,6 +168,10 @@ fn media_rows(runs: usize, uuid: Option<String>, direct_dhcp: f64) {
 
 fn main() {
     let runs: usize = std::env::args().nth(1).and_then(|n| n.parse().ok()).unwrap_or(5).max(1);
+    // BENCH_ONLY=api: only the node API's figures (tests/e2e/src/bin/bench/api.rs).
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("api") {
+        return api::run(runs);
+    }
     // As `make run` boots: a machine UUID (the identity), a virtio RNG, the production image.
     let uuid = Some(UUID.to_string());
     let dhcp_cfg = VmConfig { uuid: uuid.clone(), ..VmConfig::default() };
@@ -197,4 +204,5 @@ fn main() {
     row("kernel + initramfs", kernel + initrd, "KiB", "<= 5120 KiB");
     let media_runs = std::env::var("BENCH_MEDIA_RUNS").ok().and_then(|n| n.parse().ok()).unwrap_or(runs.min(3)).max(1);
     media_rows(media_runs, Some(UUID.to_string()), median(dhcp.wall.clone()));
+    api::run(runs);
 }
