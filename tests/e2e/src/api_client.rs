@@ -17,6 +17,10 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How errors before the TLS handshake completed begin: the connection never reached an HTTP exchange.
+pub const CONNECT: &str = "connect: ";
+pub const HANDSHAKE: &str = "TLS handshake: ";
+
 /// A node's API behind a `hostfwd` on 127.0.0.1, its certificate pinned to `fingerprint`.
 #[derive(Clone)]
 pub struct Api {
@@ -34,12 +38,16 @@ impl Api {
 
     /// One request on a fresh connection: the status and the whole body.
     pub fn request(&self, method: &str, path: &str, body: Option<&[u8]>) -> Result<(u16, Vec<u8>), String> {
-        let tcp = TcpStream::connect(("127.0.0.1", self.port)).map_err(|e| format!("connect: {e}"))?;
+        let tcp = TcpStream::connect(("127.0.0.1", self.port)).map_err(|e| format!("{CONNECT}{e}"))?;
         tcp.set_read_timeout(Some(self.timeout)).map_err(|e| e.to_string())?;
         tcp.set_write_timeout(Some(self.timeout)).map_err(|e| e.to_string())?;
         let _ = tcp.set_nodelay(true);
         let name = ServerName::try_from("keel-node").map_err(|e| e.to_string())?;
-        let conn = ClientConnection::new(self.config.clone(), name).map_err(|e| e.to_string())?;
+        let mut conn = ClientConnection::new(self.config.clone(), name).map_err(|e| e.to_string())?;
+        let mut tcp = tcp;
+        while conn.is_handshaking() {
+            conn.complete_io(&mut tcp).map_err(|e| format!("{HANDSHAKE}{e}"))?;
+        }
         let mut stream = StreamOwned::new(conn, tcp);
         http::write_request(&mut stream, method, path, "keel-node", body)
             .map_err(|e| format!("{method} {path}: {e}"))?;

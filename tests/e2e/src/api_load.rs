@@ -2,7 +2,7 @@
 //! connection per request as keelctl does, until stopped. Used by the load test (tests/api_load.rs) and by
 //! `make bench` (the status latency under load).
 
-use crate::api_client::Api;
+use crate::api_client::{Api, CONNECT, HANDSHAKE};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -12,6 +12,7 @@ use std::time::Instant;
 struct ReaderStats {
     latencies_ms: Vec<f64>,
     errors: usize,
+    unconnected: usize,
     first_errors: Vec<String>,
     max_rss_kib: u64,
 }
@@ -22,6 +23,10 @@ pub struct LoadReport {
     /// Every successful read's time, request sent (connect included) to the whole answer read, in ms.
     pub latencies_ms: Vec<f64>,
     pub errors: usize,
+    /// Requests that failed before the TLS handshake completed (connect or handshake reset): under QEMU's user
+    /// network these come from the host side, whose `hostfwd` listens with a backlog of 1 (see
+    /// [`listen_overflows`]); they are retried, not counted in `errors`.
+    pub unconnected: usize,
     /// The first few errors, for the failure message.
     pub first_errors: Vec<String>,
     /// The highest PID 1 RSS any status answer reported.
@@ -48,6 +53,7 @@ pub fn start_readers(api: &Api, n: usize) -> Readers {
                             s.latencies_ms.push(t.elapsed().as_secs_f64() * 1000.0);
                             s.max_rss_kib = s.max_rss_kib.max(v["rss_kib"].as_u64().unwrap_or(0));
                         }
+                        Err(e) if e.starts_with(CONNECT) || e.starts_with(HANDSHAKE) => s.unconnected += 1,
                         Err(e) => {
                             s.errors += 1;
                             if s.first_errors.len() < 3 {
@@ -72,6 +78,7 @@ impl Readers {
             let s = h.join().unwrap_or_default();
             r.latencies_ms.extend(s.latencies_ms);
             r.errors += s.errors;
+            r.unconnected += s.unconnected;
             if r.first_errors.len() < 5 {
                 r.first_errors.extend(s.first_errors);
             }
@@ -79,6 +86,20 @@ impl Readers {
         }
         r
     }
+}
+
+/// The host's count of connections dropped because a listening socket's queue was full (`TcpExt:
+/// ListenOverflows` in /proc/net/netstat; machine-wide, so other VMs' forwards count too).
+pub fn listen_overflows() -> u64 {
+    let text = std::fs::read_to_string("/proc/net/netstat").unwrap_or_default();
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else { return 0 };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "ListenOverflows")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The `p`-th percentile (0..=100) by nearest rank; NaN for no samples.
