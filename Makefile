@@ -26,7 +26,7 @@ export KEEL_SIGNING_KEY KEEL_ALLOWED_SIGNERS
 
 APT_PACKAGES := build-essential bc flex bison libelf-dev linux-source-6.12 zstd musl-tools \
                 qemu-system-x86 openssh-client iproute2 dnsmasq-base procps \
-                qemu-utils ovmf systemd-boot-efi binutils gdisk dosfstools mtools
+                qemu-utils ovmf systemd-boot-efi binutils gdisk dosfstools mtools openssl
 
 .PHONY: setup keys kernel init image reproducible run test unit lint e2e netns bench clean fuzz fuzz-setup api-size
 

@@ -77,6 +77,7 @@ async fn get_status(State(s): State<AppState>) -> Json<Value> {
         "network": net,
         "time": status::time(&s.time.borrow()),
         "services": status::services(&s.config),
+        "storage": status::storage(&s.config),
         "rss_kib": crate::procfs::self_rss_kib(),
     }))
 }

@@ -122,6 +122,11 @@ pub fn controllers(c: &ConfigHandle) -> Value {
     json!({"sysctl": controller(&c.sysctl.borrow()), "files": controller(&c.files.borrow())})
 }
 
+/// The state volume (or why /var is tmpfs) and the config's volumes.
+pub fn storage(c: &ConfigHandle) -> Value {
+    crate::storage::status_json::storage(&c.storage.borrow(), crate::storage::state::boot_state())
+}
+
 /// The running config as JSON in the shape of node.toml (so clients diff like with like), inside an envelope
 /// that says where it came from; the content of secret files is redacted.
 pub fn running_config(c: &ConfigHandle) -> Value {

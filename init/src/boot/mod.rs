@@ -100,7 +100,7 @@ pub fn early(exec_at: Duration) -> Node {
 /// Everything after the early phases: the reap loop, shutdown triggers, the ready line, and then waiting for
 /// the one request that ends this boot.
 pub async fn run(exec_at: Duration) -> ! {
-    let node = early(exec_at);
+    let mut node = early(exec_at);
     let reaper = Reaper::default();
     let mut sigchld = match signal(SignalKind::child()) {
         Ok(s) => Some(s),
@@ -146,12 +146,20 @@ pub async fn run(exec_at: Duration) -> ! {
         node.hostname,
     );
 
+    // The persistent /var (when there is a state volume) before the config pipeline reads its last-known-good
+    // and the API its TLS identity. Without an SMBIOS uuid the machine id is the one recorded there: then /var
+    // comes first, so the network (the DHCP host name) starts with the id the node keeps.
+    let id_on_disk = node.machine_id.source != crate::machine_id::Source::Smbios;
+    let mut state = None;
+    if id_on_disk {
+        state = Some(mount_state_and_settle_id(&mut node, &reaper).await);
+    }
     // PID 1 itself is ready; the network and the clock converge from here, each reporting its own readiness.
     let (net, boot_network) = crate::net::start(&node.settings, node.machine_id.default_hostname(), exec_at);
     let time = start_time_sync(&node, net.as_ref().map(|(_, status)| status.clone()));
-    // The persistent /var (when there is a state volume) before the config pipeline reads its last-known-good
-    // and the API its TLS identity.
-    let _state = crate::storage::mount_state(&node.settings, &reaper).await;
+    if state.is_none() {
+        mount_state_and_settle_id(&mut node, &reaper).await;
+    }
     let config = crate::config::run::start(
         &node.settings,
         node.machine_id.as_str().to_string(),
@@ -168,7 +176,6 @@ pub async fn run(exec_at: Duration) -> ! {
         time,
         power: tx.clone(),
     }));
-    let _volumes = crate::storage::controller::start(config.applied.clone(), reaper.clone());
 
     if let Some(argv) = &node.settings.run {
         start_program(&reaper, argv);
@@ -183,6 +190,15 @@ pub async fn run(exec_at: Duration) -> ! {
         None => power::Request { action: power::Action::Reboot, reason: "no-request-source".into() },
     };
     shutdown::execute(request, grace, net.map(|(inbox, _)| inbox), Some(config.services.clone())).await
+}
+
+/// Mounts the state volume on /var and settles the machine id with it (see `machine_id`).
+async fn mount_state_and_settle_id(node: &mut Node, reaper: &Reaper) -> crate::storage::state::StateStatus {
+    let state = crate::storage::mount_state(&node.settings, reaper).await;
+    let persistent = state.mode == crate::storage::state::StateMode::Volume;
+    let fixed = node.settings.hostname.is_some();
+    crate::machine_id::adopt(&mut node.machine_id, &mut node.hostname, fixed, persistent);
+    state
 }
 
 /// Keeps the clock right with SNTP, using the servers the network controller resolves (config, `ip=`,

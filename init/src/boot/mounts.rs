@@ -48,12 +48,14 @@ pub const EARLY: &[Early] = &[
     },
     // Until a state volume is mounted over it, /var lives in memory: the node works, but forgets on reboot.
     Early { source: "tmpfs", target: "/var", fstype: "tmpfs", flags: NOSUID_NODEV_NOEXEC, data: Some("mode=0755") },
+    // favordynmods: moving a process into a cgroup (every service start) skips an RCU grace period, at a small
+    // cost to every fork and exit; under QEMU it takes a service's fork -> exec from ~15 ms to ~4 ms.
     Early {
         source: "cgroup2",
         target: "/sys/fs/cgroup",
         fstype: "cgroup2",
         flags: NOSUID_NODEV_NOEXEC,
-        data: Some("nsdelegate"),
+        data: Some("nsdelegate,favordynmods"),
     },
 ];
 

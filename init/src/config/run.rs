@@ -1,6 +1,7 @@
 //! The config tasks: one owns the pipeline (boot-time last-known-good or embedded default, then every submitted
 //! config), one turns each accepted config into desired states for the controllers and reports when the node has
-//! converged to it, and the sysctl and files controllers themselves.
+//! converged to it (network, sysctls, files, services and the storage volumes), and the sysctl, files and storage
+//! controllers themselves.
 
 use super::pipeline::{Applied, Mode, Pipeline, Rejection};
 use super::store::{Signed, Store};
@@ -11,6 +12,7 @@ use crate::net::model::Desired;
 use crate::reaper::Reaper;
 use crate::reconcile::{self, files::Files, sysctl::Sysctl, ControllerStatus};
 use crate::services::{self, ServicesHandle, ServicesStatus};
+use crate::storage::controller::StorageStatus;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -42,6 +44,8 @@ pub struct ConfigHandle {
     pub files: watch::Receiver<ControllerStatus>,
     pub services: ServicesHandle,
     pub services_status: watch::Receiver<ServicesStatus>,
+    /// The config's volumes (`[[storage.volume]]`).
+    pub storage: watch::Receiver<StorageStatus>,
 }
 
 fn read_embedded() -> Option<Signed> {
@@ -100,8 +104,10 @@ pub fn start(
         Some(status) => services::flag(status.clone(), |s: &NetStatus| s.ready),
         None => watch::channel(false).1,
     };
+    let storage = crate::storage::controller::start(applied.clone(), reaper.clone());
     let (services, services_status) = services::start(reaper, services_rx, network_ready);
     let services_watch = services_status.clone();
+    let storage_watch = storage.clone();
     let mut applied_rx = applied.clone();
     tokio::spawn(async move {
         loop {
@@ -121,7 +127,13 @@ pub fn start(
                     log::warn!("config.generation_file_failed error={}", crate::logging::q(&e.to_string()));
                 }
                 services_tx.send_replace(Some((generation, a.config.services.clone())));
-                let watched = (sysctl_status.clone(), files_status.clone(), net_status.clone(), services_watch.clone());
+                let watched = Watched {
+                    sysctl: sysctl_status.clone(),
+                    files: files_status.clone(),
+                    net: net_status.clone(),
+                    services: services_watch.clone(),
+                    storage: storage_watch.clone(),
+                };
                 if report_convergence(generation, started, watched, applied_rx.clone()).await {
                     converged_tx.send_replace(Some(generation));
                 }
@@ -136,19 +148,23 @@ pub fn start(
         tokio::spawn(pull::run(url.clone(), settings.config_interval, machine_id, status.clone(), submit.clone()));
     }
     let (sysctl, files) = handle_controllers;
-    ConfigHandle { submit, applied, rejection, converged, sysctl, files, services, services_status }
+    ConfigHandle { submit, applied, rejection, converged, sysctl, files, services, services_status, storage }
+}
+
+/// The controllers a generation must converge in.
+struct Watched {
+    sysctl: watch::Receiver<ControllerStatus>,
+    files: watch::Receiver<ControllerStatus>,
+    net: Option<watch::Receiver<NetStatus>>,
+    services: watch::Receiver<ServicesStatus>,
+    storage: watch::Receiver<StorageStatus>,
 }
 
 /// Waits until every controller has converged `generation` (or a newer config arrives) and logs it once.
 async fn report_convergence(
     generation: u64,
     started: Instant,
-    (mut sysctl, mut files, net, mut services): (
-        watch::Receiver<ControllerStatus>,
-        watch::Receiver<ControllerStatus>,
-        Option<watch::Receiver<NetStatus>>,
-        watch::Receiver<ServicesStatus>,
-    ),
+    Watched { mut sysctl, mut files, net, mut services, mut storage }: Watched,
     mut applied: watch::Receiver<Option<Arc<Applied>>>,
 ) -> bool {
     let done = |s: &ControllerStatus| s.generation == Some(generation) && s.converged;
@@ -163,6 +179,18 @@ async fn report_convergence(
                 .await;
         }
         let _ = services.wait_for(|s| s.generation == Some(generation) && s.converged).await;
+        // Volumes: a disk still awaited or being formatted is not converged yet; a volume blocked or failed is
+        // reported at once (it stays so until the disk or the config changes; a failure is retried on resync).
+        let settled = storage.wait_for(|s| s.generation == Some(generation) && s.settled()).await.map(|s| s.clone());
+        if let Ok(s) = settled {
+            if !s.converged() {
+                log::warn!(
+                    "config.not_converged generation={generation} controller=storage items={}",
+                    crate::logging::q(&s.problems().join("; "))
+                );
+            }
+        }
+        let _ = storage.wait_for(|s| s.generation == Some(generation) && s.converged()).await;
     };
     tokio::select! {
         _ = wait => {

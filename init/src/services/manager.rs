@@ -56,6 +56,8 @@ impl Manager {
     }
 
     async fn converge(&mut self, generation: u64, services: &[Service]) {
+        // When this config reached the services: each new definition's first start reports its time from here.
+        let applied = tokio::time::Instant::now();
         let running: BTreeMap<String, Arc<Service>> =
             self.running.iter().map(|(name, h)| (name.clone(), h.def.clone())).collect();
         let plan = plan::plan(services, &running);
@@ -92,7 +94,7 @@ impl Manager {
             self.ctx.status.send_modify(|s| {
                 s.services.insert(name.clone(), ServiceStatus::new(first));
             });
-            self.running.insert(name.clone(), supervisor::start(self.ctx.clone(), Arc::new(def.clone())));
+            self.running.insert(name.clone(), supervisor::start(self.ctx.clone(), Arc::new(def.clone()), applied));
         }
         self.ctx.status.send_modify(|s| {
             s.generation = Some(generation);

@@ -27,6 +27,8 @@ mod supervisor;
 mod root_harness;
 #[cfg(test)]
 mod root_tests;
+#[cfg(test)]
+mod test_service;
 
 pub use backoff::Timing;
 pub use status::ServicesStatus;

@@ -103,28 +103,14 @@ pub fn stop_layers(services: &[&Service]) -> Vec<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use keel_config::model::{CgroupLimits, LogLevel, Program, Restart};
 
     fn svc(name: &str, after: &[&str]) -> Service {
         Service {
-            name: name.into(),
-            program: Program::Path(format!("/usr/bin/{name}")),
-            args: Vec::new(),
-            env: BTreeMap::new(),
-            workdir: "/".into(),
-            uid: 0,
-            gid: 0,
-            capabilities: Vec::new(),
-            rlimits: BTreeMap::new(),
-            cgroup: CgroupLimits::default(),
-            restart: Restart::Always,
-            stop_signal: "SIGTERM".into(),
-            stop_timeout_s: 10,
             after: after
                 .iter()
                 .map(|a| if *a == "network" { After::Network } else { After::Service(a.to_string()) })
                 .collect(),
-            log_level: LogLevel::Info,
+            ..crate::services::test_service::service(name, &format!("/usr/bin/{name}"), &[])
         }
     }
 

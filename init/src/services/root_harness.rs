@@ -3,8 +3,7 @@
 
 use super::{start_with, Options, ServiceStatus, ServicesHandle, ServicesStatus, State, Timing};
 use crate::reaper::Reaper;
-use keel_config::model::{CgroupLimits, LogLevel, Program, Restart, Service};
-use std::collections::BTreeMap;
+use keel_config::model::Service;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -126,25 +125,7 @@ impl Drop for Harness {
     }
 }
 
-pub fn svc(name: &str, exec: &str, args: &[&str]) -> Service {
-    Service {
-        name: name.into(),
-        program: Program::Path(exec.into()),
-        args: args.iter().map(|a| a.to_string()).collect(),
-        env: BTreeMap::new(),
-        workdir: "/".into(),
-        uid: 0,
-        gid: 0,
-        capabilities: Vec::new(),
-        rlimits: BTreeMap::new(),
-        cgroup: CgroupLimits::default(),
-        restart: Restart::Always,
-        stop_signal: "SIGTERM".into(),
-        stop_timeout_s: 10,
-        after: Vec::new(),
-        log_level: LogLevel::Info,
-    }
-}
+pub use super::test_service::service as svc;
 
 /// `Key:\tvalue` from /proc/<pid>/status.
 pub fn proc_status(pid: i32, key: &str) -> String {

@@ -112,27 +112,16 @@ pub fn spawn(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use keel_config::model::{CgroupLimits, LogLevel, Program, Restart};
-    use std::collections::BTreeMap;
 
     #[test]
     fn privileges_are_computed_before_the_fork() {
         let def = Service {
-            name: "web".into(),
-            program: Program::Path("/bin/web".into()),
-            args: Vec::new(),
-            env: BTreeMap::new(),
             workdir: "/srv".into(),
             uid: 65534,
             gid: 65533,
             capabilities: vec!["CAP_NET_BIND_SERVICE".into(), "CAP_CHECKPOINT_RESTORE".into()],
             rlimits: [(Rlimit::Nofile, Some(64)), (Rlimit::Core, None)].into_iter().collect(),
-            cgroup: CgroupLimits::default(),
-            restart: Restart::Always,
-            stop_signal: "SIGTERM".into(),
-            stop_timeout_s: 10,
-            after: Vec::new(),
-            log_level: LogLevel::Info,
+            ..crate::services::test_service::service("web", "/bin/web", &[])
         };
         let p = privileges(&def, 40, None).unwrap();
         assert_eq!((p.uid, p.gid, p.keep, p.cgroup_procs), (65534, 65533, (1 << 10) | (1 << 40), None));

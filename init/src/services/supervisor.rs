@@ -86,9 +86,10 @@ impl Handle {
     }
 }
 
-pub fn start(ctx: Arc<Ctx>, def: Arc<Service>) -> Handle {
+/// `applied`: when the config with this definition reached the services task.
+pub fn start(ctx: Arc<Ctx>, def: Arc<Service>, applied: Instant) -> Handle {
     let (stop, stop_rx) = watch::channel(None);
-    let task = tokio::spawn(supervise(ctx, def.clone(), stop_rx));
+    let task = tokio::spawn(supervise(ctx, def.clone(), stop_rx, applied));
     Handle { def, stop, task }
 }
 
@@ -110,7 +111,7 @@ async fn stop_requested(stop: &mut watch::Receiver<Option<StopReason>>) -> StopR
     }
 }
 
-async fn supervise(ctx: Arc<Ctx>, def: Arc<Service>, mut stop: watch::Receiver<Option<StopReason>>) {
+async fn supervise(ctx: Arc<Ctx>, def: Arc<Service>, mut stop: watch::Receiver<Option<StopReason>>, applied: Instant) {
     let name = def.name.as_str();
     if !wait_for_dependencies(&ctx, &def, &mut stop).await {
         ctx.enter(name, State::Stopped, None);
@@ -119,13 +120,15 @@ async fn supervise(ctx: Arc<Ctx>, def: Arc<Service>, mut stop: watch::Receiver<O
     let mut backoff = Backoff::default();
     let mut verified: Option<Verified> = None;
     let mut first = true;
+    // Only the first start is timed from the config's apply; restarts are timed by the backoff.
+    let mut applied = Some(applied);
     loop {
         if !first {
             ctx.update(name, |s| s.restarts += 1);
         }
         first = false;
         ctx.enter(name, State::Starting, None);
-        let ended = run_once(&ctx, &def, &mut verified, &mut stop).await;
+        let ended = run_once(&ctx, &def, &mut verified, &mut stop, applied.take()).await;
         let (ran, reason) = match ended {
             Ended::Stopped => {
                 ctx.enter(name, State::Stopped, None);
@@ -238,6 +241,7 @@ async fn run_once(
     def: &Service,
     verified: &mut Option<Verified>,
     stop: &mut watch::Receiver<Option<StopReason>>,
+    applied: Option<Instant>,
 ) -> Ended {
     let name = def.name.as_str();
     let program = tokio::select! {
@@ -248,6 +252,7 @@ async fn run_once(
         Ok(p) => p,
         Err(e) => return Ended::StartFailed(e),
     };
+    let preparing = Instant::now();
     let cg = match ctx.cgroups.prepare(name, &def.cgroup) {
         Ok(cg) => cg,
         Err(e) => {
@@ -255,6 +260,7 @@ async fn run_once(
             return Ended::StartFailed(e.to_string());
         }
     };
+    let spawning = Instant::now();
     let launched = spawn::spawn(&ctx.reaper, def, &program, ctx.last_cap, Some(&cg));
     let cg_path = cg.path.clone();
     drop(cg);
@@ -268,13 +274,20 @@ async fn run_once(
     let started = Instant::now();
     let pid = launched.child.pid;
     let keep = super::caps::mask(&def.capabilities).unwrap_or(0);
+    // From the config reaching the services task to the program executing (the spawn returns after the exec),
+    // and two parts of it: preparing the cgroup, and fork to exec.
+    let apply_ms = applied
+        .map_or(String::new(), |at| format!(" apply_ms={}", crate::clock::ms(started.saturating_duration_since(at))));
     log::info!(
-        "service.start name={name} pid={pid} uid={} gid={} caps={} cgroup={} program={}",
+        "service.start name={name} pid={pid} uid={} gid={} caps={} cgroup={} program={}{apply_ms} cgroup_ms={} \
+         spawn_ms={}",
         def.uid,
         def.gid,
         super::caps::names(keep),
         cg_path.display(),
-        q(verified.as_ref().map_or(&program, |v| &v.sha256))
+        q(verified.as_ref().map_or(&program, |v| &v.sha256)),
+        crate::clock::ms(spawning.saturating_duration_since(preparing)),
+        crate::clock::ms(started.saturating_duration_since(spawning)),
     );
     let tag: Arc<str> = Arc::from(name);
     tokio::spawn(output::pump(tag.clone(), Stream::Stdout, def.log_level, launched.stdout));

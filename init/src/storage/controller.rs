@@ -35,14 +35,40 @@ pub fn spec(v: &Volume) -> Result<VolumeSpec, String> {
     })
 }
 
+/// What the controller publishes after each pass.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StorageStatus {
+    /// The config generation the volumes were converged for.
+    pub generation: Option<u64>,
+    pub volumes: Vec<VolumeStatus>,
+}
+
+impl StorageStatus {
+    /// Every volume is mounted.
+    pub fn converged(&self) -> bool {
+        self.volumes.iter().all(|v| v.phase == Phase::Mounted)
+    }
+
+    /// Nothing is still on its way (waiting for its disk, or being made): each volume is mounted, blocked or
+    /// failed.
+    pub fn settled(&self) -> bool {
+        !self.volumes.iter().any(|v| matches!(v.phase, Phase::Waiting(_) | Phase::Formatting))
+    }
+
+    /// The volumes that are not mounted, with why: `data: blocked: …`.
+    pub fn problems(&self) -> Vec<String> {
+        self.volumes.iter().filter(|v| v.phase != Phase::Mounted).map(|v| format!("{}: {}", v.name, v.phase)).collect()
+    }
+}
+
 /// Starts the controller on the config pipeline's accepted configs.
-pub fn start(applied: AppliedRx, reaper: Reaper) -> watch::Receiver<Vec<VolumeStatus>> {
-    let (tx, rx) = watch::channel(Vec::new());
+pub fn start(applied: AppliedRx, reaper: Reaper) -> watch::Receiver<StorageStatus> {
+    let (tx, rx) = watch::channel(StorageStatus::default());
     tokio::spawn(run(Env::system(), applied, reaper, tx));
     rx
 }
 
-pub async fn run(env: Env, mut applied: AppliedRx, reaper: Reaper, status: watch::Sender<Vec<VolumeStatus>>) {
+pub async fn run(env: Env, mut applied: AppliedRx, reaper: Reaper, status: watch::Sender<StorageStatus>) {
     // Volumes this controller mounted: name → mount point.
     let mut mounted: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut last_phase: BTreeMap<String, Phase> = BTreeMap::new();
@@ -112,7 +138,7 @@ pub async fn run(env: Env, mut applied: AppliedRx, reaper: Reaper, status: watch
             statuses.push(s);
         }
         let waiting = statuses.iter().any(|s| matches!(s.phase, Phase::Waiting(_)));
-        status.send_replace(statuses);
+        status.send_replace(StorageStatus { generation: current.as_ref().map(|a| a.generation), volumes: statuses });
         let wait = if waiting && since.elapsed() < WAIT_FAST { POLL } else { RESYNC };
         match tokio::time::timeout(wait, applied.changed()).await {
             Ok(Err(_)) => return, // the config pipeline is gone
@@ -186,6 +212,32 @@ mod tests {
         assert_eq!(spec(&volume(None)).unwrap().partlabel, "a-rather-long-volume-name-for-a-gpt-");
         let bad = Volume { device: "sda".into(), ..volume(None) };
         assert!(spec(&bad).unwrap_err().contains("not a device selector"));
+    }
+
+    #[test]
+    fn convergence_waits_for_waiting_and_formatting_volumes_and_reports_blocked_ones() {
+        let v = |name: &str, phase: Phase| VolumeStatus {
+            name: name.into(),
+            selector: "serial:disk1".into(),
+            phase,
+            device: None,
+            size: None,
+            fs: None,
+            mount: "/var/lib/data".into(),
+            free: None,
+            formatted: false,
+        };
+        let s = |volumes| StorageStatus { generation: Some(2), volumes };
+        assert!(s(vec![]).converged() && s(vec![]).settled(), "no volumes: nothing to wait for");
+        let mounted = v("a", Phase::Mounted);
+        for on_its_way in [Phase::Waiting("no disk".into()), Phase::Formatting] {
+            let st = s(vec![mounted.clone(), v("b", on_its_way)]);
+            assert!(!st.converged() && !st.settled(), "{st:?}");
+        }
+        let blocked = s(vec![mounted.clone(), v("b", Phase::Blocked("holds ext4 data".into()))]);
+        assert!(blocked.settled() && !blocked.converged());
+        assert_eq!(blocked.problems(), ["b: blocked: holds ext4 data"]);
+        assert!(s(vec![mounted.clone(), mounted]).converged());
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //!   and reads partition tables, [`select`] finds the device a selector names.
 //! - [`plan`] decides, purely, what may be done to it; [`volume`] carries a plan out ([`blockdev`]: the table,
 //!   [`tools`]: mke2fs and e2fsck through the reaper, [`mount`]: the mount).
-//! - [`state`]: the state volume on /var at boot ([`mount_state`]); [`controller`]: the config's volumes.
+//! - [`state`]: the state volume on /var at boot ([`mount_state`]); [`controller`]: the config's volumes;
+//!   [`status_json`]: both, in the node's status.
 
 pub mod blockdev;
 pub mod controller;
@@ -19,6 +20,7 @@ pub mod plan;
 pub mod probe;
 pub mod select;
 pub mod state;
+pub mod status_json;
 pub mod sysfs;
 pub mod tools;
 pub mod volume;

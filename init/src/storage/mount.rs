@@ -12,6 +12,9 @@ pub struct MountEntry {
     pub read_only: bool,
     pub fstype: String,
     pub source: String,
+    /// The mount's own options, then the filesystem's (`rw,nosuid,nodev,noatime` + `commit=30`), as the kernel
+    /// reports them.
+    pub options: String,
 }
 
 /// mountinfo escapes space, tab, newline and backslash as octal (`\040`).
@@ -50,6 +53,15 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
                 read_only: f.get(5)?.split(',').any(|o| o == "ro"),
                 fstype: r.next()?.to_string(),
                 source: unescape(r.next()?),
+                options: {
+                    let mut seen: Vec<&str> = Vec::new();
+                    for o in f.get(5)?.split(',').chain(r.next().unwrap_or("").split(',')) {
+                        if !o.is_empty() && !seen.contains(&o) {
+                            seen.push(o);
+                        }
+                    }
+                    seen.join(",")
+                },
             })
         })
         .collect()
@@ -171,6 +183,9 @@ mod tests {
         assert!(mounted_at(&t, None).is_empty());
         assert_eq!(top_mount(&t, Path::new("/var")).map(|m| m.fstype.as_str()), Some("ext4"));
         assert_eq!(top_mount(&t, Path::new("/srv")), None);
+        // The mount's options, then the filesystem's, each once.
+        assert_eq!(t[1].options, "rw,nosuid,nodev,mode=755");
+        assert_eq!(t[3].options, "ro,noatime,rw");
     }
 
     #[test]

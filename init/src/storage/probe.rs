@@ -13,6 +13,8 @@ use std::path::Path;
 /// How much of the start and of the end of a device is read.
 pub const HEAD_BYTES: u64 = 2 << 20;
 pub const TAIL_BYTES: u64 = 1 << 20;
+/// What is read first: past the furthest signature [`classify`] looks for (btrfs, at 64 KiB + 555).
+const QUICK_BYTES: u64 = 128 << 10;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FsKind {
@@ -213,9 +215,25 @@ pub fn classify(head: &[u8], tail: &[u8], size: u64) -> Content {
 /// Reads the head and tail of a device (or of a regular file standing in for one) and classifies it.
 pub fn probe(path: &Path, size: u64) -> std::io::Result<Content> {
     let mut f = std::fs::File::open(path)?;
+    // Most devices say what they hold in their first KiB: read 128 KiB first (every signature above lies in it,
+    // and so does a GPT header), and all of the head and the tail only when that is not conclusive: nothing
+    // but zeros so far, or a GPT whose entries lie further on. The answer is the same either way.
+    let quick_len = size.min(QUICK_BYTES);
+    let mut quick = Vec::with_capacity(quick_len as usize);
+    (&mut f).take(quick_len).read_to_end(&mut quick)?;
+    let known = classify(&quick, &[], size);
+    let conclusive = match &known {
+        Content::Table(Table::Gpt(t)) => t.valid,
+        _ => quick.iter().any(|&b| b != 0),
+    };
+    if conclusive {
+        return Ok(known);
+    }
+    // The rest of the head, on from where the quick read stopped.
     let head_len = size.min(HEAD_BYTES);
-    let mut head = Vec::with_capacity(head_len as usize);
-    (&mut f).take(head_len).read_to_end(&mut head)?;
+    let mut head = quick;
+    head.reserve((head_len - quick_len) as usize);
+    (&mut f).take(head_len - quick_len).read_to_end(&mut head)?;
     let tail_start = size.saturating_sub(TAIL_BYTES).max(head_len);
     let mut tail = vec![0u8; (size - tail_start) as usize];
     f.read_exact_at(&mut tail, tail_start)?;

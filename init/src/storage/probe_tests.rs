@@ -139,3 +139,51 @@ fn reads_what_mke2fs_and_mkswap_make() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Reading the first 128 KiB first gives the same answers as reading it all: data only near the end, a GPT whose
+/// entries lie beyond 128 KiB (still read whole), a valid GPT, blank.
+#[test]
+fn the_quick_read_answers_as_the_full_one() {
+    use std::os::unix::fs::FileExt;
+    let dir = std::env::temp_dir().join(format!("keel-probe-quick-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let img = dir.join("disk.img");
+    let size: u64 = 8 << 20;
+    let f = std::fs::File::create(&img).unwrap();
+    f.set_len(size).unwrap();
+    assert_eq!(probe(&img, size).unwrap(), Content::Blank);
+    f.write_all_at(b"x", size - 10).unwrap();
+    assert_eq!(probe(&img, size).unwrap(), Content::Data { offset: size - 10 });
+    f.write_all_at(&[0], size - 10).unwrap();
+    f.write_all_at(b"y", (1 << 20) + 7).unwrap();
+    assert_eq!(probe(&img, size).unwrap(), Content::Data { offset: (1 << 20) + 7 });
+    f.write_all_at(&[0], (1 << 20) + 7).unwrap();
+    let layout = gpt::Layout {
+        sector: 512,
+        disk_bytes: size,
+        disk_guid: gpt::Guid([1; 16]),
+        part_guid: gpt::Guid([2; 16]),
+        type_guid: gpt::KEEL_TYPE,
+        name: "quick".into(),
+    };
+    let built = gpt::build(&layout).unwrap();
+    f.write_all_at(&built.head, 0).unwrap();
+    match probe(&img, size).unwrap() {
+        Content::Table(Table::Gpt(t)) => assert!(t.valid && t.entries[0].name == "quick"),
+        other => panic!("{other:?}"),
+    }
+    // The same header pointing at an entry array 512 KiB in: found there, not taken for an invalid table.
+    let mut head = built.head.clone();
+    let (array, moved) = (head[1024..1024 + 16384].to_vec(), 1024u64);
+    head[512 + 72..512 + 80].copy_from_slice(&moved.to_le_bytes());
+    head[512 + 16..512 + 20].fill(0);
+    let crc = gpt::crc32(&head[512..512 + 92]);
+    head[512 + 16..512 + 20].copy_from_slice(&crc.to_le_bytes());
+    f.write_all_at(&head[..1024], 0).unwrap();
+    f.write_all_at(&array, moved * 512).unwrap();
+    match probe(&img, size).unwrap() {
+        Content::Table(Table::Gpt(t)) => assert!(t.valid && t.entries[0].name == "quick", "{t:?}"),
+        other => panic!("{other:?}"),
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -11,6 +11,7 @@ use crate::logging::q;
 use crate::reaper::Reaper;
 use nix::mount::MsFlags;
 use std::path::Path;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// The GPT name and the filesystem label of the state volume.
@@ -36,7 +37,6 @@ pub enum StateMode {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[allow(dead_code)] // the status the node API serves
 pub struct StateStatus {
     pub mode: StateMode,
     /// Why /var is tmpfs.
@@ -44,9 +44,18 @@ pub struct StateStatus {
     pub volume: Option<VolumeStatus>,
 }
 
+static BOOT_STATE: OnceLock<StateStatus> = OnceLock::new();
+
+/// What this boot's [`mount_state`] found, for the status; `None` before it ran.
+pub fn boot_state() -> Option<&'static StateStatus> {
+    BOOT_STATE.get()
+}
+
 /// Mounts the state volume on /var (see the module doc); never fails the boot.
 pub async fn mount_state(settings: &Settings, reaper: &Reaper) -> StateStatus {
-    mount_state_with(&Env::system(), &settings.state, Path::new("/var"), reaper).await
+    let status = mount_state_with(&Env::system(), &settings.state, Path::new("/var"), reaper).await;
+    let _ = BOOT_STATE.set(status.clone());
+    status
 }
 
 pub async fn mount_state_with(env: &Env, choice: &StateChoice, mount: &Path, reaper: &Reaper) -> StateStatus {
@@ -78,13 +87,14 @@ pub async fn mount_state_with(env: &Env, choice: &StateChoice, mount: &Path, rea
     match &status.phase {
         Phase::Mounted => {
             log::info!(
-                "storage.state mode=volume device={} mount={} formatted={} size={} free={} ms={}",
+                "storage.state mode=volume device={} mount={} formatted={} size={} free={} ms={} uptime_ms={}",
                 status.device.as_ref().map(|d| d.display().to_string()).unwrap_or_default(),
                 mount.display(),
                 status.formatted,
                 status.size.unwrap_or(0),
                 status.free.unwrap_or(0),
-                crate::clock::ms(started.elapsed())
+                crate::clock::ms(started.elapsed()),
+                crate::clock::ms(crate::clock::uptime())
             );
             StateStatus { mode: StateMode::Volume, reason: None, volume: Some(status) }
         }

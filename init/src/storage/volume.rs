@@ -286,8 +286,11 @@ pub async fn converge(
     status.free = mount::space(&spec.mount).map(|(_, free)| free);
     status.phase = Phase::Mounted;
     let verb = if steps.is_empty() { "storage.already_mounted" } else { "storage.mounted" };
+    // The options as the kernel took them, so the console shows what the volume really got.
+    let table = mount::read_mountinfo(&env.mountinfo);
+    let options = mount::top_mount(&table, &spec.mount).map(|m| m.options.clone()).unwrap_or_else(|| "?".into());
     log::info!(
-        "{verb} name={} device={} mount={} fs={} size={size} free={} formatted={} ms={}",
+        "{verb} name={} device={} mount={} fs={} size={size} free={} formatted={} options={options} ms={}",
         spec.name,
         node.display(),
         spec.mount.display(),

@@ -12,6 +12,7 @@ mod console;
 pub mod http_server;
 pub mod media;
 mod qmp;
+pub mod services;
 mod slots;
 
 pub use console::Console;

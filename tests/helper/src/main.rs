@@ -4,6 +4,12 @@
 //! - `signal-init SIG`: sends SIG (TERM, INT, PWR) to PID 1.
 //! - `connect ADDR:PORT TOKEN`: connects over TCP (retrying for up to 60 s while the network comes up), sends
 //!   TOKEN and this node's host name, and reports the outcome.
+//! - `orphan-storm N`: N short-lived orphans in bounded batches; then no zombies, and PID 1's RSS ([`storm`]).
+//! - `kill-service NAME ROUNDS`: SIGKILLs a service's main process ROUNDS times, from outside ([`kill`]).
+//! - `exit CODE`: exits with CODE at once (a crash-looping service).
+
+mod kill;
+mod storm;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::{fork, ForkResult, Pid};
@@ -82,10 +88,37 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        ["orphan-storm", n] => match n.parse() {
+            Ok(n) => storm::run(n),
+            Err(_) => {
+                eprintln!("testhelper: orphan-storm takes a count, got {n:?}");
+                ExitCode::from(2)
+            }
+        },
+        ["kill-service", name, rounds] => match rounds.parse() {
+            Ok(r) => kill::run(name, r),
+            Err(_) => {
+                eprintln!("testhelper: kill-service takes a number of rounds, got {rounds:?}");
+                ExitCode::from(2)
+            }
+        },
+        ["exit", code] => match code.parse::<u8>() {
+            Ok(c) => {
+                println!("testhelper: exiting code={c}");
+                ExitCode::from(c)
+            }
+            Err(_) => {
+                eprintln!("testhelper: exit takes a code 0..255, got {code:?}");
+                ExitCode::from(2)
+            }
+        },
         ["signal-init", sig] => signal_init(sig),
         ["connect", addr, token] => connect(addr, token),
         _ => {
-            eprintln!("usage: keel-testhelper orphans N | signal-init TERM|INT|PWR | connect ADDR:PORT TOKEN");
+            eprintln!(
+                "usage: keel-testhelper orphans N | orphan-storm N | kill-service NAME ROUNDS | exit CODE | \
+                 signal-init TERM|INT|PWR | connect ADDR:PORT TOKEN"
+            );
             ExitCode::from(2)
         }
     }

@@ -3,7 +3,16 @@
 //! the node reports (kernel uptime, init's own time from main(), PID 1's VmRSS, init time to network ready) and
 //! the kernel's printk timestamp of its exec of /init. Then the boot media: QEMU start -> ready for a PXE boot
 //! (`build/pxe/` over TFTP) and a UEFI disk boot (`build/keel.img` under OVMF), BENCH_MEDIA_RUNS times each
-//! (default: N, at most 3: OVMF under TCG is slow), next to the direct kernel boot, and the media sizes.
+//! (default: N, at most 3: OVMF under TCG is slow), next to the direct kernel boot, and the media sizes. Then the
+//! state volume (`bench/storage.rs`): disk visible -> /var mounted, on the first boot, a clean one, after a cut.
+//! Then the services (`bench/services.rs`); `BENCH_ONLY=services` runs only those. Then the node API
+//! (`bench/api.rs`); `BENCH_ONLY=api` runs only that.
+
+#[path = "bench/storage.rs"]
+mod storage;
+
+#[path = "bench/services.rs"]
+mod services;
 
 #[path = "bench/api.rs"]
 mod api;
@@ -168,6 +177,10 @@ fn media_rows(runs: usize, uuid: Option<String>, direct_dhcp: f64) {
 
 fn main() {
     let runs: usize = std::env::args().nth(1).and_then(|n| n.parse().ok()).unwrap_or(5).max(1);
+    // BENCH_ONLY=services: only the services benchmarks.
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("services") {
+        return services::run(runs);
+    }
     // BENCH_ONLY=api: only the node API's figures (tests/e2e/src/bin/bench/api.rs).
     if std::env::var("BENCH_ONLY").as_deref() == Ok("api") {
         return api::run(runs);
@@ -203,6 +216,11 @@ fn main() {
     row("initramfs (cpio.zst)", initrd, "KiB", "-");
     row("kernel + initramfs", kernel + initrd, "KiB", "<= 5120 KiB");
     let media_runs = std::env::var("BENCH_MEDIA_RUNS").ok().and_then(|n| n.parse().ok()).unwrap_or(runs.min(3)).max(1);
+    let st = storage::bench(runs.min(3));
+    row("disk -> /var mounted, first (mkfs)", median(st.first), "ms", "-");
+    row("disk -> /var mounted, clean", median(st.clean), "ms", "-");
+    row("disk -> /var mounted, power cut (fsck)", median(st.after_cut), "ms", "-");
     media_rows(media_runs, Some(UUID.to_string()), median(dhcp.wall.clone()));
+    services::run(runs);
     api::run(runs);
 }
