@@ -28,7 +28,7 @@ APT_PACKAGES := build-essential bc flex bison libelf-dev linux-source-6.12 zstd 
                 qemu-system-x86 openssh-client iproute2 dnsmasq-base procps \
                 qemu-utils ovmf systemd-boot-efi binutils gdisk dosfstools mtools openssl curl
 
-.PHONY: setup keys kernel init image reproducible run test unit lint e2e netns bench clean
+.PHONY: setup keys kernel init image reproducible run test unit lint e2e netns bench clean fuzz fuzz-setup api-size
 
 ## setup: apt packages and the musl target; does nothing (and says nothing) when all are there.
 setup:
@@ -118,7 +118,43 @@ test: setup lint unit reproducible e2e netns
 ## bench: netlink convergence in a netns, then boots N times per network mode (BENCH_RUNS, default 5): medians vs targets.
 bench: image
 	@$(CARGO) test --quiet --release -p keel-init root_netns_bench -- --ignored --nocapture 2>&1 | grep '^net bench'
+	@$(MAKE) --no-print-directory api-size
 	@$(CARGO) run --quiet --release -p keel-e2e --bin keel-bench -- $${BENCH_RUNS:-5}
+
+## api-size: keel-init without the node API (feature `api` off; its own target dir) beside the shipped one, so
+## the bytes the API and its TLS add are measured, not estimated. LTO drops every crate only the API uses.
+API_SIZE_DIR := target/api-size
+api-size: init
+	@RUSTFLAGS="-A warnings" $(CARGO) build --quiet --release --target $(TARGET) -p keel-init --no-default-features \
+	  --target-dir $(API_SIZE_DIR)
+	@with=$$(stat -c %s $(RELEASE)/keel-init); without=$$(stat -c %s $(API_SIZE_DIR)/$(TARGET)/release/keel-init); \
+	  printf 'api-size: keel-init %s bytes, without the API %s bytes: the API + TLS add %s bytes\n' \
+	    $$with $$without $$((with - without))
+
+## fuzz: every cargo-fuzz target in fuzz/ (its own workspace, nightly) for FUZZ_SECONDS each (default 20), from
+## the seeds in fuzz/seeds/; a crash stops it and leaves the input in fuzz/artifacts/<target>/. README.md, "Fuzzing".
+FUZZ_SECONDS ?= 20
+FUZZ_TARGETS := config_parse sshsig_parse command_parse api_request
+FUZZ_DIR     := $(CURDIR)/target/fuzz
+fuzz-setup: setup
+	@$(RUSTUP) toolchain list | grep -q '^nightly' || $(RUSTUP) toolchain install nightly --profile minimal
+	@test -x $(HOME)/.cargo/bin/cargo-fuzz || command -v cargo-fuzz >/dev/null || $(CARGO) install --quiet --locked cargo-fuzz
+
+fuzz: fuzz-setup
+	@cd fuzz && $(CARGO) +nightly fuzz build --debug-assertions --target-dir $(FUZZ_DIR)/build
+	@cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_DIR)/corpus/$$t; \
+	  if $(CARGO) +nightly fuzz run --debug-assertions --target-dir $(FUZZ_DIR)/build $$t \
+	       $(FUZZ_DIR)/corpus/$$t seeds/$$t -- -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \
+	       -print_final_stats=1 >$(FUZZ_DIR)/$$t.log 2>&1; then \
+	    printf 'fuzz: %-14s %9s runs in %s s, corpus %s inputs\n' $$t \
+	      "$$(sed -n 's/^stat::number_of_executed_units: *//p' $(FUZZ_DIR)/$$t.log)" $(FUZZ_SECONDS) \
+	      "$$(ls $(FUZZ_DIR)/corpus/$$t | wc -l)"; \
+	  else \
+	    tail -40 $(FUZZ_DIR)/$$t.log; echo "fuzz: $$t failed (log $(FUZZ_DIR)/$$t.log; input in fuzz/artifacts/$$t/)"; \
+	    exit 1; \
+	  fi; \
+	done
 
 clean:
 	rm -rf $(BUILD) target

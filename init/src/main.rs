@@ -1,5 +1,6 @@
 //! Keel's PID 1.
 
+#[cfg(feature = "api")]
 mod api;
 mod boot;
 mod clock;

@@ -4,6 +4,7 @@
 
 use keel_config::sshsig::{self, AllowedSigners};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub const NAMESPACE: &str = "keel-command";
@@ -26,6 +27,7 @@ impl Refusal {
         match self.code {
             "unsigned" | "bad-signature" | "unknown-key" => 403,
             "malformed" => 422,
+            "not-persisted" => 500,
             _ => 409,
         }
     }
@@ -40,10 +42,12 @@ struct Document {
     expires: u64,
 }
 
-/// Nonces seen, each kept until its command expires.
+/// Nonces seen, each kept until its command expires. With a file (on the state volume), the memory outlives a
+/// reboot: a reboot command captured on the wire cannot reboot the node again once it is back.
 #[derive(Default)]
 pub struct Nonces {
     seen: BTreeMap<String, u64>,
+    file: Option<PathBuf>,
 }
 
 pub struct Verified {
@@ -59,6 +63,34 @@ fn normalize_id(id: &str) -> String {
 }
 
 impl Nonces {
+    /// The nonces remembered in `file` (lines `nonce expires`); a missing or damaged file remembers nothing.
+    pub fn load(file: PathBuf) -> Nonces {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        let seen = text
+            .lines()
+            .filter_map(|l| {
+                let (nonce, expires) = l.split_once(' ')?;
+                Some((nonce.to_string(), expires.trim().parse().ok()?))
+            })
+            .collect();
+        Nonces { seen, file: Some(file) }
+    }
+
+    /// Written before the command is acted on: temp file, fsync, rename.
+    fn save(&self) -> std::io::Result<()> {
+        use std::io::Write;
+        let Some(file) = &self.file else { return Ok(()) };
+        if let Some(dir) = file.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let text: String = self.seen.iter().map(|(n, e)| format!("{n} {e}\n")).collect();
+        let tmp = file.with_extension("tmp");
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, file)
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub fn verify(
         &mut self,
@@ -105,7 +137,14 @@ impl Nonces {
         if self.seen.contains_key(&doc.nonce) {
             return Err(Refusal::new("replayed", format!("nonce {} was used already", doc.nonce)));
         }
-        self.seen.insert(doc.nonce, doc.expires);
+        self.seen.insert(doc.nonce.clone(), doc.expires);
+        if let Err(e) = self.save() {
+            self.seen.remove(&doc.nonce);
+            return Err(Refusal::new(
+                "not-persisted",
+                format!("cannot remember the nonce, so it could be replayed: {e}"),
+            ));
+        }
         Ok(Verified { signer: verified.principal })
     }
 }
@@ -158,5 +197,29 @@ mod tests {
         let other = doc("reboot", ID, "nonce-000000000009", t + 60);
         let sig = sign(other.as_bytes(), &stranger, NAMESPACE, HashAlg::Sha512);
         assert_eq!(code(nonces.verify(&other, &sig, &allowed, ID, "reboot", now)), Some("unknown-key"));
+    }
+
+    #[test]
+    fn nonces_kept_in_a_file_are_refused_after_a_restart() {
+        let (k, allowed) = key();
+        let now = SystemTime::now();
+        let t = now_secs(now);
+        let dir = std::env::temp_dir().join(format!("keel-nonces-{}", std::process::id()));
+        let file = dir.join("api/command-nonces");
+        let cmd = doc("reboot", ID, "nonce-persisted-0001", t + 60);
+        let sig = sign(cmd.as_bytes(), &k, NAMESPACE, HashAlg::Sha512);
+        assert!(Nonces::load(file.clone()).verify(&cmd, &sig, &allowed, ID, "reboot", now).is_ok());
+        // A new PID 1 (after the reboot) reads the memory back and refuses the same command.
+        let refused = Nonces::load(file.clone()).verify(&cmd, &sig, &allowed, ID, "reboot", now);
+        assert_eq!(refused.err().map(|r| r.code), Some("replayed"));
+        // Garbage in the file is ignored, not fatal; an unwritable place refuses rather than forgets.
+        std::fs::write(&file, "junk\nnonce x\n").unwrap();
+        let fresh = doc("reboot", ID, "nonce-persisted-0002", t + 60);
+        let sig2 = sign(fresh.as_bytes(), &k, NAMESPACE, HashAlg::Sha512);
+        assert!(Nonces::load(file.clone()).verify(&fresh, &sig2, &allowed, ID, "reboot", now).is_ok());
+        let blocked = file.join("not-a-dir/nonces");
+        let r = Nonces::load(blocked).verify(&cmd, &sig, &allowed, ID, "reboot", now);
+        assert_eq!(r.err().map(|r| r.code), Some("not-persisted"));
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

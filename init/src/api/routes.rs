@@ -2,6 +2,7 @@
 //! is a 4xx with a JSON reason.
 
 use super::command::Nonces;
+use super::request::{LogQuery, Push, SignedCommand};
 use super::status;
 use crate::config::run::{ConfigHandle, Submit};
 use crate::config::store::Signed;
@@ -94,12 +95,6 @@ async fn get_config(State(s): State<AppState>) -> Json<Value> {
     Json(status::running_config(&s.config))
 }
 
-#[derive(serde::Deserialize)]
-struct Push {
-    config: String,
-    signature: String,
-}
-
 fn config_status(code: &str) -> u16 {
     match code {
         "unsigned" | "bad-signature" | "unknown-key" => 403,
@@ -129,12 +124,6 @@ async fn put_config(State(s): State<AppState>, body: Result<Json<Push>, JsonReje
         Ok(Err(r)) => refusal(config_status(r.code), r.code, &r.detail),
         Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the config pipeline did not answer"),
     }
-}
-
-#[derive(serde::Deserialize)]
-struct SignedCommand {
-    command: String,
-    signature: String,
 }
 
 async fn command(
@@ -180,11 +169,6 @@ fn log_line(e: &crate::logging_ring::Entry) -> String {
         crate::logging_ring::Source::Service { name, stream } => format!("{name}[{}]", stream.as_str()),
     };
     format!("{:>10.3} {:<5} {source}: {}\n", e.uptime_ms as f64 / 1000.0, e.level, e.text)
-}
-
-#[derive(serde::Deserialize)]
-struct LogQuery {
-    follow: Option<String>,
 }
 
 /// The ring buffer as text; with `?follow=1` new lines keep coming until the client goes away.

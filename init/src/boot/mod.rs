@@ -170,6 +170,7 @@ pub async fn run(exec_at: Duration) -> ! {
         net.clone(),
         reaper.clone(),
     );
+    #[cfg(feature = "api")]
     tokio::spawn(crate::api::start(crate::api::Parts {
         machine_id: node.machine_id.as_str().to_string(),
         hostname: node.hostname.clone(),

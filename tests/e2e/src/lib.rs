@@ -6,6 +6,8 @@
 //! Every wait has a generous timeout and fails with a message saying what it waited for, and the last lines the
 //! console printed; the whole transcript is kept under `target/e2e/<name>.log`.
 
+pub mod api_client;
+pub mod api_load;
 mod console;
 pub mod http_server;
 pub mod media;

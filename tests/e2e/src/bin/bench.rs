@@ -5,13 +5,17 @@
 //! (`build/pxe/` over TFTP) and a UEFI disk boot (`build/keel.img` under OVMF), BENCH_MEDIA_RUNS times each
 //! (default: N, at most 3: OVMF under TCG is slow), next to the direct kernel boot, and the media sizes. Then the
 //! state volume (`bench/storage.rs`): disk visible -> /var mounted, on the first boot, a clean one, after a cut.
-//! Then the services (`bench/services.rs`); `BENCH_ONLY=services` runs only those.
+//! Then the services (`bench/services.rs`); `BENCH_ONLY=services` runs only those. Then the node API
+//! (`bench/api.rs`); `BENCH_ONLY=api` runs only that.
 
 #[path = "bench/storage.rs"]
 mod storage;
 
 #[path = "bench/services.rs"]
 mod services;
+
+#[path = "bench/api.rs"]
+mod api;
 
 use keel_e2e::{build_dir, field, media, Boot, Vm, VmConfig, BOOT_TIMEOUT, STEP_TIMEOUT, UEFI_BOOT_TIMEOUT};
 use std::time::Duration;
@@ -177,6 +181,10 @@ fn main() {
     if std::env::var("BENCH_ONLY").as_deref() == Ok("services") {
         return services::run(runs);
     }
+    // BENCH_ONLY=api: only the node API's figures (tests/e2e/src/bin/bench/api.rs).
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("api") {
+        return api::run(runs);
+    }
     // As `make run` boots: a machine UUID (the identity), a virtio RNG, the production image.
     let uuid = Some(UUID.to_string());
     let dhcp_cfg = VmConfig { uuid: uuid.clone(), ..VmConfig::default() };
@@ -214,4 +222,5 @@ fn main() {
     row("disk -> /var mounted, power cut (fsck)", median(st.after_cut), "ms", "-");
     media_rows(media_runs, Some(UUID.to_string()), median(dhcp.wall.clone()));
     services::run(runs);
+    api::run(runs);
 }
