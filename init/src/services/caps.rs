@@ -105,6 +105,16 @@ impl Privileges {
         // SAFETY (all blocks below): raw system calls with integer arguments or pointers to locals and to memory
         // this struct owns, which stays valid and unchanged in the child until exec.
         unsafe {
+            // Ignored signals stay ignored across exec: a service starts with every disposition at its default,
+            // whatever its supervisor ignores (std already clears the signal mask). The raw system call reaches
+            // the signals the C library keeps for itself too.
+            let default = KernelSigaction { handler: libc::SIG_DFL, flags: 0, restorer: 0, mask: 0 };
+            for sig in 1..=64 {
+                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                    let (act, old) = (&default as *const KernelSigaction, std::ptr::null_mut::<KernelSigaction>());
+                    libc::syscall(libc::SYS_rt_sigaction, sig, act, old, 8usize);
+                }
+            }
             check(libc::syscall(libc::SYS_setsid))?;
             if let Some(fd) = self.cgroup_procs {
                 // "0" moves the writing process itself.
@@ -149,6 +159,15 @@ impl Privileges {
         }
         Ok(())
     }
+}
+
+/// The kernel's `struct sigaction` for `rt_sigaction` on x86_64 (not the C library's, which differs).
+#[repr(C)]
+struct KernelSigaction {
+    handler: libc::sighandler_t,
+    flags: libc::c_ulong,
+    restorer: usize,
+    mask: u64,
 }
 
 #[cfg(test)]

@@ -25,6 +25,13 @@ fn inner_privileges() {
     if !inner() {
         return;
     }
+    // A supervisor that ignores signals (as a shell's background job ignores SIGINT) must not pass that on.
+    // SAFETY: this test body runs alone in its own process; SIG_IGN installs no handler code.
+    unsafe {
+        for sig in [libc::SIGINT, libc::SIGHUP, libc::SIGUSR1] {
+            libc::signal(sig, libc::SIG_IGN);
+        }
+    }
     let mut h = Harness::new(Timing::default());
     let mut web = svc("web", "/bin/sleep", &["1000"]);
     (web.uid, web.gid, web.workdir) = (65534, 65533, "/tmp".into());
@@ -41,6 +48,8 @@ fn inner_privileges() {
         assert_eq!(proc_status(pid, set), "0000000000000420", "{set}: CAP_KILL (5) and CAP_NET_BIND_SERVICE (10)");
     }
     assert_eq!(proc_status(pid, "NoNewPrivs"), "1");
+    assert_eq!(proc_status(pid, "SigIgn"), "0000000000000000", "every signal at its default disposition");
+    assert_eq!(proc_status(pid, "SigBlk"), "0000000000000000", "nothing blocked");
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
     assert!(limits.lines().any(|l| l.starts_with("Max open files") && l.split_whitespace().nth(3) == Some("64")));
     assert!(limits.lines().any(|l| l.starts_with("Max core file size") && l.split_whitespace().nth(4) == Some("0")));
