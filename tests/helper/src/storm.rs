@@ -56,8 +56,17 @@ pub fn zombies() -> Vec<i32> {
     .collect()
 }
 
-/// In a grandchild: wait (briefly) until the intermediate parent is gone, then exit.
-fn orphan(parent: nix::unistd::Pid) -> ! {
+/// In a grandchild: sleep until the intermediate parent is gone, then exit. It blocks on `gone` (the read end of
+/// a pipe whose only writer is the parent), which reads end-of-file once the parent exits: a hundred orphans
+/// polling a timer would eat the small VM's CPU while their siblings are forked. The parent's files close just
+/// before the kernel re-parents its children, so a short poll of getppid follows.
+fn orphan(parent: nix::unistd::Pid, gone: nix::libc::c_int, writer: nix::libc::c_int) -> ! {
+    let mut byte = 0u8;
+    // SAFETY: plain system calls on descriptors this process owns, into a local buffer.
+    unsafe {
+        nix::libc::close(writer);
+        while nix::libc::read(gone, (&mut byte as *mut u8).cast(), 1) < 0 && Errno::last() == Errno::EINTR {}
+    }
     let deadline = Instant::now() + Duration::from_secs(10);
     while getppid() == parent && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(1));
@@ -69,12 +78,18 @@ fn orphan(parent: nix::unistd::Pid) -> ! {
 /// In an intermediate child: fork `n` orphans-to-be and exit at once (code 3: a fork failed for good).
 fn intermediate(n: u32) -> ! {
     let me = getpid();
+    let mut fds = [0; 2];
+    // SAFETY: pipe writes two descriptors into the local array.
+    if unsafe { nix::libc::pipe(fds.as_mut_ptr()) } != 0 {
+        // SAFETY: _exit in a forked child of a single-threaded program.
+        unsafe { nix::libc::_exit(3) }
+    }
     let mut made = 0;
     let mut again = 0u32;
     while made < n {
-        // SAFETY: single-threaded program; the child only polls getppid and exits.
+        // SAFETY: single-threaded program; the child only reads a pipe, polls getppid and exits.
         match unsafe { fork() } {
-            Ok(ForkResult::Child) => orphan(me),
+            Ok(ForkResult::Child) => orphan(me, fds[0], fds[1]),
             Ok(ForkResult::Parent { .. }) => made += 1,
             // The uid's process limit while PID 1 catches up on reaping: wait a little.
             Err(Errno::EAGAIN) if again < 10_000 => {
