@@ -9,6 +9,7 @@
 pub mod api_client;
 pub mod api_load;
 mod console;
+pub mod host_listener;
 pub mod http_server;
 pub mod media;
 mod qmp;

@@ -1,36 +1,8 @@
 //! End-to-end networking: the node brings its network up over netlink (static from `ip=`, or DHCP from QEMU's
 //! built-in server) and reaches a TCP listener on the host through QEMU user networking (host = 10.0.2.2).
 
+use keel_e2e::host_listener::{accept_line, listener};
 use keel_e2e::{field, Initrd, Vm, VmConfig, BOOT_TIMEOUT, STEP_TIMEOUT};
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::time::Duration;
-
-/// Listens on the host's loopback; the guest reaches it as 10.0.2.2:<port>.
-fn listener() -> (TcpListener, u16) {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind a loopback listener");
-    let port = l.local_addr().map(|a| a.port()).unwrap_or(0);
-    (l, port)
-}
-
-/// Waits for the guest's connection and returns the line it sent.
-fn accept_line(l: TcpListener, timeout: Duration) -> String {
-    l.set_nonblocking(true).ok();
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        match l.accept() {
-            Ok((s, _)) => {
-                s.set_nonblocking(false).ok();
-                s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-                let mut line = String::new();
-                let _ = BufReader::new(s).read_line(&mut line);
-                return line.trim().to_string();
-            }
-            Err(_) if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
-            Err(e) => panic!("the node never connected to the host listener within {timeout:?}: {e}"),
-        }
-    }
-}
 
 #[test]
 fn qemu_static_ip_from_cmdline_reaches_the_host() {
@@ -49,7 +21,10 @@ fn qemu_static_ip_from_cmdline_reaches_the_host() {
     vm.expect("keel: net.apply op=route-add route=0.0.0.0/0 via=10.0.2.2", STEP_TIMEOUT);
     let ready = vm.expect("keel: net.ready ", STEP_TIMEOUT);
     assert_eq!(field(&ready, "source"), Some("static"), "{ready}");
-    assert_eq!(accept_line(l, BOOT_TIMEOUT), "static-ok static-node");
+    assert_eq!(
+        accept_line(&l, BOOT_TIMEOUT).expect("the node never connected to the host listener"),
+        "static-ok static-node"
+    );
     vm.expect_anywhere("keel: net.hostname name=static-node", STEP_TIMEOUT);
 }
 
@@ -68,7 +43,7 @@ fn qemu_dhcp_from_qemu_reaches_the_host() {
     assert_eq!(field(&bound, "gw"), Some("10.0.2.2"), "{bound}");
     let ready = vm.expect("keel: net.ready ", STEP_TIMEOUT);
     assert_eq!(field(&ready, "source"), Some("dhcp"), "{ready}");
-    let line = accept_line(l, BOOT_TIMEOUT);
+    let line = accept_line(&l, BOOT_TIMEOUT).expect("the node never connected to the host listener");
     assert!(line.starts_with("dhcp-ok keel-"), "{line}");
     vm.expect_anywhere("keel: net.resolv nameservers=1", STEP_TIMEOUT);
     // A clean poweroff releases the lease while the network still works.

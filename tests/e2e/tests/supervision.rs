@@ -3,11 +3,10 @@
 //! artifact whose bytes do not match its SHA-256 is refused and never runs while a correct one runs, and 10,000
 //! short-lived orphans are all reaped with PID 1's memory back near its baseline.
 
+use keel_e2e::host_listener::{accept_line, listener};
 use keel_e2e::http_server::{ssh_sign, FileServer};
 use keel_e2e::services::{api_get, default_demo, lines_with, printk_secs, service, sha256_hex, testhelper_binary, Ctl};
 use keel_e2e::{build_dir, field, free_port, http_get, Initrd, Vm, VmConfig, STEP_TIMEOUT};
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
 const HELPER: &str = "/usr/libexec/keel-testhelper";
@@ -70,32 +69,6 @@ impl Node {
 
 fn config(generation: u64, services: &[String]) -> String {
     format!("version = 1\ngeneration = {generation}\n\n{}\n\n{}", default_demo().trim_end(), services.join("\n"))
-}
-
-/// Listens on the host's loopback; the guest reaches it as 10.0.2.2:<port>.
-fn listener() -> (TcpListener, u16) {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind a loopback listener");
-    l.set_nonblocking(true).expect("non-blocking listener");
-    let port = l.local_addr().map(|a| a.port()).unwrap_or(0);
-    (l, port)
-}
-
-/// The first line of the next connection to `l`, if one comes within `timeout`.
-fn accept_line(l: &TcpListener, timeout: Duration) -> Option<String> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match l.accept() {
-            Ok((s, _)) => {
-                s.set_nonblocking(false).ok();
-                s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-                let mut line = String::new();
-                let _ = BufReader::new(s).read_line(&mut line);
-                return Some(line.trim().to_string());
-            }
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
-            Err(_) => return None,
-        }
-    }
 }
 
 /// The `restart_in` delays (ms) and states of one service, in order.
