@@ -3,6 +3,7 @@
 //! `make bench` (the status latency under load).
 
 use crate::api_client::{Api, CONNECT, HANDSHAKE};
+use crate::{field, free_port, Vm, VmConfig, BOOT_TIMEOUT, STEP_TIMEOUT};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -36,6 +37,19 @@ pub struct LoadReport {
 pub struct Readers {
     stop: Arc<AtomicBool>,
     handles: Vec<JoinHandle<ReaderStats>>,
+}
+
+/// Boots a node named `name` with machine uuid `uuid` and its API forwarded to a free host port, waits until it
+/// converged its embedded config, and returns it with a client pinned to the fingerprint it printed.
+pub fn boot_api_node(name: &str, uuid: &str) -> (Vm, Api) {
+    let port = free_port();
+    let cfg = VmConfig { uuid: Some(uuid.into()), hostfwd: vec![(port, 7443)], ..VmConfig::default() };
+    let mut vm = Vm::boot(name, &cfg);
+    vm.expect_ready();
+    let listening = vm.expect("keel: api.listening ", BOOT_TIMEOUT);
+    let api = Api::new(port, field(&listening, "fingerprint"));
+    vm.expect_anywhere("keel: config.converged generation=1 ", STEP_TIMEOUT);
+    (vm, api)
 }
 
 /// Starts `n` reader threads.

@@ -3,10 +3,9 @@
 //! (KEEL_LOAD_SECONDS overrides). PID 1 survives, every read is answered, every accepted push converged (its
 //! answer says so and status shows it), and PID 1's RSS stays within 8 MiB of where it started.
 
-use keel_e2e::api_client::Api;
-use keel_e2e::api_load::{listen_overflows, percentile, start_readers};
+use keel_e2e::api_load::{boot_api_node, listen_overflows, percentile, start_readers};
+use keel_e2e::build_dir;
 use keel_e2e::http_server::ssh_sign;
-use keel_e2e::{build_dir, field, free_port, Vm, VmConfig, BOOT_TIMEOUT, STEP_TIMEOUT};
 use std::time::{Duration, Instant};
 
 const UUID: &str = "6b65656c-0000-4000-8000-0000000000a2";
@@ -26,13 +25,7 @@ fn config(generation: u64) -> String {
 fn qemu_api_200_status_readers_and_signed_pushes_for_a_minute() {
     let seconds: u64 = std::env::var("KEEL_LOAD_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
     let key = build_dir().join("keys/dev_ed25519");
-    let port = free_port();
-    let cfg = VmConfig { uuid: Some(UUID.into()), hostfwd: vec![(port, 7443)], ..VmConfig::default() };
-    let mut vm = Vm::boot("api_load", &cfg);
-    vm.expect_ready();
-    let listening = vm.expect("keel: api.listening ", BOOT_TIMEOUT);
-    let api = Api::new(port, field(&listening, "fingerprint"));
-    vm.expect_anywhere("keel: config.converged generation=1 ", STEP_TIMEOUT);
+    let (vm, api) = boot_api_node("api_load", UUID);
     let start_rss = api.status().expect("status before the load")["rss_kib"].as_u64().expect("rss_kib in status");
 
     let overflows_before = listen_overflows();

@@ -3,10 +3,9 @@
 //! `GET /v1/status` latency alone and under 200 concurrent readers; and the bytes the API and its TLS add to the
 //! init (`make api-size` builds it without the `api` feature; LTO drops whatever only the API used).
 
-use keel_e2e::api_client::Api;
-use keel_e2e::api_load::{percentile, start_readers};
+use keel_e2e::api_load::{boot_api_node, percentile, start_readers};
 use keel_e2e::http_server::ssh_sign;
-use keel_e2e::{build_dir, field, free_port, Vm, VmConfig, BOOT_TIMEOUT, STEP_TIMEOUT};
+use keel_e2e::{build_dir, field, STEP_TIMEOUT};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -28,13 +27,7 @@ pub fn run(runs: usize) {
     let runs = runs.max(10);
     let load_s: u64 = std::env::var("BENCH_LOAD_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
     let key = build_dir().join("keys/dev_ed25519");
-    let port = free_port();
-    let cfg = VmConfig { uuid: Some(UUID.into()), hostfwd: vec![(port, 7443)], ..VmConfig::default() };
-    let mut vm = Vm::boot("bench-api", &cfg);
-    vm.expect_ready();
-    let listening = vm.expect("keel: api.listening ", BOOT_TIMEOUT);
-    let api = Api::new(port, field(&listening, "fingerprint"));
-    vm.expect_anywhere("keel: config.converged generation=1 ", STEP_TIMEOUT);
+    let (mut vm, api) = boot_api_node("bench-api", UUID);
 
     // What one request costs with nothing to do: connect, TLS handshake, GET /healthz.
     let healthz: Vec<f64> = (0..runs).map(|_| timed(|| api.request("GET", "/healthz", None)).1).collect();
