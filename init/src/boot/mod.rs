@@ -185,7 +185,11 @@ pub async fn run(exec_at: Duration) -> ! {
         config.converged.clone(),
         tx.clone(),
     );
-    tokio::spawn(crate::upgrade::source::run(config.applied.clone(), tx.clone()));
+    let network_ready = match &net {
+        Some((_, status)) => crate::services::flag(status.clone(), |s: &crate::net::controller::NetStatus| s.ready),
+        None => tokio::sync::watch::channel(false).1,
+    };
+    tokio::spawn(crate::upgrade::source::run(config.applied.clone(), network_ready, tx.clone()));
 
     if let Some(argv) = &node.settings.run {
         start_program(&reaper, argv);
