@@ -7,6 +7,7 @@ mod clock;
 mod cmdline;
 mod config;
 mod fsutil;
+mod hostname;
 mod logging;
 mod logging_ring;
 mod machine_id;

@@ -74,7 +74,7 @@ pub fn early(exec_at: Duration) -> Node {
 
     let machine_id = MachineId::detect();
     let hostname = settings.hostname.clone().unwrap_or_else(|| machine_id.default_hostname());
-    if let Err(e) = nix::unistd::sethostname(&hostname) {
+    if let Err(e) = crate::hostname::converge(&hostname) {
         log::error!("boot.hostname_failed hostname={hostname} error={e}");
     }
     let _ = std::fs::create_dir_all("/run/keel");

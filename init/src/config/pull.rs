@@ -128,3 +128,46 @@ async fn poll_once(
     *last_body = Some(r.body);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// The pull, end to end in the process, from a server on the IPv6 loopback named by an IPv6 literal URL.
+    #[tokio::test]
+    async fn pulls_from_an_ipv6_literal_url() {
+        let listener = match tokio::net::TcpListener::bind("[::1]:0").await {
+            Ok(l) => l,
+            Err(e) => panic!("this test needs the IPv6 loopback: {e}"),
+        };
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut buf = vec![0u8; 4096];
+                let n = s.read(&mut buf).await.unwrap();
+                let req = String::from_utf8_lossy(&buf[..n]).to_string();
+                let body: &[u8] = if req.starts_with("GET /n.toml.sig ") { b"SIG" } else { b"CONFIG" };
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+                s.write_all(head.as_bytes()).await.unwrap();
+                s.write_all(body).await.unwrap();
+            }
+        });
+        let net = NetStatus { ready: true, ..NetStatus::default() };
+        let (_net_tx, net_rx) = watch::channel(net);
+        let (submit, mut inbox) = mpsc::channel(1);
+        let (status_tx, status) = watch::channel(PullStatus::default());
+        let url = format!("http://[::1]:{port}/n.toml");
+        tokio::spawn(run(url, Duration::from_secs(3600), "ab".repeat(16), net_rx, submit, status_tx));
+        let got = tokio::time::timeout(Duration::from_secs(10), inbox.recv()).await.unwrap().unwrap();
+        assert_eq!((got.signed.text.as_slice(), got.signed.sig.as_slice()), (&b"CONFIG"[..], &b"SIG"[..]));
+        assert_eq!(got.source, format!("http://[::1]:{port}/n.toml"));
+        if let Some(reply) = got.reply {
+            let _ = reply.send(Ok(2));
+        }
+        let mut status = status;
+        let s = tokio::time::timeout(Duration::from_secs(10), status.wait_for(|s| s.polls == 1)).await.unwrap();
+        assert_eq!(s.unwrap().failures, 0);
+    }
+}
