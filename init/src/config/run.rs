@@ -83,9 +83,23 @@ pub fn start(
     }
     tokio::spawn(async move {
         while let Some(s) = inbox.recv().await {
-            let result = pipeline.submit(&s.source, &s.signed, Mode::New);
-            if let Some(reply) = s.reply {
-                let _ = reply.send(result);
+            // Signature checks and the durable store (three fsyncs) run on a blocking thread, never on PID 1's
+            // event loop; submissions stay in order, one at a time.
+            let (source, signed) = (s.source, s.signed);
+            let done = tokio::task::spawn_blocking(move || {
+                let result = pipeline.submit(&source, &signed, Mode::New);
+                (pipeline, result)
+            })
+            .await;
+            match done {
+                Ok((p, result)) => {
+                    pipeline = p;
+                    if let Some(reply) = s.reply {
+                        let _ = reply.send(result);
+                    }
+                }
+                // Only a panic gets here, and the panic hook has taken the node down already.
+                Err(e) => return log::error!("config.pipeline_stopped error={}", crate::logging::q(&e.to_string())),
             }
         }
     });

@@ -1,7 +1,8 @@
 //! End to end, the controllers as one runtime: dependencies between resource kinds hold on a real node. A service
 //! with `after = ["volume:data"]` starts only once the volume is mounted (a blank disk: partitioned and formatted
 //! first); a config that drops the service and its volume together stops the service before the volume is
-//! unmounted; `keel.hostname=` is still the node's name after the network came up.
+//! unmounted; `keel.hostname=` is still the node's name after the network came up; a config URL with an IPv6
+//! literal is pulled (QEMU's user network: the guest's SLAAC address, the host at `[fec0::2]`).
 
 use keel_e2e::http_server::{ssh_sign, FileServer};
 use keel_e2e::services::{lines_with, service};
@@ -92,4 +93,19 @@ fn qemu_keel_hostname_survives_network_bring_up() {
     assert_eq!(hello, "hello from edge-7, config generation 1\n");
     let renamed = lines_with(&vm.transcript(), &["keel: net.hostname "]);
     assert!(renamed.iter().all(|l| l.contains("name=edge-7")), "the network renamed the node: {renamed:#?}");
+}
+
+#[test]
+fn qemu_config_pulled_from_an_ipv6_literal_url() {
+    let server = FileServer::start_ipv6();
+    publish(&server, "version = 1\ngeneration = 2\n[sysctl]\n\"net.ipv4.ip_forward\" = \"1\"\n");
+    let url = format!("http://[fec0::2]:{}/node.toml", server.port);
+    let cfg = VmConfig { append: format!("keel.config={url} keel.config_interval=1"), ..VmConfig::default() };
+    let mut vm = Vm::boot("runtime_ipv6_pull", &cfg);
+    vm.expect_ready();
+    // SLAAC takes a moment after the link is up: failures before it are retried with backoff.
+    vm.expect_anywhere(&format!("keel: config.accepted generation=2 source={url}"), STEP_TIMEOUT);
+    vm.expect_anywhere("keel: config.converged generation=2", STEP_TIMEOUT);
+    let t = vm.transcript();
+    assert!(lines_with(&t, &["config.pull_stopped"]).is_empty(), "{:#?}", lines_with(&t, &["config."]));
 }
