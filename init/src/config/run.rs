@@ -43,6 +43,8 @@ pub struct ConfigHandle {
     pub pull: watch::Receiver<pull::PullStatus>,
     /// The config's volumes (`[[storage.volume]]`).
     pub storage: watch::Receiver<StorageStatus>,
+    /// Every controller's status, and what converged means for each.
+    pub registry: Registry,
 }
 
 fn read_embedded() -> Option<Signed> {
@@ -128,6 +130,7 @@ pub fn start(
         services: services_status.clone(),
     };
     let mut applied_rx = applied.clone();
+    let handle_registry = registry.clone();
     tokio::spawn(async move {
         loop {
             let current = applied_rx.borrow_and_update().clone();
@@ -162,7 +165,19 @@ pub fn start(
         tokio::spawn(pull::run(url.clone(), interval, machine_id, status.clone(), submit.clone(), pull_tx));
     }
     let (sysctl, files) = (sysctl_status, files_status);
-    ConfigHandle { submit, applied, rejection, converged, sysctl, files, services, services_status, storage, pull }
+    ConfigHandle {
+        submit,
+        applied,
+        rejection,
+        converged,
+        sysctl,
+        files,
+        services,
+        services_status,
+        storage,
+        pull,
+        registry: handle_registry,
+    }
 }
 
 /// Waits until every controller has converged `generation` (or a newer config arrives) and logs it once.
