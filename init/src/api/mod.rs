@@ -49,8 +49,9 @@ pub async fn start(parts: Parts) {
     let names = vec![parts.hostname.clone(), format!("keel-{}", &parts.machine_id[..8.min(parts.machine_id.len())])];
     // Off the event loop: a first boot makes a key (the kernel's entropy pool may not be ready yet) and writes
     // it durably; the network, the reaper and everything else go on meanwhile, and the API listens when it is done.
-    let made = tokio::task::spawn_blocking(move || tls::load_or_create(std::path::Path::new(TLS_DIR), names)).await;
-    let identity = match made.map_err(|e| e.to_string()).and_then(|r| r) {
+    let made =
+        crate::fsutil::off_loop("tls identity", move || tls::load_or_create(std::path::Path::new(TLS_DIR), names));
+    let identity = match made.await.and_then(|r| r) {
         Ok(id) => id,
         Err(e) => return log::error!("api.tls_failed error={}", crate::logging::q(&e)),
     };
