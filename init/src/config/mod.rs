@@ -8,3 +8,4 @@ pub mod pull;
 pub mod run;
 pub mod store;
 pub mod tls;
+pub mod trust;
