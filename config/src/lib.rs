@@ -7,6 +7,7 @@
 //!   short code for log lines.
 //! - [`sshsig`] verifies (and, for keelctl, makes) OpenSSH `SSHSIG` signatures against an `allowed_signers` file,
 //!   exactly as `ssh-keygen -Y verify` does for the supported key types.
+//! - [`status`]: the typed parts of the node's status, serialized by the node and read by keelctl.
 
 // The PID 1 links this crate: no panicking shortcuts outside tests.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
@@ -17,6 +18,7 @@ pub mod model;
 pub mod net;
 pub mod raw;
 pub mod sshsig;
+pub mod status;
 pub mod storage;
 mod time;
 mod validate;

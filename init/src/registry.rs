@@ -8,6 +8,7 @@ use crate::net::controller::NetStatus;
 use crate::reconcile::ControllerStatus;
 use crate::services::ServicesStatus;
 use crate::storage::controller::StorageStatus;
+use keel_config::status::{ConvergenceState, KindConvergence};
 use std::fmt;
 use tokio::sync::watch;
 
@@ -117,6 +118,21 @@ impl Registry {
         all.push((Kind::Storage, storage(&self.storage.borrow(), generation)));
         all.push((Kind::Services, services(&self.services.borrow(), generation)));
         all
+    }
+
+    /// Each kind against `generation` as the node's status shows it (the type keelctl reads).
+    pub fn report(&self, generation: u64) -> Vec<KindConvergence> {
+        self.convergence(generation)
+            .into_iter()
+            .map(|(kind, c)| {
+                let (state, problems) = match c {
+                    Convergence::Converged => (ConvergenceState::Converged, Vec::new()),
+                    Convergence::Pending => (ConvergenceState::Pending, Vec::new()),
+                    Convergence::Stuck(p) => (ConvergenceState::Stuck, p),
+                };
+                KindConvergence { kind: kind.to_string(), state, problems }
+            })
+            .collect()
     }
 
     /// Waits until every kind converged `generation`. Kinds that get stuck on the way are logged once each

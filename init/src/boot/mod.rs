@@ -214,7 +214,7 @@ pub async fn run(exec_at: Duration) -> ! {
 
 /// Mounts the state volume on /var and settles the machine id with it (see `machine_id`).
 async fn mount_state_and_settle_id(node: &mut Node, reaper: &Reaper) -> crate::storage::state::StateStatus {
-    let state = crate::storage::mount_state(&node.settings, reaper).await;
+    let state = crate::storage::mount_state(&node.settings.state, reaper).await;
     let persistent = state.mode == crate::storage::state::StateMode::Volume;
     let fixed = node.settings.hostname.is_some();
     crate::machine_id::adopt(&mut node.machine_id, &mut node.hostname, fixed, persistent);

@@ -5,8 +5,8 @@
 //! `config.fetch_failed` and kept in status (`config.pull`) while the node keeps its last good config.
 
 use super::http::{self, Url};
-use super::run::Submit;
 use super::store::Signed;
+use super::submit::Submit;
 use crate::net::controller::NetStatus;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};

@@ -5,6 +5,7 @@
 
 use super::pipeline::{Applied, Mode, Pipeline, Rejection};
 use super::store::{Signed, Store};
+pub use super::submit::Submit;
 use super::{apply, pull};
 use crate::cmdline::Settings;
 use crate::net::controller::{NetEvent, NetStatus};
@@ -16,7 +17,7 @@ use crate::services::{self, ServicesHandle, ServicesStatus};
 use crate::storage::controller::StorageStatus;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
 /// Where the image keeps its default config.
 pub const DEFAULT_CONFIG: &str = "/etc/keel/default.toml";
@@ -25,12 +26,6 @@ pub const STATE_DIR: &str = "/var/lib/keel/config";
 const FILES_MANIFEST: &str = "/var/lib/keel/files.manifest";
 /// The generation the node runs, for services to read (the demo shows it).
 pub const GENERATION_FILE: &str = "/run/keel/generation";
-
-pub struct Submit {
-    pub source: String,
-    pub signed: Signed,
-    pub reply: Option<oneshot::Sender<Result<u64, Rejection>>>,
-}
 
 /// What the rest of the init (status, API) can see of config.
 #[derive(Clone)]
@@ -48,6 +43,8 @@ pub struct ConfigHandle {
     pub pull: watch::Receiver<pull::PullStatus>,
     /// The config's volumes (`[[storage.volume]]`).
     pub storage: watch::Receiver<StorageStatus>,
+    /// Every controller's status, and what converged means for each.
+    pub registry: Registry,
 }
 
 fn read_embedded() -> Option<Signed> {
@@ -133,6 +130,7 @@ pub fn start(
         services: services_status.clone(),
     };
     let mut applied_rx = applied.clone();
+    let handle_registry = registry.clone();
     tokio::spawn(async move {
         loop {
             let current = applied_rx.borrow_and_update().clone();
@@ -167,7 +165,19 @@ pub fn start(
         tokio::spawn(pull::run(url.clone(), interval, machine_id, status.clone(), submit.clone(), pull_tx));
     }
     let (sysctl, files) = (sysctl_status, files_status);
-    ConfigHandle { submit, applied, rejection, converged, sysctl, files, services, services_status, storage, pull }
+    ConfigHandle {
+        submit,
+        applied,
+        rejection,
+        converged,
+        sysctl,
+        files,
+        services,
+        services_status,
+        storage,
+        pull,
+        registry: handle_registry,
+    }
 }
 
 /// Waits until every controller has converged `generation` (or a newer config arrives) and logs it once.

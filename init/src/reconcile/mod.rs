@@ -121,3 +121,55 @@ pub async fn run<R: Resource>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    /// A resource whose every pass blocks its thread (a hung disk, a slow fsync).
+    struct Slow;
+
+    impl Resource for Slow {
+        type Desired = u32;
+        type Op = String;
+        const NAME: &'static str = "slow";
+
+        fn plan(&mut self, _: &u32) -> (Vec<String>, Vec<(String, ItemState)>) {
+            std::thread::sleep(Duration::from_millis(800));
+            (Vec::new(), vec![("x".into(), ItemState::Converged)])
+        }
+
+        fn apply(&mut self, op: &String) -> Result<String, (String, String)> {
+            Ok(op.clone())
+        }
+    }
+
+    /// PID 1's runtime is current_thread: a blocking pass on it would stop every other task (reaping, netlink,
+    /// the API). The runner passes off the loop, so a ticker on the same runtime keeps ticking meanwhile.
+    #[test]
+    fn a_blocking_pass_does_not_stall_the_event_loop() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let ticks = Arc::new(AtomicU64::new(0));
+            let t = ticks.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    t.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+            let (_desired_tx, desired) = watch::channel(Some((1, 7u32)));
+            let (status_tx, mut status) = watch::channel(ControllerStatus::default());
+            tokio::spawn(run(Slow, desired, status_tx));
+            // The first pass starts at once and blocks for 800 ms: these 500 ms fall inside it.
+            let before = ticks.load(Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let during = ticks.load(Ordering::SeqCst) - before;
+            assert!(during >= 20, "the loop ticked {during} times in 500 ms while a pass blocked");
+            let s = tokio::time::timeout(Duration::from_secs(10), status.wait_for(|s| s.converged)).await;
+            assert_eq!(s.unwrap().unwrap().generation, Some(1));
+        });
+    }
+}
