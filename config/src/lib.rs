@@ -14,6 +14,7 @@
 
 mod accept;
 mod diag;
+mod diagnose;
 pub mod model;
 pub mod net;
 pub mod raw;
@@ -25,6 +26,7 @@ mod validate;
 
 pub use accept::{check_generation, check_target, NodeFacts, Reason};
 pub use diag::{Diagnostic, LoadError};
+pub use diagnose::all_diagnostics;
 pub use model::Config;
 pub use time::{civil_from_days, days_from_civil, Timestamp};
 

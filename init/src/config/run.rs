@@ -190,7 +190,11 @@ async fn report_convergence(
     tokio::select! {
         _ = registry.converged(generation) => {
             let took = started.elapsed();
-            log::info!("config.converged generation={generation} ms={}", crate::clock::ms(took));
+            log::info!(
+                "config.converged generation={generation} ms={} rss_kib={}",
+                crate::clock::ms(took),
+                crate::procfs::self_rss_kib()
+            );
             crate::metrics::bump(&crate::metrics::CONFIG_CONVERGED);
             crate::metrics::CONFIG_CONVERGE_US.store(took.as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
             true
