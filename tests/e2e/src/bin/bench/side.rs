@@ -99,6 +99,19 @@ fn boot_peer(name: &str, cfg: &VmConfig) -> PeerRun {
     run
 }
 
+/// A boot that fails (under a loaded TCG host the kernel sometimes panics early, "IO-APIC + timer doesn't
+/// work") is tried again, up to three times, so one flake does not lose the whole run; each failure is printed.
+fn retried<T>(name: &str, boot: impl Fn(&str) -> T) -> T {
+    for attempt in 1..=3 {
+        let name = if attempt == 1 { name.to_string() } else { format!("{name}-retry{attempt}") };
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| boot(&name))) {
+            Ok(run) => return run,
+            Err(_) => eprintln!("bench: {name} failed (attempt {attempt} of 3; its console is under target/e2e/)"),
+        }
+    }
+    panic!("bench: {name} failed three times")
+}
+
 fn med<T>(runs: &[T], f: impl Fn(&T) -> f64) -> f64 {
     median(runs.iter().map(f).collect())
 }
@@ -118,8 +131,10 @@ pub fn run(runs: usize) {
         let (mut keel, mut bb) = (Vec::new(), Vec::new());
         let tag = format!("{cpus}cpu-{}", if rng { "rng" } else { "norng" });
         for i in 0..runs {
-            keel.push(boot_keel(&format!("bench-side-keel-{tag}-{i}"), &base(cpus, rng, Initrd::Production)));
-            bb.push(boot_peer(&format!("bench-side-peer-{tag}-{i}"), &base(cpus, rng, Initrd::Custom(peer.clone()))));
+            let (keel_cfg, peer_cfg) =
+                (base(cpus, rng, Initrd::Production), base(cpus, rng, Initrd::Custom(peer.clone())));
+            keel.push(retried(&format!("bench-side-keel-{tag}-{i}"), |n| boot_keel(n, &keel_cfg)));
+            bb.push(retried(&format!("bench-side-peer-{tag}-{i}"), |n| boot_peer(n, &peer_cfg)));
         }
         results.push((cpus, rng, keel, bb));
     }
