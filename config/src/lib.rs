@@ -12,6 +12,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod accept;
+pub mod credential;
 mod diag;
 pub mod model;
 pub mod net;

@@ -1,4 +1,5 @@
-//! A small HTTP/1.1 client over any byte stream: one request per connection (`Connection: close`), answers
+//! A small HTTP/1.1 client over any byte stream: one request per connection (`Connection: close`, as keelctl
+//! makes them) or several (keep-alive, as the load test and bench make them), answers
 //! framed by Content-Length, chunked transfer coding, or the end of the stream. The body is an [`io::Read`], so
 //! `logs -f` streams chunks as they come. Errors are plain messages; the caller adds which node and what to do.
 
@@ -9,12 +10,32 @@ const MAX_HEAD: usize = 64 * 1024;
 /// The most [`Response::read_all`] collects; a node's answers are far smaller (requests are capped at 1 MiB).
 pub const MAX_BODY: u64 = 16 << 20;
 
+/// What goes into a request's head besides the method, path and host.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Head<'a> {
+    /// The `Authorization` value (docs/api.md, "Authentication").
+    pub auth: Option<&'a str>,
+    /// Keep the connection open for another request (else `Connection: close`).
+    pub keep_alive: bool,
+}
+
 /// Writes one request. `host` is what the Host header names (`10.0.2.15:7443`).
-pub fn write_request<W: Write>(w: &mut W, method: &str, path: &str, host: &str, body: Option<&[u8]>) -> io::Result<()> {
+pub fn write_request<W: Write>(
+    w: &mut W,
+    method: &str,
+    path: &str,
+    host: &str,
+    h: Head<'_>,
+    body: Option<&[u8]>,
+) -> io::Result<()> {
+    let connection = if h.keep_alive { "keep-alive" } else { "close" };
     let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: keelctl/{}\r\nAccept: */*\r\nConnection: close\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: keelctl/{}\r\nAccept: */*\r\nConnection: {connection}\r\n",
         env!("CARGO_PKG_VERSION")
     );
+    if let Some(auth) = h.auth {
+        head.push_str(&format!("Authorization: {auth}\r\n"));
+    }
     if let Some(body) = body {
         head.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
     }
@@ -199,14 +220,17 @@ mod tests {
     #[test]
     fn request_has_length_host_and_close() {
         let mut out = Vec::new();
-        write_request(&mut out, "PUT", "/v1/config", "10.0.2.15:7443", Some(b"{}")).unwrap();
+        write_request(&mut out, "PUT", "/v1/config", "10.0.2.15:7443", Head::default(), Some(b"{}")).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("PUT /v1/config HTTP/1.1\r\nHost: 10.0.2.15:7443\r\n"), "{text}");
         assert!(text.contains("\r\nContent-Length: 2\r\n") && text.contains("\r\nConnection: close\r\n"));
         assert!(text.ends_with("\r\n\r\n{}"), "{text}");
         let mut out = Vec::new();
-        write_request(&mut out, "GET", "/v1/status", "n:1", None).unwrap();
-        assert!(!String::from_utf8(out).unwrap().contains("Content-Length"));
+        let h = Head { auth: Some("Keel-SSHSIG AAAA"), keep_alive: true };
+        write_request(&mut out, "GET", "/v1/status", "n:1", h, None).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("Content-Length"));
+        assert!(text.contains("\r\nAuthorization: Keel-SSHSIG AAAA\r\n") && text.contains("Connection: keep-alive"));
     }
 
     #[test]

@@ -4,11 +4,11 @@
 
 use keel_e2e::api_client::Api;
 use keel_e2e::http_server::{ssh_keygen, ssh_sign};
-use keel_e2e::{build_dir, field, free_port, keelctl, Vm, VmConfig, BOOT_TIMEOUT, STEP_TIMEOUT};
+use keel_e2e::{build_dir, field, free_port, keelctl_cmd, Vm, VmConfig, BOOT_TIMEOUT, STEP_TIMEOUT};
 use serde_json::json;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const UUID: &str = "6b65656c-0000-4000-8000-0000000000a1";
@@ -21,7 +21,7 @@ struct Ctl {
 impl Ctl {
     /// Runs keelctl; returns (success, stdout + stderr).
     fn run(&self, args: &[&str]) -> (bool, String) {
-        let out = Command::new(keelctl())
+        let out = keelctl_cmd()
             .args(args)
             .args(["--node", &self.node, "--known-nodes"])
             .arg(&self.known)
@@ -137,7 +137,7 @@ fn assert_refused(api: &Api, what: &str, config: &str, sig: &str, reason: &str, 
 
 /// `keelctl logs -f` running in the background; its lines arrive on a channel.
 fn follow_logs(ctl: &Ctl) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
-    let mut child = Command::new(keelctl())
+    let mut child = keelctl_cmd()
         .args(["logs", "-f", "--node", &ctl.node, "--known-nodes"])
         .arg(&ctl.known)
         .stdout(Stdio::piped())
