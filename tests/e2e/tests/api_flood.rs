@@ -18,8 +18,13 @@ const UUID: &str = "6b65656c-0000-4000-8000-0000000000a4";
 const RSS_HEADROOM_KIB: u64 = 16 * 1024;
 const UPLOAD: usize = 60 << 20;
 
+/// The image's default config (which runs the demo) at `generation`, with its own host name.
 fn config(generation: u64) -> String {
-    format!("version = 1\ngeneration = {generation}\n[node]\nhostname = \"flood-{generation}\"\n")
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../image/default-node.toml");
+    let default = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let text = default.replacen("generation = 1\n", &format!("generation = {generation}\n"), 1);
+    assert_ne!(text, default, "image/default-node.toml has no `generation = 1` line");
+    format!("{text}\n[node]\nhostname = \"flood-{generation}\"\n")
 }
 
 #[test]
