@@ -113,7 +113,14 @@ pub async fn authorize(
         return refuse(StatusCode::FORBIDDEN, "forbidden", detail);
     }
     let _busy = conn.busy();
-    match tokio::time::timeout(deadline(role), next.run(req)).await {
+    let answer = async {
+        let _turn = match role {
+            Role::Read | Role::Metrics => conn.read_turn().await,
+            _ => None,
+        };
+        next.run(req).await
+    };
+    match tokio::time::timeout(deadline(role), answer).await {
         Ok(r) => r,
         Err(_) => {
             limits::DEADLINE_EXPIRED.fetch_add(1, Ordering::Relaxed);

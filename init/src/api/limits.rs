@@ -9,8 +9,8 @@
 //!    is served even when readers fill every reader place. An idle keep-alive connection is closed after
 //!    [`IDLE_TIMEOUT`].
 //!
-//! Per request: a total deadline ([`super::auth::deadline`]); at most [`MAX_FOLLOWERS`] `logs?follow=1`
-//! streams; one upgrade upload at a time.
+//! Per request: a total deadline ([`super::auth::deadline`]); reads answered [`MAX_READS_IN_FLIGHT`] at a time
+//! (writes never wait for them); at most [`MAX_FOLLOWERS`] `logs?follow=1` streams; one upgrade upload at a time.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -43,6 +43,12 @@ pub const LANE_WAIT: Duration = Duration::from_secs(2);
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// `GET /v1/logs?follow=1` streams at once.
 pub const MAX_FOLLOWERS: usize = 8;
+/// TLS handshakes computed at once (each costs PID 1's one thread an ECDHE and a signature); more wait, parked.
+pub const MAX_HANDSHAKES: usize = 8;
+/// Read requests being answered at once; the rest wait, parked, for a turn. PID 1 runs on one thread: with
+/// hundreds of readers all busy at once, every other task of the node (the config's controllers, a push) would
+/// wait behind a full round of them at each of its steps.
+pub const MAX_READS_IN_FLIGHT: usize = 4;
 
 pub static DEADLINE_EXPIRED: AtomicU64 = AtomicU64::new(0);
 pub static PREAUTH_CLOSED: AtomicU64 = AtomicU64::new(0);
@@ -54,6 +60,8 @@ pub struct Gates {
     writers: Arc<Semaphore>,
     pub followers: Arc<Semaphore>,
     pub upload: Arc<Semaphore>,
+    pub reading: Arc<Semaphore>,
+    pub handshakes: Arc<Semaphore>,
 }
 
 impl Default for Gates {
@@ -65,6 +73,8 @@ impl Default for Gates {
             writers: Arc::new(Semaphore::new(MAX_WRITERS)),
             followers: Arc::new(Semaphore::new(MAX_FOLLOWERS)),
             upload: Arc::new(Semaphore::new(1)),
+            reading: Arc::new(Semaphore::new(MAX_READS_IN_FLIGHT)),
+            handshakes: Arc::new(Semaphore::new(MAX_HANDSHAKES)),
         }
     }
 }
@@ -166,6 +176,11 @@ impl Conn {
         s.header = Some(header.to_vec());
         s.identity = Some(id.clone());
         Ok(())
+    }
+
+    /// A turn to answer a read (waits, parked, while [`MAX_READS_IN_FLIGHT`] others are answered).
+    pub async fn read_turn(&self) -> Option<OwnedSemaphorePermit> {
+        self.gates.reading.clone().acquire_owned().await.ok()
     }
 
     /// Marks a request in flight until the guard drops.

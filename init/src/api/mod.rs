@@ -104,7 +104,11 @@ async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, router: ax
             };
             first_stage.push(admission);
             let accepted = tokio::time::Instant::now();
-            let stream = match tokio::time::timeout(limits::PREAUTH_DEADLINE, acceptor.accept(tcp)).await {
+            let handshake = async {
+                let _turn = gates.handshakes.clone().acquire_owned().await;
+                acceptor.accept(tcp).await
+            };
+            let stream = match tokio::time::timeout(limits::PREAUTH_DEADLINE, handshake).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => return log::debug!("api.handshake_failed peer={peer} error={e}"),
                 Err(_) => return log::debug!("api.handshake_timeout peer={peer}"),
