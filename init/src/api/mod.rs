@@ -70,6 +70,7 @@ pub async fn start(parts: Parts) {
     let gates = Arc::new(limits::Gates::default());
     let state: AppState = Arc::new(Inner {
         gates: gates.clone(),
+        status_cache: Mutex::new(None),
         machine_id: parts.machine_id,
         fingerprint: identity.fingerprint.clone(),
         config: parts.config,

@@ -35,6 +35,7 @@ pub struct Inner {
     pub allowed: Result<AllowedSigners, String>,
     pub nonces: Mutex<Nonces>,
     pub gates: Arc<super::limits::Gates>,
+    pub status_cache: Mutex<Option<StatusCache>>,
 }
 
 pub type AppState = Arc<Inner>;
@@ -64,7 +65,34 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn get_status(State(s): State<AppState>) -> Json<Value> {
+/// How long a rendered `/v1/status` is served again: under many readers, the node renders it a few times a
+/// second instead of once per request. A config accepted or converged in between makes a fresh one at once.
+const STATUS_FRESH: Duration = Duration::from_millis(100);
+
+/// A rendered status and what it was rendered for.
+pub struct StatusCache {
+    at: tokio::time::Instant,
+    generations: (Option<u64>, Option<u64>),
+    body: axum::body::Bytes,
+}
+
+async fn get_status(State(s): State<AppState>) -> Response {
+    let applied = s.config.applied.borrow().as_ref().map(|a| a.generation);
+    let generations = (applied, *s.config.converged.borrow());
+    let mut cache = s.status_cache.lock().unwrap_or_else(|p| p.into_inner());
+    let body = match cache.as_ref() {
+        Some(c) if c.generations == generations && c.at.elapsed() < STATUS_FRESH => c.body.clone(),
+        _ => {
+            let body = axum::body::Bytes::from(render_status(&s).to_string());
+            *cache = Some(StatusCache { at: tokio::time::Instant::now(), generations, body: body.clone() });
+            body
+        }
+    };
+    drop(cache);
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn render_status(s: &Inner) -> Value {
     let net = s.net.as_ref().map(|n| status::network(&n.borrow()));
     let hostname = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok());
     let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1000.0;
@@ -72,7 +100,7 @@ async fn get_status(State(s): State<AppState>) -> Json<Value> {
     if let (Some(b), Value::Object(slots)) = (boot.as_object_mut(), crate::upgrade::status_json()) {
         b.extend(slots);
     }
-    Json(json!({
+    json!({
         "version": env!("CARGO_PKG_VERSION"),
         "machine_id": s.machine_id,
         "hostname": hostname,
@@ -86,7 +114,7 @@ async fn get_status(State(s): State<AppState>) -> Json<Value> {
         "services": status::services(&s.config),
         "storage": status::storage(&s.config),
         "rss_kib": crate::procfs::self_rss_kib(),
-    }))
+    })
 }
 
 async fn get_config(State(s): State<AppState>) -> Json<Value> {

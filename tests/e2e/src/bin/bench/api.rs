@@ -89,6 +89,7 @@ pub fn run(runs: usize) {
     row("  node: accepted -> converged, p90", percentile(&node, 90.0), "ms", "-");
     row("GET /v1/status under load, p50", percentile(&load.latencies_ms, 50.0), "ms", "-");
     row("GET /v1/status under load, p99", percentile(&load.latencies_ms, 99.0), "ms", "< 1000 ms");
+    row("  first read of each reader (connect+TLS), p99", percentile(&load.first_ms, 99.0), "ms", "-");
     row("status reads under load", load.latencies_ms.len() as f64 / load_s as f64, "/s", "-");
     // Under QEMU's hostfwd (backlog 1) some connects are reset on the host and retried: counted, not timed.
     row("  reads reset before TLS (hostfwd)", load.unconnected as f64, "", "-");
