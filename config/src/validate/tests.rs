@@ -119,13 +119,19 @@ fn sysctl_keys_and_values() {
     assert_eq!(
         errors("[sysctl]\n\"net..ipv4\" = \"1\"\n\".net\" = \"1\"\n\"net/ipv4\" = \"1\"\n\"Net.x\" = \"1\"\n\"kernel.x\" = \"\"\n"),
         [
-            "node.toml:4:1: sysctl.\"net..ipv4\": is not a sysctl key: dot-separated parts of [a-z0-9_-], e.g. \"net.ipv4.ip_forward\"",
-            "node.toml:5:1: sysctl.\".net\": is not a sysctl key: dot-separated parts of [a-z0-9_-], e.g. \"net.ipv4.ip_forward\"",
-            "node.toml:6:1: sysctl.\"net/ipv4\": is not a sysctl key: dot-separated parts of [a-z0-9_-], e.g. \"net.ipv4.ip_forward\"",
-            "node.toml:7:1: sysctl.\"Net.x\": is not a sysctl key: dot-separated parts of [a-z0-9_-], e.g. \"net.ipv4.ip_forward\"",
+            "node.toml:4:1: sysctl.\"net..ipv4\": is not a sysctl key: dot-separated parts of [a-z0-9_-] and, after the first, '/' for a dot inside a name, e.g. \"net.ipv4.ip_forward\", \"net.ipv4.conf.eth0/100.rp_filter\"",
+            "node.toml:5:1: sysctl.\".net\": is not a sysctl key: dot-separated parts of [a-z0-9_-] and, after the first, '/' for a dot inside a name, e.g. \"net.ipv4.ip_forward\", \"net.ipv4.conf.eth0/100.rp_filter\"",
+            "node.toml:6:1: sysctl.\"net/ipv4\": is not a sysctl key: dot-separated parts of [a-z0-9_-] and, after the first, '/' for a dot inside a name, e.g. \"net.ipv4.ip_forward\", \"net.ipv4.conf.eth0/100.rp_filter\"",
+            "node.toml:7:1: sysctl.\"Net.x\": is not a sysctl key: dot-separated parts of [a-z0-9_-] and, after the first, '/' for a dot inside a name, e.g. \"net.ipv4.ip_forward\", \"net.ipv4.conf.eth0/100.rp_filter\"",
             "node.toml:8:14: sysctl.\"kernel.x\": value must be non-empty text on one line",
         ]
     );
+    // A '/' stands for a dot inside a name (a VLAN interface), as sysctl(8) writes it; never at a part's end.
+    let ok = "[sysctl]\n\"net.ipv4.conf.eth0/100.rp_filter\" = \"2\"\n\"net.ipv6.conf.bond0/7.mtu\" = \"1500\"\n";
+    assert_eq!(errors(ok), Vec::<String>::new());
+    for bad in ["net.ipv4.conf./eth0.rp_filter", "net.ipv4.conf.eth0/.rp_filter", "net.ipv4.conf.a//b.x"] {
+        assert_eq!(errors(&format!("[sysctl]\n\"{bad}\" = \"1\"\n")).len(), 1, "{bad}");
+    }
 }
 
 #[test]
