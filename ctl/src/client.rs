@@ -1,7 +1,7 @@
 //! One node: dial, TLS with the pinned (or first-use) certificate, a credential bound to the connection, one
 //! HTTP request per connection. Every failure is one line that says which node, what went wrong and what to try.
 
-use std::io::{self, BufReader, ErrorKind};
+use std::io::{self, BufReader, ErrorKind, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,6 +22,8 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// `PUT /v1/config` answers after the node has applied the config.
 pub const APPLY_TIMEOUT: Duration = Duration::from_secs(300);
+/// Bodies larger than this are sent with `Expect: 100-continue`.
+const LARGE_BODY: usize = 1 << 20;
 
 pub type Stream = StreamOwned<ClientConnection, TcpStream>;
 
@@ -185,10 +187,19 @@ impl Client {
         for (i, signer) in signers.iter().enumerate() {
             let mut stream = self.connect(read_timeout)?;
             let auth = self.proof(&stream, signer)?;
-            let head = Head { auth: Some(&auth), keep_alive: false };
+            // A large body (an upgrade image) waits for the node's go-ahead: a refused credential costs no upload.
+            let expect_continue = body.is_some_and(|b| b.len() > LARGE_BODY);
+            let head = Head { auth: Some(&auth), keep_alive: false, expect_continue };
             http::write_request(&mut stream, method, path, &self.key, head, body)
                 .map_err(|e| self.io_fail(&what, e))?;
-            let response = http::read_response(BufReader::new(stream)).map_err(|e| self.io_fail(&what, e))?;
+            let mut reader = BufReader::new(stream);
+            if let (Some(body), true) = (body, expect_continue) {
+                if http::continue_or_answer(&mut reader).map_err(|e| self.io_fail(&what, e))? {
+                    let s = reader.get_mut();
+                    s.write_all(body).and_then(|()| s.flush()).map_err(|e| self.io_fail(&what, e))?;
+                }
+            }
+            let response = http::read_response(reader).map_err(|e| self.io_fail(&what, e))?;
             if response.status == 401 && i + 1 < signers.len() {
                 continue;
             }

@@ -17,6 +17,9 @@ pub struct Head<'a> {
     pub auth: Option<&'a str>,
     /// Keep the connection open for another request (else `Connection: close`).
     pub keep_alive: bool,
+    /// Send `Expect: 100-continue` and leave the body out: the caller sends it after [`continue_or_answer`]
+    /// says the node wants it (a refusal then costs no upload).
+    pub expect_continue: bool,
 }
 
 /// Writes one request. `host` is what the Host header names (`10.0.2.15:7443`).
@@ -39,12 +42,31 @@ pub fn write_request<W: Write>(
     if let Some(body) = body {
         head.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
     }
+    if h.expect_continue {
+        head.push_str("Expect: 100-continue\r\n");
+    }
     head.push_str("\r\n");
     w.write_all(head.as_bytes())?;
-    if let Some(body) = body {
+    if let (Some(body), false) = (body, h.expect_continue) {
         w.write_all(body)?;
     }
     w.flush()
+}
+
+/// After a request sent with `expect_continue`: true when the node answered `100 Continue` (consumed: send the
+/// body now), false when its final answer came instead (left for [`read_response`]).
+pub fn continue_or_answer<R: BufRead>(r: &mut R) -> io::Result<bool> {
+    let buffered = r.fill_buf()?;
+    if buffered.is_empty() {
+        return Err(truncated());
+    }
+    if !buffered.starts_with(b"HTTP/1.1 100") && !buffered.starts_with(b"HTTP/1.0 100") {
+        return Ok(false);
+    }
+    let mut budget = MAX_HEAD;
+    read_line(r, &mut budget)?;
+    while !read_line(r, &mut budget)?.is_empty() {}
+    Ok(true)
 }
 
 /// An answer whose head has been read; [`Response::body`] reads the rest.
@@ -226,11 +248,30 @@ mod tests {
         assert!(text.contains("\r\nContent-Length: 2\r\n") && text.contains("\r\nConnection: close\r\n"));
         assert!(text.ends_with("\r\n\r\n{}"), "{text}");
         let mut out = Vec::new();
-        let h = Head { auth: Some("Keel-SSHSIG AAAA"), keep_alive: true };
+        let h = Head { auth: Some("Keel-SSHSIG AAAA"), keep_alive: true, expect_continue: false };
         write_request(&mut out, "GET", "/v1/status", "n:1", h, None).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(!text.contains("Content-Length"));
         assert!(text.contains("\r\nAuthorization: Keel-SSHSIG AAAA\r\n") && text.contains("Connection: keep-alive"));
+    }
+
+    #[test]
+    fn expect_continue_leaves_the_body_for_later() {
+        let mut out = Vec::new();
+        let h = Head { expect_continue: true, ..Head::default() };
+        write_request(&mut out, "PUT", "/v1/upgrade", "n:1", h, Some(b"IMAGE")).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("Content-Length: 5\r\nExpect: 100-continue\r\n\r\n") && !text.contains("IMAGE"),
+            "{text}"
+        );
+        let mut r =
+            io::BufReader::new(&b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"[..]);
+        assert!(continue_or_answer(&mut r).unwrap());
+        assert_eq!(read_response(r).unwrap().status, 200);
+        let mut r = io::BufReader::new(&b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n"[..]);
+        assert!(!continue_or_answer(&mut r).unwrap());
+        assert_eq!(read_response(r).unwrap().status, 401);
     }
 
     #[test]

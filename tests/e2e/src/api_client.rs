@@ -99,7 +99,7 @@ impl Api {
         keep_alive: bool,
         body: Option<&[u8]>,
     ) -> Result<(u16, Vec<u8>), String> {
-        let head = http::Head { auth, keep_alive };
+        let head = http::Head { auth, keep_alive, expect_continue: false };
         http::write_request(stream.get_mut(), method, path, "keel-node", head, body)
             .map_err(|e| format!("{method} {path}: {e}"))?;
         let mut response = http::read_response(&mut *stream).map_err(|e| format!("{method} {path}: answer: {e}"))?;
