@@ -76,6 +76,13 @@ pub fn upgrade(o: Opts) -> Result<(), Failure> {
             };
             Err(Failure::Failed(format!("{}: refused the upgrade: {reason}{detail}; {after}", client.key)))
         }
+        // The credential was refused: the node read nothing of the image.
+        None if matches!(response.status, 401 | 403) => Err(Failure::Failed(format!(
+            "{}: refused the upgrade: HTTP {}: {}; nothing was written",
+            client.key,
+            response.status,
+            crate::client::describe_error(&v)
+        ))),
         None => Err(client.http_error(what, response.status, &bytes)),
     }
 }
