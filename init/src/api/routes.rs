@@ -65,9 +65,9 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// How long a rendered `/v1/status` is served again: under many readers, the node renders it a few times a
+/// How long a rendered `/v1/status` is served again: under many readers, the node renders it four times a
 /// second instead of once per request. A config accepted or converged in between makes a fresh one at once.
-const STATUS_FRESH: Duration = Duration::from_millis(100);
+const STATUS_FRESH: Duration = Duration::from_millis(250);
 
 /// A rendered status and what it was rendered for.
 pub struct StatusCache {
