@@ -38,14 +38,12 @@ compress-bench: image
 	@KEEL_BUILD_DIR=$(abspath $(COMPRESS_DIR)) BENCH_ONLY=compress \
 	  $(CARGO) run --quiet --release -p keel-e2e --bin keel-bench -- $${BENCH_RUNS:-3}
 
-## init-size: what each crate costs in keel-init: `cargo bloat --crates` (crates.io's cargo-bloat, installed on first
-## use) on an unstripped copy of the release build in its own target dir, then `make api-size`. With LTO a
+## init-size: what each crate costs in keel-init: `cargo bloat --crates` (crates.io's cargo-bloat, installed by
+## make setup from tools.txt) on an unstripped copy of the release build in its own target dir, then `make api-size`. With LTO a
 ## function inlined into another crate's counts there, so the figures are close, not exact.
 INIT_SIZE_DIR := target/init-size
 .PHONY: init-size
 init-size: init
-	@test -x $(HOME)/.cargo/bin/cargo-bloat || command -v cargo-bloat >/dev/null || \
-	  $(CARGO) install --quiet --locked cargo-bloat
 	@CARGO_PROFILE_RELEASE_STRIP=false $(CARGO) bloat --quiet --release --target $(TARGET) -p keel-init --bin keel-init \
 	  --crates -n 30 --target-dir $(INIT_SIZE_DIR) 2>/dev/null | sed 's/^/init-size: /'
 	@$(MAKE) --no-print-directory api-size
