@@ -414,10 +414,7 @@ fn qemu_upgrade_named_by_the_config_is_retried_with_backoff_after_a_failed_fetch
     use keel_e2e::http_server::FileServer;
     let m = Machine::new("retry");
     let img = slot_image(&m.dir, "slot-b", "console=ttyS0 panic=-1 keel.marker=retried", &dev_key(), None);
-    let sha = {
-        let out = Command::new("sha256sum").arg(&img).output().expect("sha256sum");
-        String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_string()
-    };
+    let sha = keel_e2e::services::sha256_hex(&std::fs::read(&img).expect("read image"));
     // The server has nothing yet: the first fetches fail (404).
     let server = FileServer::start();
     let config = m.dir.join("node.toml");
