@@ -66,25 +66,31 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// How long a rendered `/v1/status` is served again: under many readers, the node renders it four times a
-/// second instead of once per request. A config accepted or converged in between makes a fresh one at once.
+/// second instead of once per request. A config accepted, converged or refused in between makes a fresh one at
+/// once, so a client that pushed reads its own push's outcome.
 const STATUS_FRESH: Duration = Duration::from_millis(250);
 
 /// A rendered status and what it was rendered for.
 pub struct StatusCache {
     at: tokio::time::Instant,
     generations: (Option<u64>, Option<u64>),
+    rejection: Option<(&'static str, String, String)>,
     body: axum::body::Bytes,
 }
 
 async fn get_status(State(s): State<AppState>) -> Response {
     let applied = s.config.applied.borrow().as_ref().map(|a| a.generation);
     let generations = (applied, *s.config.converged.borrow());
+    let rejection = s.config.rejection.borrow().as_ref().map(|r| (r.code, r.detail.clone(), r.source.clone()));
     let mut cache = s.status_cache.lock().unwrap_or_else(|p| p.into_inner());
     let body = match cache.as_ref() {
-        Some(c) if c.generations == generations && c.at.elapsed() < STATUS_FRESH => c.body.clone(),
+        Some(c) if c.generations == generations && c.rejection == rejection && c.at.elapsed() < STATUS_FRESH => {
+            c.body.clone()
+        }
         _ => {
             let body = axum::body::Bytes::from(render_status(&s).to_string());
-            *cache = Some(StatusCache { at: tokio::time::Instant::now(), generations, body: body.clone() });
+            let at = tokio::time::Instant::now();
+            *cache = Some(StatusCache { at, generations, rejection, body: body.clone() });
             body
         }
     };
