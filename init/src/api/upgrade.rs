@@ -65,6 +65,18 @@ async fn read_signature(body: &mut axum::body::BodyDataStream) -> Result<(String
     }
 }
 
+/// After a refusal part-way (a client with the `keel-image` role, so trusted): reads and drops the rest of the
+/// body, up to the limit, so the client gets the refusal instead of a reset connection. Nothing is kept.
+async fn drain(body: &mut axum::body::BodyDataStream, mut seen: usize) {
+    use futures_util::StreamExt;
+    while let Some(Ok(chunk)) = body.next().await {
+        seen += chunk.len();
+        if seen > MAX_UPGRADE_BODY {
+            return;
+        }
+    }
+}
+
 pub async fn put_upgrade(State(s): State<AppState>, Query(q): Query<UpgradeQuery>, body: axum::body::Body) -> Response {
     use futures_util::StreamExt;
     let allowed = match &s.allowed {
@@ -80,6 +92,7 @@ pub async fn put_upgrade(State(s): State<AppState>, Query(q): Query<UpgradeQuery
         Ok(v) => v,
         Err(r) => {
             log::warn!("upgrade.refused reason={} detail={}", r.code, crate::logging::q(&r.detail));
+            drain(&mut body, 0).await;
             return refused(&r);
         }
     };
@@ -113,7 +126,10 @@ pub async fn put_upgrade(State(s): State<AppState>, Query(q): Query<UpgradeQuery
     drop(tx);
     let done = match work.await {
         Ok(Ok(done)) => done,
-        Ok(Err(r)) => return refused(&r),
+        Ok(Err(r)) => {
+            drain(&mut body, sent).await;
+            return refused(&r);
+        }
         Err(e) => return refused(&Refusal::new("internal", e.to_string())),
     };
     let power = s.power.clone();

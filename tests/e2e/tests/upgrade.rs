@@ -240,10 +240,19 @@ fn qemu_upgrade_with_bad_signature_or_hash_is_refused_and_stages_nothing() {
     vm.expect("keel: upgrade.slot running=A", UEFI_BOOT_TIMEOUT);
     m.status();
 
-    // Signed by a key the image does not trust.
+    // Signed by a key the image does not trust: as keelctl's credential too, the node refuses it (401) before
+    // reading the body; with a trusted credential, the signature's key is refused before a byte is written.
     let stranger = ssh_keygen(&m.dir);
     let (ok, out) = m.ctl(&["upgrade", arg(&img), "--key", arg(&stranger)]);
-    assert!(!ok && out.contains("unknown-key") && out.contains("nothing was written"), "{out}");
+    assert!(!ok && out.contains("HTTP 401: unknown-key") && out.contains("nothing was written"), "{out}");
+    let stranger_key = keel_config::sshsig::PrivateKey::parse(&std::fs::read_to_string(&stranger).expect("read key"))
+        .expect("the stranger's key");
+    let stranger_sig =
+        keel_config::sshsig::sign(&image, &stranger_key, "keel-image", keel_config::sshsig::HashAlg::Sha512);
+    let mut body = stranger_sig.into_bytes();
+    body.extend_from_slice(&image);
+    let answer = put_raw(&m, &body, "");
+    assert!(answer.contains("\"unknown-key\""), "{answer}");
     // The trusted signature over other bytes.
     let mut tampered = sig.clone();
     let mut changed = image.clone();
