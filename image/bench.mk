@@ -1,7 +1,6 @@
 # Benchmarks' own images (included by the top Makefile). README, "Benchmarks".
 
-# busybox-static: the side-by-side peer's whole userspace (Debian's `busybox` is dynamic and fails as an init).
-APT_PACKAGES += busybox-static
+# busybox-static (tools.txt): the side-by-side peer's whole userspace (Debian's `busybox` is dynamic and fails as an init).
 
 PEER_DIR := $(BUILD)/peer
 .PHONY: peer
@@ -16,7 +15,6 @@ peer: init
 	@printf 'peer:  %-28s %8s bytes\n' peer/initramfs.cpio.zst $$(stat -c %s $(PEER_DIR)/initramfs.cpio.zst)
 
 # lz4 and xz-utils: the compressors `make compress-bench` compares zstd with.
-APT_PACKAGES += lz4 xz-utils
 
 ## compress-bench: the production initramfs compressed every way the kernel can unpack (none, gzip, lz4, zstd at
 ## several levels, xz), booted BENCH_RUNS times each (default 3): bytes against the kernel's unpack time. Keel's

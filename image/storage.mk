@@ -4,8 +4,7 @@
 
 # e2fsprogs: the host's mke2fs/e2fsck for the tests; gdisk: sgdisk checks our GPT writer byte for byte;
 # fdisk: sfdisk makes the msdos table of the never-destroy test. dpkg-dev (dpkg-source) unpacks the e2fsprogs
-# source package; file is not needed (readelf, from binutils, checks the result is static).
-APT_PACKAGES += e2fsprogs gdisk fdisk dpkg-dev
+# source package; readelf (binutils) checks the result is static. All are listed in tools.txt.
 
 STORAGE_MANIFEST := $(BUILD)/storage.manifest
 IMAGE_VARS       += KEEL_STORAGE_MANIFEST=$(STORAGE_MANIFEST)
