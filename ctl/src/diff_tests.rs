@@ -71,7 +71,7 @@ fn model_shaped_json_with_other_spellings_is_read_too() {
     o.insert(
         "node".into(),
         json!({"uuid": "0A1B2C3D4E5F60718293A4B5C6D7E8F9", "mac": "52:54:00:12:34:56",
-                                   "expires": 4102358400, "hostname": "edge-1", "extra": "ignored"}),
+                                   "expires": 4102358400_i64, "hostname": "edge-1", "extra": "ignored"}),
     );
     let wrapped = json!({"config": j, "signer": "ops"});
     let d = diff(&View::from_json(&wrapped), &local(EXAMPLE));
