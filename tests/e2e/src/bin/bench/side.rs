@@ -10,7 +10,6 @@
 
 use super::median;
 use keel_e2e::{build_dir, field, Initrd, Vm, VmConfig, BOOT_TIMEOUT, STEP_TIMEOUT};
-use std::time::Duration;
 
 /// As `make run` boots: the machine's identity (the peer ignores it; the flags stay the same).
 const UUID: &str = "6b65656c-0000-4000-8000-000000000001";
@@ -56,9 +55,10 @@ fn base(cpus: u32, rng: bool, initrd: Initrd) -> VmConfig {
     VmConfig { initrd, uuid: Some(UUID.into()), memory_mib: MEMORY_MIB, cpus, rng, ..VmConfig::default() }
 }
 
-fn quit(mut vm: Vm) {
-    vm.qmp(r#"{"execute":"quit"}"#);
-    let _ = vm.expect_exit(Duration::from_secs(30));
+/// Done with a VM: its figures are taken, so QEMU is killed (dropping the VM) rather than asked to quit, which a
+/// loaded host can make slow enough to fail a run whose measurements are already in.
+fn quit(vm: Vm) {
+    drop(vm);
 }
 
 fn boot_keel(name: &str, cfg: &VmConfig) -> KeelRun {
