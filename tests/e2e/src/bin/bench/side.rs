@@ -8,7 +8,7 @@
 //! "converged" at `config.converged generation=1` of the image's default config (the demo service running);
 //! the peer is "network up" when udhcpc has bound and the script has configured the address and route.
 
-use super::median;
+use super::{median, num};
 use keel_e2e::{build_dir, field, Initrd, Vm, VmConfig, BOOT_TIMEOUT, STEP_TIMEOUT};
 
 /// As `make run` boots: the machine's identity (the peer ignores it; the flags stay the same).
@@ -37,10 +37,6 @@ struct PeerRun {
 /// The printk timestamp of a console line, `[    1.234567] …`, in seconds.
 pub fn printk_s(line: &str) -> Option<f64> {
     line.trim_start().strip_prefix('[')?.split(']').next()?.trim().parse().ok()
-}
-
-fn num(line: &str, key: &str) -> f64 {
-    field(line, key).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("no {key} in {line}"))
 }
 
 /// When the first console line containing `needle` arrived, in seconds from QEMU's start, and the line.
