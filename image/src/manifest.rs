@@ -7,7 +7,7 @@
 //! slink /etc/resolv.conf /run/keel/resolv.conf
 //! ```
 //! `${NAME}` is taken from the environment; `#` starts a comment; `include PATH` reads the entries of another
-//! manifest there (e.g. one generated at build time by `image/bundle-elf.sh`). Every entry's parent directory
+//! manifest there (e.g. one generated at build time by `image/e2fsprogs-static.sh`). Every entry's parent directory
 //! must be declared (or be the root), and no path may appear twice with different entries.
 
 use std::collections::BTreeMap;

@@ -1,7 +1,7 @@
 //! Initramfs compression (`BENCH_ONLY=compress`, run by `make compress-bench`): the production initramfs
 //! compressed each way the kernel can unpack (`build/compress/initramfs.cpio.<variant>`), booted on a kernel
 //! with every `CONFIG_RD_*` decompressor (`build/compress/vmlinuz`). For each: the bytes (what PXE moves), the
-//! kernel's own unpack time under TCG (its printk timestamps of "Trying to unpack rootfs image as initramfs" and
+//! kernel's own unpack time under TCG (its printk timestamps of "Unpacking initramfs" and
 //! "Freeing initrd memory"), and QEMU start -> the exec of /init and Keel's ready (the host's clock).
 
 use super::median;
@@ -24,7 +24,7 @@ fn stamp(line: &str) -> f64 {
 fn boot(name: &str, initrd: &std::path::Path) -> Run {
     let cfg = VmConfig { initrd: Initrd::Custom(initrd.to_path_buf()), ..VmConfig::default() };
     let mut vm = Vm::boot(name, &cfg);
-    let start = vm.expect("Trying to unpack rootfs image as initramfs", BOOT_TIMEOUT);
+    let start = vm.expect("Unpacking initramfs", BOOT_TIMEOUT);
     let freed = vm.expect("Freeing initrd memory", BOOT_TIMEOUT);
     vm.expect("Run /init as init process", BOOT_TIMEOUT);
     vm.expect_ready();
@@ -49,14 +49,20 @@ pub fn run(runs: usize) {
         "no initramfs variants in {}: run 'make compress-bench' (it builds them and the kernel)",
         dir.display()
     );
-    let mut rows = Vec::new();
-    for (variant, path) in &present {
-        let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        let boots: Vec<Run> = (0..runs).map(|i| boot(&format!("bench-compress-{variant}-{i}"), path)).collect();
-        rows.push((variant, bytes, boots));
+    // Interleaved (every variant once per round), so a change in the host's load hits them all alike.
+    let mut boots: Vec<Vec<Run>> = present.iter().map(|_| Vec::new()).collect();
+    for i in 0..runs {
+        for ((variant, path), runs) in present.iter().zip(boots.iter_mut()) {
+            runs.push(boot(&format!("bench-compress-{variant}-{i}"), path));
+        }
     }
+    let rows: Vec<_> = present
+        .iter()
+        .zip(boots)
+        .map(|((variant, path), boots)| (variant, std::fs::metadata(path).map(|m| m.len()).unwrap_or(0), boots))
+        .collect();
     let kernel = std::fs::metadata(dir.join("vmlinuz")).map(|m| m.len()).unwrap_or(0);
-    println!("Initramfs compression: {runs} boots each, QEMU TCG, 1 vCPU, medians (kernel with every RD_*)");
+    println!("Initramfs compression: {runs} interleaved boots each, QEMU TCG, 1 vCPU, virtio-rng, medians");
     println!(
         "{:<8} {:>10} {:>14} {:>11} {:>14} {:>12} {:>14}",
         "variant", "bytes", "+kernel (MiB)", "unpack (s)", "->/init (s)", "ready (s)", "1 Gb/s (ms)"
