@@ -182,7 +182,7 @@ pub fn running_config(c: &ConfigHandle) -> Value {
                 keel_config::model::Program::Artifact { url, sha256 } => format!("{url} sha256:{sha256}"),
             };
             json!({"name": s.name, "exec": exec, "args": s.args, "env": s.env, "uid": s.uid, "gid": s.gid,
-                   "capabilities": s.capabilities, "restart": format!("{:?}", s.restart).to_lowercase(),
+                   "capabilities": s.capabilities, "devices": s.devices, "paths": s.paths, "restart": format!("{:?}", s.restart).to_lowercase(),
                    "after": s.after.iter().map(|a| a.to_string()).collect::<Vec<_>>()})
         })
         .collect();

@@ -11,13 +11,18 @@ use tokio::sync::watch;
 
 const INNER: &str = "KEEL_SERVICES_INNER";
 
-/// Runs `inner_<name>` in a child process and fails with its output if it fails.
+/// Runs `inner_<name>` of [`super::root_tests`] in a child process and fails with its output if it fails.
 pub fn in_child_process(name: &str) {
+    in_child_process_of("root_tests", name)
+}
+
+/// Runs `services::<module>::inner_<name>` in a child process and fails with its output if it fails.
+pub fn in_child_process_of(module: &str, name: &str) {
     let _lock = crate::reaper::test_lock();
     let log = std::env::temp_dir().join(format!("keel-services-{name}-{}.log", std::process::id()));
     let file = std::fs::File::create(&log).unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", &format!("services::root_tests::inner_{name}"), "--ignored", "--nocapture"])
+        .args(["--exact", &format!("services::{module}::inner_{name}"), "--ignored", "--nocapture"])
         .env(INNER, "1")
         .stdin(Stdio::null())
         .stdout(file.try_clone().unwrap())

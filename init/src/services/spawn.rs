@@ -4,6 +4,8 @@
 
 use super::caps::{self, Privileges};
 use super::cgroup::ServiceCgroup;
+use super::sandbox::Sandbox;
+use super::seccomp;
 use crate::reaper::{Child, Reaper};
 use keel_config::model::{Rlimit, Service};
 use std::ffi::CString;
@@ -69,6 +71,8 @@ pub fn privileges(def: &Service, last_cap: u32, cgroup: Option<&ServiceCgroup>) 
         rlimits: rlimits(def),
         workdir,
         cgroup_procs: cgroup.map(|c| c.procs.as_raw_fd()),
+        sandbox: Sandbox::new(&def.devices, &def.paths).map_err(SpawnError::Invalid)?,
+        seccomp: seccomp::program(),
     })
 }
 

@@ -1,0 +1,74 @@
+//! Services' isolation against the real kernel, as root (see [`super::root_tests`] for how these run): the
+//! service's own mount namespace (private /dev, read-only /sys, /proc/sys and cgroup tree, granted devices and
+//! paths), the seccomp filter, and a host mount table left as it was. Observed from outside, through
+//! /proc/<pid>/mountinfo, /proc/<pid>/root and /proc/<pid>/status: nothing here writes to the host.
+
+use super::root_harness::{in_child_process_of, inner, proc_status, svc, wait_exec, Harness};
+use super::{State, Timing};
+use std::collections::BTreeMap;
+
+#[test]
+fn root_services_get_their_own_mount_namespace_and_seccomp_filter() {
+    in_child_process_of("root_isolation_tests", "isolation");
+}
+
+/// Mount point -> (filesystem type, per-mount options) from /proc/<pid>/mountinfo (the last mount wins).
+fn mounts(pid: &str) -> BTreeMap<String, (String, String)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap();
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let sep = f.iter().position(|x| *x == "-")?;
+            Some((f[4].to_string(), (f[sep + 1].to_string(), f[5].to_string())))
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "the body of root_services_get_their_own_mount_namespace_and_seccomp_filter, in its own process"]
+fn inner_isolation() {
+    if !inner() {
+        return;
+    }
+    let host_before = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let mut h = Harness::new(Timing::default());
+    let mut jail = svc("jail", "/bin/sleep", &["1000"]);
+    jail.devices = vec!["/dev/kmsg".into()];
+    jail.paths = vec!["/proc/sys/kernel/domainname".into()];
+    h.apply(1, vec![jail]);
+    let pid = h.service("jail", State::Running).pid.unwrap();
+    wait_exec(pid, "sleep");
+    let started = std::time::Instant::now();
+    let m = mounts(&pid.to_string());
+    let ro = |path: &str| m.get(path).is_some_and(|(_, o)| o.split(',').next() == Some("ro"));
+    assert_eq!(m["/dev"].0, "tmpfs", "{m:#?}");
+    assert!(ro("/dev") && ro("/sys") && ro("/proc/sys"), "{m:#?}");
+    if std::path::Path::new("/proc/sysrq-trigger").exists() {
+        assert!(ro("/proc/sysrq-trigger"), "{m:#?}");
+    }
+    if m.contains_key("/sys/fs/cgroup") {
+        assert!(ro("/sys/fs/cgroup"), "the cgroup tree is read-only: {m:#?}");
+    }
+    assert_eq!(m["/dev/shm"].0, "tmpfs");
+    assert!(!ro("/proc/sys/kernel/domainname"), "a granted path is writable: {m:#?}");
+    // The private /dev: the basic nodes, the granted one, nothing else (no disk).
+    let root = format!("/proc/{pid}/root/dev");
+    let mut names: Vec<String> =
+        std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    let want = [
+        "fd", "full", "kmsg", "null", "ptmx", "pts", "random", "shm", "stderr", "stdin", "stdout", "tty", "urandom",
+        "zero",
+    ];
+    assert_eq!(names, want);
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::metadata(format!("{root}/null")).unwrap().file_type().is_char_device());
+    assert!(std::fs::metadata(format!("{root}/kmsg")).unwrap().file_type().is_char_device());
+    // The filter is on, installed once.
+    assert_eq!(proc_status(pid, "Seccomp"), "2");
+    assert_eq!(proc_status(pid, "Seccomp_filters"), "1");
+    eprintln!("checked the namespace of pid {pid} in {:?}", started.elapsed());
+    h.stop_all();
+    // Nothing of it leaked into the host's mount table.
+    assert_eq!(std::fs::read_to_string("/proc/self/mountinfo").unwrap(), host_before);
+}
