@@ -24,6 +24,48 @@ fn mounts(pid: &str) -> BTreeMap<String, (String, String)> {
         .collect()
 }
 
+/// How long [`super::sandbox::Sandbox::enter`] takes, in µs, each in a forked child (sorted).
+fn setup_costs(runs: usize) -> Vec<u64> {
+    let sandbox = super::sandbox::Sandbox::new(&[], &[]).unwrap();
+    let now = || {
+        let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: clock_gettime into a local.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+        t.tv_sec as u64 * 1_000_000 + t.tv_nsec as u64 / 1000
+    };
+    let mut costs: Vec<u64> = (0..runs)
+        .map(|_| {
+            let mut fds = [0i32; 2];
+            // SAFETY: pipe into a local array.
+            assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+            // SAFETY: the child makes only raw system calls (what Sandbox::enter is built for) and _exits.
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                let t0 = now();
+                let ok = sandbox.enter().is_ok();
+                let took = if ok { now() - t0 } else { u64::MAX };
+                // SAFETY: write of a local, then _exit without running anything of the parent's.
+                unsafe {
+                    libc::write(fds[1], (&took as *const u64).cast(), 8);
+                    libc::_exit(0);
+                }
+            }
+            let mut took = 0u64;
+            // SAFETY: read into a local; wait for our own child.
+            unsafe {
+                libc::close(fds[1]);
+                libc::read(fds[0], (&mut took as *mut u64).cast(), 8);
+                libc::close(fds[0]);
+                libc::waitpid(pid, std::ptr::null_mut(), 0);
+            }
+            assert_ne!(took, u64::MAX, "Sandbox::enter failed in the child");
+            took
+        })
+        .collect();
+    costs.sort_unstable();
+    costs
+}
+
 #[test]
 #[ignore = "the body of root_services_get_their_own_mount_namespace_and_seccomp_filter, in its own process"]
 fn inner_isolation() {
@@ -69,6 +111,13 @@ fn inner_isolation() {
     assert_eq!(proc_status(pid, "Seccomp_filters"), "1");
     eprintln!("checked the namespace of pid {pid} in {:?}", started.elapsed());
     h.stop_all();
+    let costs = setup_costs(20);
+    eprintln!(
+        "sandbox: setting up a service's namespace took {} µs (median of {}, min {} µs)",
+        costs[costs.len() / 2],
+        costs.len(),
+        costs[0]
+    );
     // Nothing of it leaked into the host's mount table.
     assert_eq!(std::fs::read_to_string("/proc/self/mountinfo").unwrap(), host_before);
 }

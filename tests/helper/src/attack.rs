@@ -34,9 +34,12 @@ fn block_devices() -> Attempt {
         .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
         .unwrap_or_default();
     let mut errors = Vec::new();
-    for name in
-        names.iter().filter(|n| !n.starts_with("loop") && !n.starts_with("ram")).chain(["vda".to_string()].iter())
-    {
+    let mut disks: Vec<String> =
+        names.into_iter().filter(|n| !n.starts_with("loop") && !n.starts_with("ram")).collect();
+    if disks.is_empty() {
+        disks.push("vda".into());
+    }
+    for name in &disks {
         let path = format!("/dev/{name}");
         match std::fs::OpenOptions::new().write(true).open(&path) {
             Ok(_) => return Ok(format!("opened {path} for writing")),
