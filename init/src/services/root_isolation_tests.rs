@@ -3,13 +3,13 @@
 //! paths), the seccomp filter, and a host mount table left as it was. Observed from outside, through
 //! /proc/<pid>/mountinfo, /proc/<pid>/root and /proc/<pid>/status: nothing here writes to the host.
 
-use super::root_harness::{in_child_process_of, inner, proc_status, svc, wait_exec, Harness};
+use super::root_harness::{in_child_process, inner, proc_status, svc, wait_exec, Harness};
 use super::{State, Timing};
 use std::collections::BTreeMap;
 
 #[test]
 fn root_services_get_their_own_mount_namespace_and_seccomp_filter() {
-    in_child_process_of("root_isolation_tests", "isolation");
+    in_child_process("root_isolation_tests::inner_isolation");
 }
 
 /// Mount point -> (filesystem type, per-mount options) from /proc/<pid>/mountinfo (the last mount wins).
