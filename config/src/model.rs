@@ -144,6 +144,10 @@ pub struct Service {
     pub gid: u32,
     /// `CAP_*` names, each a known Linux capability, each once, in the order given.
     pub capabilities: Vec<String>,
+    /// Device nodes (absolute paths under /dev) bound into the service's private /dev.
+    pub devices: Vec<String>,
+    /// Paths under /sys or /proc/sys the service may write (read-only for it otherwise).
+    pub paths: Vec<String>,
     /// setrlimit values, soft = hard; `None` is unlimited.
     pub rlimits: BTreeMap<Rlimit, Option<u64>>,
     pub cgroup: CgroupLimits,
@@ -271,6 +275,19 @@ impl Rlimit {
         Rlimit::ALL.into_iter().find(|r| r.name() == name)
     }
 }
+
+/// The uid and gid a service runs as when its config names none: nobody / nogroup.
+pub const DEFAULT_SERVICE_ID: u32 = 65534;
+
+/// PID 1's real and saved user id (its effective uid stays 0). A process may signal another only if their user
+/// ids match or it holds CAP_KILL, so a service running as root without CAP_KILL cannot signal PID 1. No service
+/// may run as this uid.
+pub const INIT_REAL_UID: u32 = 4_294_967_294;
+
+/// Keel's own records: the config, its keys, the API identity, the upgrade state (/var/lib/keel), the image's
+/// trust (/etc/keel) and the node's run-time state (/run/keel). `[[file]]` entries cannot write there, volumes
+/// cannot mount over them, and services do not see the first two.
+pub const KEEL_RECORDS: [&str; 3] = ["/var/lib/keel", "/etc/keel", "/run/keel"];
 
 /// The signals a service may be stopped with.
 pub const STOP_SIGNALS: [&str; 10] =

@@ -199,13 +199,13 @@ pub struct Volume {
 #[serde(deny_unknown_fields)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct File {
-    /// Absolute path under /run/ or /var/.
+    /// Absolute path under /run/ or /var/, outside Keel's own records (/run/keel, /var/lib/keel).
     pub path: At<String>,
     /// Text content.
     pub content: Option<At<String>>,
     /// Binary content, standard base64.
     pub content_base64: Option<At<String>>,
-    /// Octal permission bits as a string; default "0644".
+    /// Octal permission bits as a string; default "0644", or "0600" for a `secret` file.
     #[cfg_attr(feature = "schema", schemars(regex(pattern = r"^[0-7]{3,4}$")))]
     pub mode: Option<At<String>>,
     #[cfg_attr(feature = "schema", schemars(range(min = 0, max = 4294967294_i64)))]
@@ -303,13 +303,24 @@ pub struct Service {
     pub env: BTreeMap<At<String>, String>,
     /// Working directory, absolute; default "/".
     pub workdir: Option<At<String>>,
-    #[cfg_attr(feature = "schema", schemars(range(min = 0, max = 4294967294_i64)))]
+    /// User id; default 65534 (nobody). 0 (root) must be asked for; 4294967294 is kept for PID 1.
+    #[cfg_attr(feature = "schema", schemars(range(min = 0, max = 4294967293_i64)))]
     pub uid: Option<At<i64>>,
-    #[cfg_attr(feature = "schema", schemars(range(min = 0, max = 4294967294_i64)))]
+    /// Group id; default 65534 (nogroup).
+    #[cfg_attr(feature = "schema", schemars(range(min = 0, max = 4294967293_i64)))]
     pub gid: Option<At<i64>>,
     /// Capabilities kept, by name, e.g. "CAP_NET_BIND_SERVICE"; every other one is dropped from all five sets.
     #[serde(default)]
     pub capabilities: Vec<At<String>>,
+    /// Device nodes the service may use, e.g. "/dev/kvm", "/dev/net/tun": each is bound into its private /dev,
+    /// which otherwise holds only the basic character devices (zero, full, random, tty, …), pts and shm, and no
+    /// block device.
+    #[serde(default)]
+    pub devices: Vec<At<String>>,
+    /// Host paths under /sys or /proc/sys the service may write (its view of both is read-only otherwise),
+    /// e.g. "/proc/sys/net/ipv4/ip_forward". Keel's own records are never granted.
+    #[serde(default)]
+    pub paths: Vec<At<String>>,
     /// setrlimit values (soft = hard) by name: as, core, cpu, data, fsize, locks, memlock, msgqueue, nice, nofile,
     /// nproc, rss, rtprio, rttime, sigpending, stack; e.g. { nofile = 1024, core = 0 }.
     #[serde(default)]

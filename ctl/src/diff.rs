@@ -172,8 +172,7 @@ pub fn diff(running: &View, new: &View) -> Diff {
     section(&mut d.lines, "files", lines);
 
     let Changes { added, changed, removed } = keyed(&running.services, &new.services);
-    let mut lines: Vec<String> =
-        added.iter().map(|(name, s)| format!("+ {name} ({})", show(s.fields.get("exec")))).collect();
+    let mut lines: Vec<String> = added.iter().map(|(name, s)| format!("+ {name} ({})", service_access(s))).collect();
     for (name, o, n) in changed {
         let mut c = field_changes(&o.fields, &n.fields);
         let Changes { added, changed, removed } = keyed(&o.env, &n.env);
@@ -191,6 +190,21 @@ pub fn diff(running: &View, new: &View) -> Diff {
     lines.extend(removed.iter().map(|(name, _)| format!("- {name}")));
     section(&mut d.lines, "services", lines);
     d
+}
+
+/// A new service's program, identity and what it is granted of the node: `/usr/bin/app, uid 0:0, capabilities
+/// [CAP_NET_ADMIN], devices [/dev/net/tun]` (grants that are empty are left out).
+fn service_access(s: &crate::view::ServiceView) -> String {
+    let mut parts = vec![
+        show(s.fields.get("exec")).to_string(),
+        format!("uid {}:{}", show(s.fields.get("uid")), show(s.fields.get("gid"))),
+    ];
+    for grant in ["capabilities", "devices", "paths"] {
+        if let Some(v) = s.fields.get(grant).filter(|v| v.as_str() != "[]") {
+            parts.push(format!("{grant} {v}"));
+        }
+    }
+    parts.join(", ")
 }
 
 #[cfg(test)]

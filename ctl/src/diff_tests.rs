@@ -30,7 +30,8 @@ fn example_json() -> Value {
                   "gid": 1000, "secret": true}],
         "service": [{"name": "app", "exec": "/usr/bin/app", "args": ["--listen", "0.0.0.0:80"],
                      "env": {"RUST_LOG": "info"}, "uid": 1000, "gid": 1000,
-                     "capabilities": ["CAP_NET_BIND_SERVICE"], "restart": "always",
+                     "capabilities": ["CAP_NET_BIND_SERVICE"], "devices": ["/dev/net/tun"],
+                     "paths": ["/proc/sys/net/ipv4/ip_forward"], "restart": "always",
                      "after": ["network", "volume:data", "service:db"]},
                     {"name": "db", "exec": "/usr/bin/db"},
                     {"name": "agent", "exec": "http://10.0.2.2:8000/agent sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
@@ -93,8 +94,9 @@ fn a_node_without_config_gets_everything_added() {
         "storage:\n  + volume data: /dev/vdb at /var/lib/data (ext4)\n",
         "files:\n  + /run/motd (0644, 0:0, 18 bytes)\n  + /var/lib/app/token (0600, 1000:1000, 6 bytes, secret)\n",
         "services:\n",
-        "  + app (/usr/bin/app)\n",
-        "  + db (/usr/bin/db)\n",
+        "  + app (/usr/bin/app, uid 1000:1000, capabilities [CAP_NET_BIND_SERVICE], devices [/dev/net/tun], \
+         paths [/proc/sys/net/ipv4/ip_forward])\n",
+        "  + db (/usr/bin/db, uid 65534:65534)\n",
     ] {
         assert!(text.contains(want), "missing {want:?} in\n{text}");
     }

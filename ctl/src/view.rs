@@ -56,7 +56,7 @@ pub struct FileView {
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ServiceView {
-    /// `exec`, `args`, `uid`, `gid`, `capabilities`, `restart`, `after`.
+    /// `exec`, `args`, `uid`, `gid`, `capabilities`, `devices`, `paths` (the grants), `restart`, `after`.
     pub fields: Fields,
     pub env: BTreeMap<String, String>,
 }
@@ -149,6 +149,8 @@ impl View {
                 ("uid", s.uid.to_string()),
                 ("gid", s.gid.to_string()),
                 ("capabilities", list(&s.capabilities)),
+                ("devices", list(&s.devices)),
+                ("paths", list(&s.paths)),
                 ("restart", restart_name(s.restart).into()),
                 ("after", list(&s.after)),
             ];
@@ -228,10 +230,12 @@ impl View {
         }
         for f in items(j, &["file", "files"]) {
             let Some(path) = f.get("path").and_then(text) else { continue };
+            // The config's default: 0600 for a secret file, 0644 otherwise.
+            let default_mode = if flag(f.get("secret"), false) { 0o600 } else { 0o644 };
             let mode = match f.get("mode") {
-                Some(Value::String(s)) => u32::from_str_radix(s, 8).unwrap_or(0o644),
-                Some(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()).unwrap_or(0o644),
-                None => 0o644,
+                Some(Value::String(s)) => u32::from_str_radix(s, 8).unwrap_or(default_mode),
+                Some(n) => n.as_u64().and_then(|n| u32::try_from(n).ok()).unwrap_or(default_mode),
+                None => default_mode,
             };
             let id = |k: &str| f.get(k).and_then(Value::as_u64).and_then(|n| u32::try_from(n).ok()).unwrap_or(0);
             let file = FileView {
@@ -248,9 +252,11 @@ impl View {
             let fields = [
                 ("exec", s.get("exec").and_then(text).unwrap_or_default()),
                 ("args", format!("{:?}", strings(s.get("args")))),
-                ("uid", s.get("uid").and_then(text).unwrap_or_else(|| "0".into())),
-                ("gid", s.get("gid").and_then(text).unwrap_or_else(|| "0".into())),
+                ("uid", s.get("uid").and_then(text).unwrap_or_else(|| "65534".into())),
+                ("gid", s.get("gid").and_then(text).unwrap_or_else(|| "65534".into())),
                 ("capabilities", list(strings(s.get("capabilities")))),
+                ("devices", list(strings(s.get("devices")))),
+                ("paths", list(strings(s.get("paths")))),
                 ("restart", s.get("restart").and_then(text).unwrap_or_else(|| "on-failure".into())),
                 // A bare name is a service (`after = ["db"]` means `service:db`), as the config crate reads it.
                 (

@@ -32,7 +32,8 @@ fn hello(greeting: &str, generation_file: &str) -> String {
 fn identity() -> String {
     let mut out = String::new();
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let keys = ["Uid:", "Gid:", "Groups:", "CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:", "NoNewPrivs:"];
+    let keys =
+        ["Uid:", "Gid:", "Groups:", "CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:", "NoNewPrivs:", "Seccomp:"];
     for line in status.lines().filter(|l| keys.iter().any(|k| l.starts_with(k))) {
         out.push_str(&line.split_whitespace().collect::<Vec<_>>().join(" "));
         out.push('\n');

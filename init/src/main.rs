@@ -20,6 +20,7 @@ mod reaper;
 mod reconcile;
 mod registry;
 mod retry;
+mod safe_fs;
 mod services;
 mod shutdown;
 mod storage;
@@ -34,6 +35,10 @@ fn main() {
         // Everything below mounts filesystems and reboots the machine: never do that to a host by accident.
         eprintln!("keel-init: refusing to run as pid {} (it is the node's PID 1)", nix::unistd::getpid());
         std::process::exit(2);
+    }
+    // Before any thread exists: services (even as root without CAP_KILL) cannot signal PID 1.
+    if let Err(e) = services::init_uid::protect_pid1() {
+        log::error!("boot.protect_pid1_failed error={e}");
     }
     panic::install();
     match tokio::runtime::Builder::new_current_thread().enable_all().build() {

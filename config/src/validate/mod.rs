@@ -142,6 +142,17 @@ impl<K: Ord> Unique<K> {
     }
 }
 
+/// The one of Keel's own records ([`crate::model::KEEL_RECORDS`]) that `p` (a clean absolute path) is or is
+/// inside, if any.
+pub(crate) fn keel_record(p: &str) -> Option<String> {
+    crate::model::KEEL_RECORDS.into_iter().find(|r| is_at_or_under(p, r)).map(str::to_string)
+}
+
+/// Is the clean absolute path `p` equal to `root` or below it?
+pub(crate) fn is_at_or_under(p: &str, root: &str) -> bool {
+    p == root || (p.starts_with(root) && p.as_bytes().get(root.len()) == Some(&b'/'))
+}
+
 /// Why `p` is not a clean absolute path (no empty, `.` or `..` components, no trailing `/`), or None.
 pub(crate) fn abs_path_problem(p: &str) -> Option<&'static str> {
     if !p.starts_with('/') {
@@ -157,6 +168,8 @@ pub(crate) fn abs_path_problem(p: &str) -> Option<&'static str> {
     }
 }
 
+#[cfg(test)]
+mod isolation_tests;
 #[cfg(test)]
 mod service_tests;
 #[cfg(test)]

@@ -4,9 +4,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::workloads::name_ok;
-use super::{abs_path_problem, id, int_in, Unique};
+use super::{abs_path_problem, int_in, keel_record, Unique};
 use crate::diag::{key, Sink};
-use crate::model::{After, CgroupLimits, CpuMax, Program, Rlimit, Service, CAPABILITIES, STOP_SIGNALS};
+use crate::model::{
+    After, CgroupLimits, CpuMax, Program, Rlimit, Service, CAPABILITIES, DEFAULT_SERVICE_ID, INIT_REAL_UID,
+    STOP_SIGNALS,
+};
 use crate::raw::{self, At};
 
 /// The cgroup's cpu.max period when the config gives a fraction of a CPU.
@@ -37,6 +40,9 @@ pub(super) fn services(raw_services: &[At<raw::Service>], volumes: &BTreeSet<&st
             Some(w) => {
                 if let Some(problem) = abs_path_problem(w.get()) {
                     sink.error(w.span(), &format!("{path}.workdir"), problem);
+                } else if let Some(record) = hidden_record(w.get()) {
+                    let msg = format!("is inside {record}, which services do not see");
+                    sink.error(w.span(), &format!("{path}.workdir"), msg);
                 }
                 w.get().clone()
             }
@@ -66,6 +72,8 @@ pub(super) fn services(raw_services: &[At<raw::Service>], volumes: &BTreeSet<&st
                 }
             }
         }
+        let devices = grants(&s.devices, &format!("{path}.devices"), device_problem, sink);
+        let paths = grants(&s.paths, &format!("{path}.paths"), writable_path_problem, sink);
         let cgroup = cgroup_limits(s, &path, sink);
         let stop_signal = match &s.stop_signal {
             Some(sig) => signal(sig.get())
@@ -95,8 +103,10 @@ pub(super) fn services(raw_services: &[At<raw::Service>], volumes: &BTreeSet<&st
                 Ok(dep) => after.push(dep),
             }
         }
-        let (uid, gid) =
-            (id(sink, s.uid.as_ref(), &format!("{path}.uid")), id(sink, s.gid.as_ref(), &format!("{path}.gid")));
+        let (uid, gid) = (
+            service_id(sink, s.uid.as_ref(), &format!("{path}.uid")),
+            service_id(sink, s.gid.as_ref(), &format!("{path}.gid")),
+        );
         if let (Some(program), Some(stop_timeout), true) = (program, stop_timeout, sink.diags.len() == errors_before) {
             out.push(Service {
                 name: s.name.get().clone(),
@@ -107,6 +117,8 @@ pub(super) fn services(raw_services: &[At<raw::Service>], volumes: &BTreeSet<&st
                 uid,
                 gid,
                 capabilities: s.capabilities.iter().map(|c| c.get().clone()).collect(),
+                devices,
+                paths,
                 rlimits,
                 cgroup,
                 restart: s.restart,
@@ -119,6 +131,65 @@ pub(super) fn services(raw_services: &[At<raw::Service>], volumes: &BTreeSet<&st
     }
     report_cycle(raw_services, sink);
     out
+}
+
+/// A service's uid or gid: 0..4294967293; absent means 65534 (nobody), so root is always asked for by name.
+/// 4294967294 is PID 1's real uid ([`INIT_REAL_UID`]): a service with it could signal PID 1.
+fn service_id(sink: &mut Sink, v: Option<&At<i64>>, path: &str) -> u32 {
+    let Some(v) = v else { return DEFAULT_SERVICE_ID };
+    let n = int_in(sink, v, path, 0, i64::from(INIT_REAL_UID - 1));
+    n.and_then(|n| u32::try_from(n).ok()).unwrap_or(DEFAULT_SERVICE_ID)
+}
+
+/// The hidden one of Keel's records (/var/lib/keel, /etc/keel) `p` is in or above, if any.
+fn hidden_record(p: &str) -> Option<&'static str> {
+    ["/var/lib/keel", "/etc/keel"].into_iter().find(|r| keel_record(p).as_deref() == Some(*r))
+}
+
+/// Checks a list of granted paths with `problem`, each once; returns the good ones.
+fn grants(list: &[At<String>], path: &str, problem: fn(&str) -> Option<String>, sink: &mut Sink) -> Vec<String> {
+    let mut seen = Unique::new("path");
+    let mut out = Vec::new();
+    for (j, g) in list.iter().enumerate() {
+        let p = format!("{path}[{j}]");
+        match abs_path_problem(g.get()).map(str::to_string).or_else(|| problem(g.get())) {
+            Some(msg) => sink.error(g.span(), &p, msg),
+            None => {
+                let before = sink.diags.len();
+                seen.check(sink, g.get().clone(), &format!("{:?}", g.get()), g.span(), &p);
+                if sink.diags.len() == before {
+                    out.push(g.get().clone());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A device grant: a node under /dev, not one of those every service already has, not a directory of them.
+pub(crate) fn device_problem(p: &str) -> Option<String> {
+    let Some(name) = p.strip_prefix("/dev/") else {
+        return Some("must be a device node under /dev/, e.g. \"/dev/kvm\"".into());
+    };
+    if matches!(name, "null" | "zero" | "full" | "random" | "urandom" | "tty") {
+        return Some("every service has it already".into());
+    }
+    if name == "pts" || name == "shm" || name.starts_with("pts/") || name.starts_with("shm/") {
+        return Some("is the service's own (a private devpts and /dev/shm)".into());
+    }
+    None
+}
+
+/// A writable path grant: under /sys or /proc/sys (what services see read-only), never Keel's own records.
+pub(crate) fn writable_path_problem(p: &str) -> Option<String> {
+    if let Some(record) = keel_record(p) {
+        return Some(format!("is {record}, one of Keel's own records, which no service is granted"));
+    }
+    let under = |root: &str| p.strip_prefix(root).is_some_and(|rest| rest.starts_with('/'));
+    if !(under("/sys") || under("/proc/sys")) {
+        return Some("must be under /sys/ or /proc/sys/ (the rest of the node is writable or hidden as it is)".into());
+    }
+    None
 }
 
 /// A download by URL and digest (a service's artifact, the upgrade image): an http:// URL with a host and 64 hex

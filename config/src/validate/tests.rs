@@ -52,7 +52,7 @@ fn the_example_parses_into_the_typed_config() {
     assert_eq!(c.services[0].restart, Restart::Always);
     assert_eq!(c.services[0].env["RUST_LOG"], "info");
     assert_eq!(c.services[1].restart, Restart::OnFailure);
-    assert_eq!((c.services[1].uid, c.services[1].args.len()), (0, 0));
+    assert_eq!((c.services[1].uid, c.services[1].args.len()), (65534, 0));
 }
 
 #[test]

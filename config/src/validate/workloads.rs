@@ -2,7 +2,7 @@
 
 use base64::Engine;
 
-use super::{abs_path_problem, id, Unique};
+use super::{abs_path_problem, id, is_at_or_under, keel_record, Unique};
 use crate::diag::Sink;
 use crate::model::{File, Volume};
 use crate::raw::{self, At};
@@ -28,9 +28,12 @@ pub(super) fn volumes(raw_volumes: &[At<raw::Volume>], sink: &mut Sink) -> Vec<V
             sink.error(v.device.span(), &format!("{path}.device"), e.0);
         }
         let mount = v.mount.get();
-        match abs_path_problem(mount) {
+        let problem = abs_path_problem(mount)
+            .map(str::to_string)
+            .or_else(|| (mount == "/").then(|| "must not be / (the image)".to_string()))
+            .or_else(|| mount_problem(mount));
+        match problem {
             Some(problem) => sink.error(v.mount.span(), &format!("{path}.mount"), problem),
-            None if mount == "/" => sink.error(v.mount.span(), &format!("{path}.mount"), "must not be / (the image)"),
             None => mounts.check(sink, mount.clone(), &format!("{mount:?}"), v.mount.span(), &format!("{path}.mount")),
         }
         if let Some(label) = v.label.as_ref().filter(|l| l.get().is_empty() || l.get().len() > 16) {
@@ -68,11 +71,15 @@ pub(super) fn files(raw_files: &[At<raw::File>], sink: &mut Sink) -> Vec<File> {
         let errors_before = sink.diags.len();
         let p = f.path.get();
         let ppath = format!("{path}.path");
-        match abs_path_problem(p) {
+        let under_writable = p.starts_with("/run/") || p.starts_with("/var/");
+        let problem = abs_path_problem(p)
+            .map(str::to_string)
+            .or_else(|| (!under_writable).then(|| "must be under /run/ or /var/ (the root is read-only)".to_string()))
+            .or_else(|| {
+                keel_record(p).map(|r| format!("is inside {r}, one of Keel's own records, which no [[file]] may write"))
+            });
+        match problem {
             Some(problem) => sink.error(f.path.span(), &ppath, problem),
-            None if !(p.starts_with("/run/") || p.starts_with("/var/")) => {
-                sink.error(f.path.span(), &ppath, "must be under /run/ or /var/ (the root is read-only)")
-            }
             None => paths.check(sink, p.clone(), &format!("{p:?}"), f.path.span(), &ppath),
         }
         let content = match (&f.content, &f.content_base64) {
@@ -92,7 +99,8 @@ pub(super) fn files(raw_files: &[At<raw::File>], sink: &mut Sink) -> Vec<File> {
                 None
             }
         };
-        let mode = f.mode.as_ref().map_or(Some(0o644), |m| {
+        let default_mode = if f.secret { 0o600 } else { 0o644 };
+        let mode = f.mode.as_ref().map_or(Some(default_mode), |m| {
             let text = m.get();
             let ok = (3..=4).contains(&text.len()) && text.bytes().all(|b| (b'0'..=b'7').contains(&b));
             if !ok {
@@ -107,6 +115,23 @@ pub(super) fn files(raw_files: &[At<raw::File>], sink: &mut Sink) -> Vec<File> {
         }
     }
     out
+}
+
+/// Mount points a volume may not take: the node's own trees (/etc, Keel's records) and every directory that holds
+/// them (/var, /var/lib, /run), since a volume there would hide or replace what the node keeps in them.
+const PROTECTED_MOUNTS: [&str; 6] = ["/etc", "/var/lib/keel", "/run/keel", "/var", "/var/lib", "/run"];
+
+/// Why a volume cannot be mounted at `mount` (a clean absolute path), or None.
+fn mount_problem(mount: &str) -> Option<String> {
+    if let Some(p) = PROTECTED_MOUNTS.iter().find(|p| **p == mount) {
+        return Some(format!(
+            "must not be {p}: it would hide what the node keeps there (/etc, /var/lib/keel, /run/keel)"
+        ));
+    }
+    if let Some(root) = ["/etc", "/var/lib/keel", "/run/keel"].into_iter().find(|r| is_at_or_under(mount, r)) {
+        return Some(format!("must not be inside {root}, which holds the node's own records"));
+    }
+    None
 }
 
 /// Services and volumes are named `[a-z0-9-]+`, at most 64 long.

@@ -138,6 +138,11 @@ pub fn running_config(c: &ConfigHandle) -> Value {
     let Some(a) = c.applied.borrow().clone() else {
         return json!({"generation": null, "config": null});
     };
+    applied_config(&a)
+}
+
+/// [`running_config`] of one applied config.
+fn applied_config(a: &crate::config::pipeline::Applied) -> Value {
     let cfg = &a.config;
     let selector = |s: &keel_config::model::LinkSelector| match s {
         keel_config::model::LinkSelector::Name(n) => json!({"name": n}),
@@ -184,7 +189,7 @@ pub fn running_config(c: &ConfigHandle) -> Value {
                 keel_config::model::Program::Artifact { url, sha256 } => format!("{url} sha256:{sha256}"),
             };
             json!({"name": s.name, "exec": exec, "args": s.args, "env": s.env, "uid": s.uid, "gid": s.gid,
-                   "capabilities": s.capabilities, "restart": format!("{:?}", s.restart).to_lowercase(),
+                   "capabilities": s.capabilities, "devices": s.devices, "paths": s.paths, "restart": format!("{:?}", s.restart).to_lowercase(),
                    "after": s.after.iter().map(|a| a.to_string()).collect::<Vec<_>>()})
         })
         .collect();
@@ -228,6 +233,31 @@ pub fn running_config(c: &ConfigHandle) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_file_content_never_leaves_the_node_and_grants_are_shown() {
+        let text =
+            "version = 1\ngeneration = 5\n[[file]]\npath = \"/var/lib/app/token\"\ncontent = \"hunter2-s3cr3t\"\n\
+                    secret = true\n[[file]]\npath = \"/run/motd\"\ncontent = \"hello\"\n\
+                    [[service]]\nname = \"vpn\"\nexec = \"/usr/bin/vpn\"\ndevices = [\"/dev/net/tun\"]\n";
+        let config = keel_config::parse("node.toml", text).unwrap();
+        let a = crate::config::pipeline::Applied {
+            generation: 5,
+            source: "test".into(),
+            signer: "ops".into(),
+            fingerprint: "SHA256:x".into(),
+            config,
+            accepted_at: std::time::SystemTime::UNIX_EPOCH,
+        };
+        let shown = applied_config(&a).to_string();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        let files = &applied_config(&a)["config"]["file"];
+        assert_eq!(files[0]["content"], "<redacted>");
+        assert_eq!((files[0]["mode"].as_str(), files[0]["size"].as_u64()), (Some("0600"), Some(14)));
+        assert_eq!(files[1]["content"], "hello");
+        let service = &applied_config(&a)["config"]["service"][0];
+        assert_eq!((service["uid"].as_u64(), service["devices"][0].as_str()), (Some(65534), Some("/dev/net/tun")));
+    }
 
     #[test]
     fn origins_follow_the_protocol_tag() {

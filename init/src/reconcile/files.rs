@@ -1,12 +1,14 @@
-//! Files the config asks for, under the writable trees (/run, /var): content, mode and owner. Writes are atomic
-//! (temp file in the same directory, fsync, rename, fsync of the directory). Keel removes only files it wrote
-//! itself and that the config no longer names; the list of those lives beside them so it survives restarts.
+//! Files the config asks for, under the writable trees (/run, /var): content, mode and owner. Every read, write,
+//! chmod and removal goes through [`crate::safe_fs`]: atomic (O_EXCL temp file with an unpredictable name, fsync,
+//! renameat, fsync of the directory) and never following a symlink, so a link planted in a file's directory
+//! cannot make PID 1 write or chown anything outside it. Keel removes only files it wrote itself and that the
+//! config no longer names; the list of those lives beside them so it survives restarts.
 
 use super::{ItemState, Resource};
+use crate::safe_fs;
 use std::collections::BTreeSet;
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,27 +62,10 @@ impl Files {
     }
 }
 
-/// Writes `content` to `path` atomically with `mode` (and owner, when given), creating parent directories.
+/// Writes `content` to `path` atomically with `mode` (and owner, when given), creating parent directories,
+/// never through a symlink ([`safe_fs::write_atomic`]).
 pub fn write_atomic(path: &Path, content: &[u8], mode: u32, owner: Option<(u32, u32)>) -> std::io::Result<()> {
-    let dir = path.parent().ok_or_else(|| std::io::Error::other("no parent directory"))?;
-    fs::create_dir_all(dir)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.keel-tmp"));
-    let result = (|| {
-        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp)?;
-        f.write_all(content)?;
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
-        if let Some((uid, gid)) = owner {
-            std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
-        }
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    safe_fs::write_atomic(path, content, mode, owner)
 }
 
 impl Resource for Files {
@@ -93,8 +78,8 @@ impl Resource for Files {
         let mut items = Vec::new();
         for spec in desired {
             let name = spec.path.display().to_string();
-            match (fs::metadata(&spec.path), fs::read(&spec.path)) {
-                (Ok(meta), Ok(content)) if content == spec.content => {
+            match safe_fs::read_regular(&spec.path) {
+                Ok(Some((content, meta))) if content == spec.content => {
                     let attrs_ok =
                         meta.mode() & 0o7777 == spec.mode && meta.uid() == spec.uid && meta.gid() == spec.gid;
                     if attrs_ok {
@@ -103,7 +88,7 @@ impl Resource for Files {
                         ops.push(FileOp::Attrs(spec.clone()));
                     }
                 }
-                (Ok(meta), _) if meta.is_dir() => {
+                _ if fs::symlink_metadata(&spec.path).is_ok_and(|m| m.is_dir()) => {
                     items.push((name, ItemState::Failed("a directory is in the way".into())))
                 }
                 _ => ops.push(FileOp::Write(spec.clone())),
@@ -120,15 +105,8 @@ impl Resource for Files {
     fn apply(&mut self, op: &FileOp) -> Result<String, (String, String)> {
         let (path, result) = match op {
             FileOp::Write(s) => (&s.path, write_atomic(&s.path, &s.content, s.mode, Some((s.uid, s.gid)))),
-            FileOp::Attrs(s) => (
-                &s.path,
-                fs::set_permissions(&s.path, fs::Permissions::from_mode(s.mode))
-                    .and_then(|()| std::os::unix::fs::chown(&s.path, Some(s.uid), Some(s.gid))),
-            ),
-            FileOp::Remove(p) => (
-                p,
-                fs::remove_file(p).or_else(|e| if e.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(e) }),
-            ),
+            FileOp::Attrs(s) => (&s.path, safe_fs::set_attrs(&s.path, s.mode, s.uid, s.gid)),
+            FileOp::Remove(p) => (p, safe_fs::remove(p)),
         };
         let name = path.display().to_string();
         result.map_err(|e| (name.clone(), e.to_string()))?;
@@ -147,6 +125,7 @@ impl Resource for Files {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn dir(tag: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("keel-files-{tag}-{}", std::process::id()));
@@ -207,6 +186,56 @@ mod tests {
         let (ops, items) = f.plan(&vec![spec(d.join("x"), "x", 0o644)]);
         assert!(ops.is_empty());
         assert_eq!(items[0].1, ItemState::Failed("a directory is in the way".into()));
+        let _ = fs::remove_dir_all(d);
+    }
+
+    /// As root, with owners that differ from root's: a symlink planted in a file's directory (as the parent, or as
+    /// the file itself) never makes PID 1 write, chmod or chown anything outside that directory.
+    #[test]
+    fn root_files_never_follow_a_planted_symlink() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root (chown)");
+            return;
+        }
+        let d = dir("root-symlink");
+        let (inside, outside) = (d.join("app"), d.join("outside"));
+        fs::create_dir_all(&inside).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        let victim = outside.join("victim");
+        fs::write(&victim, "precious").unwrap();
+        fs::set_permissions(&victim, fs::Permissions::from_mode(0o640)).unwrap();
+        let before = fs::metadata(&victim).unwrap();
+        // Planted by someone who may write in app/: its subdirectory and its file are links to outside.
+        std::os::unix::fs::symlink(&outside, inside.join("conf.d")).unwrap();
+        std::os::unix::fs::symlink(&victim, inside.join("token")).unwrap();
+        let owned = |path: PathBuf| FileSpec { path, content: b"ours".to_vec(), mode: 0o666, uid: 4321, gid: 4321 };
+        let mut f = Files::new(d.join("manifest"));
+        let want =
+            vec![owned(inside.join("conf.d/victim")), owned(inside.join("conf.d/new/x")), owned(inside.join("token"))];
+        let (ops, _) = f.plan(&want);
+        let results: Vec<_> = ops.iter().map(|op| f.apply(op)).collect();
+        // Through the linked directory: refused, nothing made out there.
+        assert!(
+            results[0].as_ref().is_err_and(|(_, e)| e.contains("a symbolic link is in the path")),
+            "{:?}",
+            results[0]
+        );
+        assert!(results[1].is_err(), "{:?}", results[1]);
+        assert!(!outside.join("new").exists());
+        // The linked file itself is replaced by a real file with the config's owner; the link's target is not.
+        assert!(results[2].is_ok(), "{:?}", results[2]);
+        let token = fs::symlink_metadata(inside.join("token")).unwrap();
+        assert!(token.is_file() && token.uid() == 4321 && token.mode() & 0o7777 == 0o666);
+        let after = fs::metadata(&victim).unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+        assert_eq!((after.uid(), after.gid(), after.mode()), (before.uid(), before.gid(), before.mode()));
+        // A link planted after the write, where only mode and owner would be fixed: never chowned through.
+        fs::remove_file(inside.join("token")).unwrap();
+        std::os::unix::fs::symlink(&victim, inside.join("token")).unwrap();
+        let attrs = FileOp::Attrs(owned(inside.join("token")));
+        assert!(f.apply(&attrs).is_err());
+        let after = fs::metadata(&victim).unwrap();
+        assert_eq!((after.uid(), after.gid(), after.mode()), (before.uid(), before.gid(), before.mode()));
         let _ = fs::remove_dir_all(d);
     }
 }

@@ -4,7 +4,11 @@
 //! multi-threaded process, where only async-signal-safe calls are allowed: it makes raw system calls on
 //! precomputed values and never allocates. The kept capabilities end up in all five sets (effective, permitted,
 //! inheritable, ambient, bounding); every other capability is dropped from all of them, and no_new_privs is set.
+//! Before that the child enters its own mount namespace ([`super::sandbox`]); last it installs the default
+//! seccomp filter ([`super::seccomp`]).
 
+use super::sandbox::Sandbox;
+use super::seccomp;
 use keel_config::model::CAPABILITIES;
 use std::ffi::CString;
 use std::io;
@@ -67,6 +71,20 @@ pub struct Privileges {
     pub workdir: CString,
     /// `cgroup.procs` of the service's cgroup, open for writing (owned by the caller, open across the fork).
     pub cgroup_procs: Option<RawFd>,
+    /// The service's own mount namespace.
+    pub sandbox: Sandbox,
+    /// The seccomp filter installed last ([`super::seccomp`]).
+    pub seccomp: Vec<libc::sock_filter>,
+    /// Where the child writes how long its namespace took to build, in µs (8 bytes; close-on-exec).
+    pub timing_fd: Option<RawFd>,
+}
+
+/// CLOCK_MONOTONIC in µs (clock_gettime is async-signal-safe).
+fn monotonic_us() -> u64 {
+    let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime into a local.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+    (t.tv_sec as u64).saturating_mul(1_000_000).saturating_add(t.tv_nsec as u64 / 1000)
 }
 
 #[repr(C)]
@@ -99,7 +117,8 @@ fn prctl(option: libc::c_int, arg2: u64) -> io::Result<()> {
 }
 
 impl Privileges {
-    /// Runs in the forked child, before exec: new session, own cgroup, rlimits, then identity and capabilities.
+    /// Runs in the forked child, before exec: new session, own cgroup, rlimits, own mount namespace, then identity
+    /// and capabilities, and the seccomp filter last.
     /// Only raw system calls on values computed before the fork; no allocation, no locks.
     pub fn enter(&self) -> io::Result<()> {
         // SAFETY (all blocks below): raw system calls with integer arguments or pointers to locals and to memory
@@ -124,6 +143,13 @@ impl Privileges {
             for &(resource, value) in &self.rlimits {
                 let limit = libc::rlimit64 { rlim_cur: value, rlim_max: value };
                 check(libc::syscall(libc::SYS_prlimit64, 0, resource, &limit as *const libc::rlimit64, 0usize))?;
+            }
+            // Mounts need CAP_SYS_ADMIN: the namespace is built before anything is dropped.
+            let building = monotonic_us();
+            self.sandbox.enter()?;
+            if let Some(fd) = self.timing_fd {
+                let took = monotonic_us().saturating_sub(building).to_ne_bytes();
+                libc::syscall(libc::SYS_write, fd, took.as_ptr(), took.len());
             }
             // The bounding set needs CAP_SETPCAP, so it goes while we are still fully privileged.
             for cap in 0..=self.last_cap {
@@ -157,7 +183,8 @@ impl Privileges {
             // As the service's own user, so a directory it may not enter is an error, not a root privilege.
             check(libc::syscall(libc::SYS_chdir, self.workdir.as_ptr()))?;
         }
-        Ok(())
+        // Last: the filter refuses mount and friends, which the steps above needed.
+        seccomp::install(&self.seccomp)
     }
 }
 

@@ -10,6 +10,9 @@
 //!   removed one is stopped (stop signal, stop timeout, SIGKILL), unchanged ones are not touched; starts wait for
 //!   `after` (network, volumes, other services). [`ServicesHandle::stop_all`] stops everything in reverse
 //!   dependency order at shutdown.
+//! - Isolated by default: each service gets its own mount namespace without Keel's records, block devices or
+//!   writable kernel knobs ([`sandbox`]), the default seccomp filter ([`seccomp`]), runs as nobody unless the
+//!   config names a uid, and cannot signal PID 1 ([`init_uid`]). Devices and writable paths are granted by name.
 //! - Artifacts are fetched by URL into a content-addressed store and run only after their SHA-256 matched.
 
 pub mod artifact;
@@ -17,15 +20,20 @@ pub mod backoff;
 pub mod caps;
 pub mod cgroup;
 pub mod deps;
+pub mod init_uid;
 mod manager;
 pub mod output;
 pub mod plan;
+pub mod sandbox;
+pub mod seccomp;
 pub mod spawn;
 pub mod status;
 mod supervisor;
 
 #[cfg(test)]
 mod root_harness;
+#[cfg(test)]
+mod root_isolation_tests;
 #[cfg(test)]
 mod root_stuck_tests;
 #[cfg(test)]

@@ -4,6 +4,8 @@
 
 use super::caps::{self, Privileges};
 use super::cgroup::ServiceCgroup;
+use super::sandbox::Sandbox;
+use super::seccomp;
 use crate::reaper::{Child, Reaper};
 use keel_config::model::{Rlimit, Service};
 use std::ffi::CString;
@@ -27,6 +29,8 @@ pub struct Launched {
     pub child: Child,
     pub stdout: pipe::Receiver,
     pub stderr: pipe::Receiver,
+    /// How long the child took to build its mount namespace, as it reported before its exec.
+    pub sandbox_us: Option<u64>,
 }
 
 /// The `RLIMIT_*` number of a limit.
@@ -69,6 +73,9 @@ pub fn privileges(def: &Service, last_cap: u32, cgroup: Option<&ServiceCgroup>) 
         rlimits: rlimits(def),
         workdir,
         cgroup_procs: cgroup.map(|c| c.procs.as_raw_fd()),
+        sandbox: Sandbox::new(&def.devices, &def.paths).map_err(SpawnError::Invalid)?,
+        seccomp: seccomp::program(),
+        timing_fd: None,
     })
 }
 
@@ -87,7 +94,10 @@ pub fn spawn(
     last_cap: u32,
     cgroup: Option<&ServiceCgroup>,
 ) -> Result<Launched, SpawnError> {
-    let privileges = privileges(def, last_cap, cgroup)?;
+    let mut privileges = privileges(def, last_cap, cgroup)?;
+    let (timing_r, timing_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
+        .map_err(|e| SpawnError::Pipe(e.into()))?;
+    privileges.timing_fd = Some(timing_w.as_raw_fd());
     let (stdout, stdout_w) = pipe()?;
     let (stderr, stderr_w) = pipe()?;
     let mut cmd = Command::new(program);
@@ -106,7 +116,11 @@ pub fn spawn(
     let child = reaper.spawn(&mut cmd).map_err(|source| SpawnError::Start { program: program.to_string(), source })?;
     // The write ends live in `cmd`: dropping it leaves the child as their only holder, so EOF means it is gone.
     drop(cmd);
-    Ok(Launched { child, stdout, stderr })
+    drop(timing_w);
+    // std returns once the child has exec'd, so what it wrote is there (or it wrote nothing).
+    let mut took = [0u8; 8];
+    let sandbox_us = matches!(nix::unistd::read(&timing_r, &mut took), Ok(8)).then(|| u64::from_ne_bytes(took));
+    Ok(Launched { child, stdout, stderr, sandbox_us })
 }
 
 #[cfg(test)]

@@ -276,7 +276,7 @@ async fn run_once(
         .map_or(String::new(), |at| format!(" apply_ms={}", crate::clock::ms(started.saturating_duration_since(at))));
     log::info!(
         "service.start name={name} pid={pid} uid={} gid={} caps={} cgroup={} program={}{apply_ms} cgroup_ms={} \
-         spawn_ms={}",
+         spawn_ms={} sandbox_ms={}",
         def.uid,
         def.gid,
         super::caps::names(keep),
@@ -284,6 +284,7 @@ async fn run_once(
         q(verified.as_ref().map_or(&program, |v| &v.sha256)),
         crate::clock::ms(spawning.saturating_duration_since(preparing)),
         crate::clock::ms(started.saturating_duration_since(spawning)),
+        launched.sandbox_us.map_or("-".to_string(), |us| format!("{:.3}", us as f64 / 1000.0)),
     );
     let tag: Arc<str> = Arc::from(name);
     tokio::spawn(output::pump(tag.clone(), Stream::Stdout, def.log_level, launched.stdout));

@@ -1,5 +1,6 @@
-//! The one test constructor of a [`Service`] definition: the config's defaults (root, no capabilities, no
-//! limits, restart always, SIGTERM with 10 s, no ordering), for the unit and root tests to adjust.
+//! The one test constructor of a [`Service`] definition: root (the config's default is nobody; the root tests
+//! check what root without capabilities can do), no capabilities, no grants, no limits, restart always, SIGTERM
+//! with 10 s, no ordering, for the unit and root tests to adjust.
 
 use keel_config::model::{CgroupLimits, LogLevel, Program, Restart, Service};
 use std::collections::BTreeMap;
@@ -14,6 +15,8 @@ pub fn service(name: &str, exec: &str, args: &[&str]) -> Service {
         uid: 0,
         gid: 0,
         capabilities: Vec::new(),
+        devices: Vec::new(),
+        paths: Vec::new(),
         rlimits: BTreeMap::new(),
         cgroup: CgroupLimits::default(),
         restart: Restart::Always,

@@ -41,7 +41,7 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 fn config(generation: u64, hostname: &str) -> String {
     format!(
         "version = 1\ngeneration = {generation}\n[node]\nuuid = \"{UUID}\"\nhostname = \"{hostname}\"\n\
-         [sysctl]\n\"net.ipv4.ip_forward\" = \"1\"\n[[file]]\npath = \"/run/keel/api\"\ncontent = \"pushed\\n\"\n"
+         [sysctl]\n\"net.ipv4.ip_forward\" = \"1\"\n[[file]]\npath = \"/run/api\"\ncontent = \"pushed\\n\"\n"
     )
 }
 

@@ -16,7 +16,7 @@ fn config(generation: u64) -> String {
     format!(
         "version = 1\ngeneration = {generation}\n[node]\nhostname = \"load-{generation}\"\n\
          [sysctl]\n\"net.ipv4.ip_default_ttl\" = \"{}\"\n\
-         [[file]]\npath = \"/run/keel/load\"\ncontent = \"generation {generation}\\n\"\n",
+         [[file]]\npath = \"/run/load\"\ncontent = \"generation {generation}\\n\"\n",
         32 + generation % 200
     )
 }

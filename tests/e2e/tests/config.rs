@@ -9,7 +9,7 @@ const UUID: &str = "0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9";
 fn config(generation: u64, hostname: &str, extra: &str) -> String {
     format!(
         "version = 1\ngeneration = {generation}\n[node]\nuuid = \"{UUID}\"\nhostname = \"{hostname}\"\n\
-         [sysctl]\n\"net.ipv4.ip_forward\" = \"1\"\n[[file]]\npath = \"/run/keel/hello\"\ncontent = \"gen {generation}\\n\"\n{extra}"
+         [sysctl]\n\"net.ipv4.ip_forward\" = \"1\"\n[[file]]\npath = \"/run/hello\"\ncontent = \"gen {generation}\\n\"\n{extra}"
     )
 }
 
@@ -61,7 +61,7 @@ fn qemu_pulls_signed_config_converges_and_refuses_what_it_must() {
     assert!(accepted.contains("signer=keel-dev") && accepted.contains("fingerprint=SHA256:"), "{accepted}");
     vm.expect_anywhere("keel: net.hostname name=edge-2", STEP_TIMEOUT);
     vm.expect_anywhere("keel: sysctl.apply key=net.ipv4.ip_forward value=1", STEP_TIMEOUT);
-    vm.expect_anywhere("keel: files.apply op=write path=/run/keel/hello", STEP_TIMEOUT);
+    vm.expect_anywhere("keel: files.apply op=write path=/run/hello", STEP_TIMEOUT);
     vm.expect("keel: config.converged generation=2", STEP_TIMEOUT);
 
     // Each of these is refused with its reason; none of them is applied.

@@ -16,7 +16,7 @@ const HOST: &str = "10.0.2.2";
 fn config(generation: u64, hostname: &str) -> String {
     format!(
         "version = 1\ngeneration = {generation}\n[node]\nuuid = \"{UUID}\"\nhostname = \"{hostname}\"\n\
-         [[file]]\npath = \"/run/keel/hello\"\ncontent = \"gen {generation} over https\\n\"\n"
+         [[file]]\npath = \"/run/hello\"\ncontent = \"gen {generation} over https\\n\"\n"
     )
 }
 
@@ -64,7 +64,7 @@ fn qemu_pulls_config_over_https_trusting_only_the_ca_in_the_image() {
     let accepted = vm.expect(&format!("keel: config.accepted generation=2 source={url}"), STEP_TIMEOUT);
     assert!(accepted.contains("signer=keel-dev"), "{accepted}");
     vm.expect_anywhere("keel: net.hostname name=edge-tls", STEP_TIMEOUT);
-    vm.expect_anywhere("keel: files.apply op=write path=/run/keel/hello", STEP_TIMEOUT);
+    vm.expect_anywhere("keel: files.apply op=write path=/run/hello", STEP_TIMEOUT);
     vm.expect("keel: config.converged generation=2", STEP_TIMEOUT);
 
     // Idle polls over TLS are conditional GETs too, answered 304.

@@ -31,7 +31,7 @@ fn shipped_boot_script_loads_kernel_and_initramfs_from_one_place() {
 fn config(generation: u64) -> String {
     format!(
         "version = 1\ngeneration = {generation}\n[node]\nuuid = \"{UUID}\"\nhostname = \"pxe-{generation}\"\n\
-         [[file]]\npath = \"/run/keel/booted-by\"\ncontent = \"pxe\\n\"\n"
+         [[file]]\npath = \"/run/booted-by\"\ncontent = \"pxe\\n\"\n"
     )
 }
 

@@ -64,6 +64,7 @@ fn qemu_demo_service_answers_and_a_changed_definition_restarts_only_it() {
         "CapBnd: 0000000000000000",
         "CapAmb: 0000000000000000",
         "NoNewPrivs: 1",
+        "Seccomp: 2",
         "nofile: 256",
         "cgroup: /keel.services/demo",
         "memory.max: 33554432",

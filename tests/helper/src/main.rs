@@ -7,7 +7,10 @@
 //! - `orphan-storm N`: N short-lived orphans in bounded batches; then no zombies, and PID 1's RSS ([`storm`]).
 //! - `kill-service NAME ROUNDS`: SIGKILLs a service's main process ROUNDS times, from outside ([`kill`]).
 //! - `exit CODE`: exits with CODE at once (a crash-looping service).
+//! - `attack`: as a service, tries to take the node over (read its keys, write its records and disks, signal
+//!   PID 1, write sysctls, leave its cgroup, mount); prints each refusal ([`attack`]).
 
+mod attack;
 mod kill;
 mod storm;
 
@@ -113,11 +116,12 @@ fn main() -> ExitCode {
             }
         },
         ["signal-init", sig] => signal_init(sig),
+        ["attack"] => attack::run(),
         ["connect", addr, token] => connect(addr, token),
         _ => {
             eprintln!(
                 "usage: keel-testhelper orphans N | orphan-storm N | kill-service NAME ROUNDS | exit CODE | \
-                 signal-init TERM|INT|PWR | connect ADDR:PORT TOKEN"
+                 signal-init TERM|INT|PWR | connect ADDR:PORT TOKEN | attack"
             );
             ExitCode::from(2)
         }

@@ -1,6 +1,6 @@
 //! Services benchmarks: config applied → service running (the node logs `apply_ms` on each new definition's first
-//! `service.start`: from the config reaching the services task to the program's exec), and PID 1's VmRSS with 20
-//! supervised services against none.
+//! `service.start`: from the config reaching the services task to the program's exec; `sandbox_ms` is the part the
+//! child spent building its mount namespace), and PID 1's VmRSS with 20 supervised services against none.
 
 use keel_e2e::http_server::{ssh_sign, FileServer};
 use keel_e2e::services::{lines_with, printk_secs, Ctl};
@@ -87,6 +87,7 @@ pub fn run(runs: usize) {
     // One new service per config: applied → running, by the node's clock and by the kernel's timestamps from the
     // config's acceptance.
     let (mut one, mut from_accept, mut cgroup, mut spawn) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut sandbox = Vec::new();
     for i in 0..runs {
         let generation = 4 + i as u64;
         publish(&config(generation, SERVICES, i + 1));
@@ -95,6 +96,7 @@ pub fn run(runs: usize) {
         one.push(ms(&start, "apply_ms"));
         cgroup.push(ms(&start, "cgroup_ms"));
         spawn.push(ms(&start, "spawn_ms"));
+        sandbox.push(ms(&start, "sandbox_ms"));
         from_accept.push((printk_secs(&start) - printk_secs(&accepted)) * 1000.0);
         vm.expect(&format!("keel: config.converged generation={generation} "), STEP_TIMEOUT);
     }
@@ -107,6 +109,7 @@ pub fn run(runs: usize) {
     row("config applied -> service exec'd", median(one), "ms", "<= 10 ms");
     row("  of which: cgroup made", median(cgroup), "ms", "-");
     row("  of which: fork -> exec", median(spawn), "ms", "-");
+    row("    of which: own mount namespace", median(sandbox), "ms", "-");
     row("config accepted -> service exec'd", median(from_accept), "ms", "-");
     row("applied -> 20 services exec'd, med", median(starts), "ms", "-");
     row("applied -> 20 services exec'd, last", max, "ms", "-");
