@@ -31,7 +31,12 @@ APT_PACKAGES := build-essential bc flex bison libelf-dev linux-source-6.12 zstd 
 .PHONY: setup keys kernel init image reproducible run test unit lint e2e netns bench clean fuzz fuzz-setup fuzz-ci api-size
 
 ## setup: apt packages and the musl target; does nothing (and says nothing) when all are there.
+## Firmware packages live in Debian's non-free-firmware component: added to apt's sources if none names it.
 setup:
+	@if ! grep -rqs '^[^#]*non-free-firmware' /etc/apt/sources.list /etc/apt/sources.list.d/; then \
+	  echo "setup: adding Debian's non-free-firmware component (/etc/apt/sources.list.d/keel-firmware.sources)"; \
+	  cp image/keel-firmware.sources /etc/apt/sources.list.d/keel-firmware.sources; \
+	fi
 	@missing=$$(for p in $(APT_PACKAGES); do \
 	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -41,9 +46,12 @@ setup:
 	fi
 	@$(RUSTUP) target list --installed | grep -qx $(TARGET) || $(RUSTUP) target add $(TARGET)
 
-## kernel: build/vmlinuz from Debian's linux-source-6.12 and kernel-config/keel.config (cached by config hash).
+## kernel: build/vmlinuz from Debian's linux-source-6.12: KEEL_KERNEL=metal (default: keel.config + metal.config,
+## real servers) or virt (keel.config: QEMU/cloud only). Cached by config hash, also per user (kernel-config/build.sh).
+KEEL_KERNEL ?= metal
 kernel: setup
-	@kernel-config/build.sh $(BUILD)
+	@kernel-config/build.sh $(BUILD) $(KEEL_KERNEL)
+	@cmp -s $(BUILD)/vmlinuz-$(KEEL_KERNEL) $(BUILD)/vmlinuz || cp -f $(BUILD)/vmlinuz-$(KEEL_KERNEL) $(BUILD)/vmlinuz
 
 ## init: the static PID 1, the demo workload, the test helper, and the image writer; built once per run.
 init: setup
@@ -71,11 +79,14 @@ IMAGE_VARS = KEEL_INIT=$(RELEASE)/keel-init KEEL_DEMO=$(RELEASE)/keel-demo KEEL_
 
 image: kernel init keys $(KEEL_DEFAULT_SIG)
 	@$(IMAGE_VARS) $(MKIMAGE) image/initramfs.manifest $(BUILD)/initramfs.cpio >/dev/null
-	@zstd -q -19 -f $(BUILD)/initramfs.cpio -o $(BUILD)/initramfs.cpio.zst
+	@zstd -q -19 -f $(BUILD)/initramfs.cpio -o $(BUILD)/initramfs-root.cpio.zst
+	@cat $(MICROCODE_CPIO) $(BUILD)/initramfs-root.cpio.zst > $(BUILD)/initramfs.cpio.zst
 	@KEEL_TESTHELPER=$(RELEASE)/keel-testhelper $(MKIMAGE) image/initramfs-test.manifest $(BUILD)/test-extra.cpio >/dev/null
 	@zstd -q -19 -f $(BUILD)/test-extra.cpio -o $(BUILD)/test-extra.cpio.zst
 	@cat $(BUILD)/initramfs.cpio.zst $(BUILD)/test-extra.cpio.zst > $(BUILD)/initramfs-test.cpio.zst
-	@printf 'image: %-28s %8s bytes\n' vmlinuz $$(stat -c %s $(BUILD)/vmlinuz) \
+	@printf 'image: %-28s %8s bytes\n' "vmlinuz ($(KEEL_KERNEL))" $$(stat -c %s $(BUILD)/vmlinuz) \
+	  "microcode.cpio (early)" $$(stat -c %s $(MICROCODE_CPIO)) \
+	  "initramfs-root.cpio.zst" $$(stat -c %s $(BUILD)/initramfs-root.cpio.zst) \
 	  initramfs.cpio.zst $$(stat -c %s $(BUILD)/initramfs.cpio.zst) \
 	  initramfs-test.cpio.zst $$(stat -c %s $(BUILD)/initramfs-test.cpio.zst) \
 	  "init (static musl)" $$(stat -c %s $(RELEASE)/keel-init) \
@@ -85,8 +96,10 @@ image: kernel init keys $(KEEL_DEFAULT_SIG)
 reproducible: image
 	@mkdir -p $(BUILD)/repro
 	@$(IMAGE_VARS) $(MKIMAGE) image/initramfs.manifest $(BUILD)/repro/initramfs.cpio >/dev/null
-	@zstd -q -19 -f $(BUILD)/repro/initramfs.cpio -o $(BUILD)/repro/initramfs.cpio.zst
-	@cmp $(BUILD)/initramfs.cpio.zst $(BUILD)/repro/initramfs.cpio.zst && echo "reproducible: initramfs rebuilt byte-identical"
+	@zstd -q -19 -f $(BUILD)/repro/initramfs.cpio -o $(BUILD)/repro/initramfs-root.cpio.zst
+	@$(MKIMAGE) $(FIRMWARE_DIR)/microcode.manifest $(BUILD)/repro/microcode.cpio >/dev/null
+	@if [ -s $(MICROCODE_CPIO) ]; then cmp $(MICROCODE_CPIO) $(BUILD)/repro/microcode.cpio; fi
+	@cmp $(BUILD)/initramfs-root.cpio.zst $(BUILD)/repro/initramfs-root.cpio.zst && echo "reproducible: initramfs rebuilt byte-identical"
 
 ## run: boot a node in QEMU on the serial console (Ctrl-A X exits).
 run: image
@@ -115,10 +128,12 @@ netns: setup
 ## test: set-up, lint, unit tests, reproducibility, the QEMU end-to-end tests, then the DHCP netns test.
 test: setup lint unit reproducible e2e netns fuzz-ci
 
-## bench: netlink convergence in a netns, then boots N times per network mode (BENCH_RUNS, default 5): medians vs targets.
+## bench: netlink convergence in a netns, then boots N times per network mode (BENCH_RUNS, default 5): medians vs targets;
+## then both kernel flavours (the virt one is built, once, for this): sizes and boot to ready.
 bench: image
 	@$(CARGO) test --quiet --release -p keel-init root_netns_bench -- --ignored --nocapture 2>&1 | grep '^net bench'
 	@$(MAKE) --no-print-directory api-size
+	@kernel-config/build.sh $(BUILD) virt >/dev/null
 	@$(CARGO) run --quiet --release -p keel-e2e --bin keel-bench -- $${BENCH_RUNS:-5}
 
 ## api-size: keel-init without the node API (feature `api` off; its own target dir) beside the shipped one, so
@@ -169,3 +184,4 @@ clean:
 include image/storage.mk
 include image/media.mk
 include image/tls.mk
+include image/firmware.mk
