@@ -67,6 +67,10 @@ pub struct VmConfig {
     /// Raw disk images, attached as virtio disks in order (vda, vdb, …); disk `i` has the serial `disk<i>`, so a
     /// test can name it with `serial:disk1`.
     pub disks: Vec<PathBuf>,
+    /// For `Boot::Kernel`: another kernel than `build/vmlinuz` (a flavour's `build/vmlinuz-virt`).
+    pub kernel: Option<PathBuf>,
+    /// More QEMU arguments, as given (controllers, NICs and their netdevs: the hardware matrix).
+    pub extra_args: Vec<String>,
 }
 
 impl Default for VmConfig {
@@ -80,6 +84,8 @@ impl Default for VmConfig {
             memory_mib: 256,
             hostfwd: Vec::new(),
             disks: Vec::new(),
+            kernel: None,
+            extra_args: Vec::new(),
         }
     }
 }
@@ -121,7 +127,7 @@ impl Vm {
                 Initrd::Test => built("initramfs-test.cpio.zst", "image"),
                 Initrd::Custom(path) => path.clone(),
             };
-            (built("vmlinuz", "image"), initrd)
+            (cfg.kernel.clone().unwrap_or_else(|| built("vmlinuz", "image")), initrd)
         });
         let slot = slots::Slot::acquire(&slots::lock_dir(), Duration::from_secs(1800));
         let run_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/e2e");
@@ -152,6 +158,7 @@ impl Vm {
             cmd.arg("-drive").arg(format!("file={},if=none,id=disk{i},format=raw", disk.display()));
             cmd.args(["-device", &format!("virtio-blk-pci,drive=disk{i},serial=disk{i}")]);
         }
+        cmd.args(&cfg.extra_args);
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let started = Instant::now();
         let mut child =

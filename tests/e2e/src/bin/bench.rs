@@ -6,7 +6,8 @@
 //! (default: N, at most 3: OVMF under TCG is slow), next to the direct kernel boot, and the media sizes. Then the
 //! state volume (`bench/storage.rs`): disk visible -> /var mounted, on the first boot, a clean one, after a cut.
 //! Then the services (`bench/services.rs`); `BENCH_ONLY=services` runs only those. Then the node API
-//! (`bench/api.rs`); `BENCH_ONLY=api` runs only that.
+//! (`bench/api.rs`); `BENCH_ONLY=api` runs only that. Then the kernel flavours (`bench/flavours.rs`: virt and
+//! metal, sizes and boot to ready); `BENCH_ONLY=flavours` runs only those.
 
 #[path = "bench/storage.rs"]
 mod storage;
@@ -16,6 +17,9 @@ mod services;
 
 #[path = "bench/api.rs"]
 mod api;
+
+#[path = "bench/flavours.rs"]
+mod flavours;
 
 use keel_e2e::{build_dir, field, media, Boot, Vm, VmConfig, BOOT_TIMEOUT, STEP_TIMEOUT, UEFI_BOOT_TIMEOUT};
 use std::time::Duration;
@@ -185,6 +189,10 @@ fn main() {
     if std::env::var("BENCH_ONLY").as_deref() == Ok("api") {
         return api::run(runs);
     }
+    // BENCH_ONLY=flavours: only the kernel flavours (virt, metal): sizes and boot to ready.
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("flavours") {
+        return flavours::run(runs);
+    }
     // As `make run` boots: a machine UUID (the identity), a virtio RNG, the production image.
     let uuid = Some(UUID.to_string());
     let dhcp_cfg = VmConfig { uuid: uuid.clone(), ..VmConfig::default() };
@@ -223,4 +231,5 @@ fn main() {
     media_rows(media_runs, Some(UUID.to_string()), median(dhcp.wall.clone()));
     services::run(runs);
     api::run(runs);
+    flavours::run(runs);
 }
