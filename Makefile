@@ -24,13 +24,16 @@ KEEL_DEFAULT_CONFIG  ?= image/default-node.toml
 KEEL_DEFAULT_SIG     ?= $(BUILD)/default.toml.sig
 export KEEL_SIGNING_KEY KEEL_ALLOWED_SIGNERS
 
-APT_PACKAGES := build-essential bc flex bison libelf-dev linux-source-6.12 zstd musl-tools \
-                qemu-system-x86 openssh-client iproute2 dnsmasq-base procps \
-                qemu-utils ovmf systemd-boot-efi binutils gdisk dosfstools mtools openssl curl
+# What `make setup` installs: every package tools.txt names (tools.txt lists each external program the build, the
+# scripts and the tests start; `make lint` checks that list against the code). Makefile fragments may add more.
+TOOLS_FROM    = $(shell sed -n 's/^[^\#][^ ]*  *$(1):\([^ ]*\).*/\1/p' tools.txt | sort -u)
+APT_PACKAGES := $(call TOOLS_FROM,apt)
+PIP_PACKAGES := $(call TOOLS_FROM,pip)
+CARGO_TOOLS  := $(call TOOLS_FROM,cargo)
 
 .PHONY: setup keys kernel init image reproducible run test unit lint e2e netns bench clean fuzz fuzz-setup fuzz-ci api-size
 
-## setup: apt packages and the musl target; does nothing (and says nothing) when all are there.
+## setup: apt packages, PyPI tools, cargo tools and the musl target from tools.txt; quiet when all are there.
 ## Firmware packages live in Debian's non-free-firmware component: added to apt's sources if none names it.
 setup:
 	@if ! grep -rqs '^[^#]*non-free-firmware' /etc/apt/sources.list /etc/apt/sources.list.d/; then \
@@ -44,7 +47,13 @@ setup:
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
+	@for p in $(PIP_PACKAGES); do \
+	  /usr/bin/python3 -m pip show -q $$p >/dev/null 2>&1 || { echo "setup: installing $$p (PyPI)"; \
+	    /usr/bin/python3 -m pip install -q --root-user-action=ignore --break-system-packages $$p; }; done
 	@$(RUSTUP) target list --installed | grep -qx $(TARGET) || $(RUSTUP) target add $(TARGET)
+	@for t in $(CARGO_TOOLS); do \
+	  test -x $(HOME)/.cargo/bin/$$t || command -v $$t >/dev/null || { echo "setup: installing $$t (cargo)"; \
+	    $(CARGO) install --quiet --locked $$t; }; done
 
 ## kernel: build/vmlinuz from Debian's linux-source-6.12: KEEL_KERNEL=metal (default: keel.config + metal.config,
 ## real servers) or virt (keel.config: QEMU/cloud only). Cached by config hash, also per user (kernel-config/build.sh).
@@ -105,7 +114,8 @@ reproducible: image
 run: image
 	@qemu/run.sh $(BUILD)
 
-lint: setup
+## lint: formatting, clippy, one version of each dependency, and tools.txt against the programs the code starts.
+lint: setup tools-check
 	@$(CARGO) fmt --all -- --check
 	@$(CARGO) clippy --quiet --workspace --all-targets -- -D warnings
 	@test -z "$$($(CARGO) tree --workspace -d --edges normal,build 2>/dev/null | grep -v '^$$')" || \
@@ -155,7 +165,6 @@ FUZZ_DIR     := $(CURDIR)/target/fuzz
 # fetched, so it is told to accept them.
 FUZZ_CARGO   := RUSTC_BOOTSTRAP=1 $(CARGO)
 fuzz-setup: setup
-	@test -x $(HOME)/.cargo/bin/cargo-fuzz || command -v cargo-fuzz >/dev/null || $(CARGO) install --quiet --locked cargo-fuzz
 
 fuzz: fuzz-setup
 	@cd fuzz && $(FUZZ_CARGO) fuzz build --debug-assertions --target-dir $(FUZZ_DIR)/build
@@ -177,6 +186,18 @@ fuzz: fuzz-setup
 FUZZ_CI_SECONDS ?= 10
 fuzz-ci:
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_CI_SECONDS)
+
+## tools-check: every program started by a recipe, a script or a test is in tools.txt, and every one listed is
+## installed; then proves the check can fail: a probe that starts an unlisted program must be named by file.
+.PHONY: tools-check
+tools-check: setup
+	@perl tools-check.pl --installed
+	@probe=$$(mktemp -d); trap 'rm -rf "$$probe"' EXIT; mkdir -p "$$probe/tests"; cp tools.txt "$$probe/"; \
+	  echo 'fn f() { std::process::Command::new("definitely-not-installed"); }' > "$$probe/tests/probe.rs"; \
+	  if (cd "$$probe" && perl $(CURDIR)/tools-check.pl) >/dev/null 2>"$$probe/err"; then \
+	    echo "tools-check: an unlisted program went unnoticed"; exit 1; fi; \
+	  grep -q "tests/probe.rs:1: starts 'definitely-not-installed'" "$$probe/err" || \
+	    { echo "tools-check: the failure did not name the file:"; cat "$$probe/err"; exit 1; }
 
 clean:
 	rm -rf $(BUILD) target

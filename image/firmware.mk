@@ -7,9 +7,8 @@ FIRMWARE_DIR   := $(BUILD)/firmware
 MICROCODE_CPIO := $(BUILD)/microcode.cpio
 IMAGE_VARS     += KEEL_FIRMWARE_MANIFEST=$(FIRMWARE_DIR)/firmware.manifest
 
-# Debian's non-free-firmware component (make setup adds it to apt's sources when no source names it).
-APT_PACKAGES += firmware-misc-nonfree firmware-bnx2 firmware-bnx2x firmware-qlogic firmware-realtek \
-                intel-microcode amd64-microcode
+# The firmware packages are in tools.txt; they are in Debian's non-free-firmware component, which make setup
+# adds to apt's sources when no source names it.
 
 .PHONY: firmware
 

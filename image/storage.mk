@@ -3,7 +3,6 @@
 
 # e2fsprogs: mke2fs/e2fsck for the image (and the tests); gdisk: sgdisk checks our GPT writer byte for byte;
 # fdisk: sfdisk makes the msdos table of the never-destroy test.
-APT_PACKAGES += e2fsprogs gdisk fdisk
 
 STORAGE_TOOLS    := /usr/sbin/mke2fs /usr/sbin/e2fsck
 STORAGE_MANIFEST := $(BUILD)/storage.manifest

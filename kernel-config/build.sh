@@ -50,6 +50,7 @@ KEY=$(
 )
 CACHE="$BUILDDIR/kernel-$FLAVOUR-$KEY"
 USER_CACHE="$USER_CACHE_ROOT/$KEY"
+# tools: not-a-program
 CACHED_FILES=(bzImage config modinfo)
 
 complete() { # dir: holds every cached file
@@ -129,6 +130,7 @@ echo "kernel: configuring $FLAVOUR (tinyconfig + ${FRAGMENTS[*]##*/})"
 # every `# CONFIG_X is not set` must not have become =y/=m.
 # A later fragment overrides an earlier one (metal.config's NR_CPUS over keel.config's): only the last line for
 # each symbol is checked.
+LAST_LINE_PER_SYMBOL='{ sym = $0; sub(/^# /, "", sym); sub(/[= ].*/, "", sym); last[sym] = NR; line[NR] = $0 } END { for (s in last) print last[s] "\t" line[last[s]] }'
 bad=0
 while IFS= read -r line; do
     case "$line" in
@@ -151,8 +153,7 @@ while IFS= read -r line; do
 done < <(
     for f in "${FRAGMENTS[@]}"; do
         grep -E '^(CONFIG_[A-Za-z0-9_]+=|# CONFIG_[A-Za-z0-9_]+ is not set$)' "$f"
-    done | awk '{ sym = $0; sub(/^# /, "", sym); sub(/[= ].*/, "", sym); last[sym] = NR; line[NR] = $0 }
-                END { for (s in last) print last[s] "\t" line[last[s]] }' | sort -n | cut -f2-
+    done | awk "$LAST_LINE_PER_SYMBOL" | sort -n | cut -f2-
 )
 if [ "$bad" -ne 0 ]; then
     echo "kernel: ${FRAGMENTS[*]##*/} does not apply cleanly to $(basename "$TARBALL"); fix the fragment" >&2

@@ -18,11 +18,10 @@ export LC_ALL=C
 # symbol -> prompt, from every Kconfig file (first prompt wins)
 PROMPTS=$(mktemp)
 trap 'rm -f "$PROMPTS"' EXIT
-(cd "$SRC" && find . -name 'Kconfig*' -print0 | xargs -0 awk '
-    /^(menu)?config [A-Z0-9_]+/ { sym = $2; next }
-    sym != "" && /^[ \t]+(bool|tristate|prompt)[ \t]+["\047]/ {
-        p = $0; sub(/^[ \t]+[a-z]+[ \t]+["\047]/, "", p); sub(/["\047][^"\047]*$/, "", p); print sym "\t" p; sym = ""; next }
-    /^[^ \t]/ { sym = "" }' | sort -u -t "$(printf '\t')" -k1,1) > "$PROMPTS"
+# symbol <TAB> prompt, for every config symbol with a bool/tristate/prompt line
+KCONFIG_PROMPTS='/^(menu)?config [A-Z0-9_]+/ { sym = $2; next } sym != "" && /^[ \t]+(bool|tristate|prompt)[ \t]+["\047]/ { p = $0; sub(/^[ \t]+[a-z]+[ \t]+["\047]/, "", p); sub(/["\047][^"\047]*$/, "", p); print sym "\t" p; sym = ""; next } /^[^ \t]/ { sym = "" }'
+(cd "$SRC" && find . -name 'Kconfig*' -print0 | xargs -0 awk "$KCONFIG_PROMPTS" | sort -u -t "$(printf '\t')" -k1,1) \
+    > "$PROMPTS"
 prompt() { awk -F '\t' -v s="$1" '$1 == s { print $2; exit }' "$PROMPTS"; }
 
 cat <<'HEAD'
