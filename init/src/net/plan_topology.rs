@@ -15,6 +15,12 @@ fn ours(l: &ObsLink) -> bool {
     l.info.alias.as_deref() == Some(KEEL_ALIAS)
 }
 
+/// The empty `bond0` the bonding driver makes at boot (max_bonds=1): down, no members. Nobody uses it, so Keel
+/// may take it over (remove it and make its own).
+fn unused_default_bond(l: &ObsLink, obs: &Observed) -> bool {
+    l.info.kind.as_deref() == Some("bond") && !l.up && !obs.links.iter().any(|m| m.info.master == Some(l.index))
+}
+
 /// Why an existing link of the desired name is not the desired link, if it is not.
 fn mismatch(want: &VirtualLink, have: &ObsLink) -> Option<String> {
     let kind = want.kind.kind();
@@ -37,9 +43,18 @@ pub fn plan(desired: &Desired, obs: &Observed, ops: &mut Vec<Op>, pending: &mut 
     // Bonds and bridges before VLANs: a VLAN is usually on a bond.
     let mut wanted: Vec<&VirtualLink> = desired.virtual_links.iter().collect();
     wanted.sort_by_key(|v| matches!(v.kind, VirtualKind::Vlan { .. }));
+    // Links made, removed or held back in this pass: what sits on them waits for the next.
+    let mut unsettled: Vec<String> = Vec::new();
     for v in wanted {
         let item = format!("{} {}", v.kind.kind(), v.name);
+        if let VirtualKind::Vlan { parent: super::model::LinkMatch::Name(p), .. } = &v.kind {
+            if unsettled.contains(p) {
+                pend(pending, item, format!("parent {p} is not ready yet"));
+                continue;
+            }
+        }
         let Some(have) = obs.links.iter().find(|l| l.name == v.name) else {
+            unsettled.push(v.name.clone());
             let parent = match &v.kind {
                 VirtualKind::Vlan { parent, .. } => match obs.link(parent) {
                     Some(p) => Some(p.index),
@@ -54,7 +69,8 @@ pub fn plan(desired: &Desired, obs: &Observed, ops: &mut Vec<Op>, pending: &mut 
             continue;
         };
         if let Some(why) = mismatch(v, have) {
-            if ours(have) {
+            unsettled.push(v.name.clone());
+            if ours(have) || unused_default_bond(have, obs) {
                 ops.push(Op::DelLink { index: have.index, name: have.name.clone() });
             } else {
                 pend(pending, item, format!("{why}: not Keel's, left alone"));

@@ -49,7 +49,7 @@ fn a_bond_and_its_vlan_are_made_in_passes_then_nothing_is_written() {
     // Pass 1: only the NICs. The bond is made; the VLAN waits for it (its parent has no index yet).
     let (ops, pending) = run(&d, vec![nic(2, "eth0"), nic(3, "eth1")]);
     assert_eq!(ops, ["op=link-add if=bond0 kind=bond"]);
-    assert_eq!(pending, ["vlan bond0.100: parent bond0 not found"]);
+    assert_eq!(pending, ["vlan bond0.100: parent bond0 is not ready yet"]);
     // Pass 2: the bond exists (down, as the kernel makes it): members join it, it comes up, the VLAN is made.
     let mut bond = virt(4, "bond0", "bond", true);
     bond.up = false;
@@ -124,4 +124,22 @@ fn bridge_members_are_brought_up_and_members_get_no_dhcp_of_their_own() {
     let mut fresh = nic(3, "eth1");
     fresh.info.master = None;
     assert!(is_member(&d, &obs, &fresh));
+}
+
+#[test]
+fn the_empty_bond0_the_driver_makes_is_taken_over_and_vlans_wait_for_it() {
+    let d = desired();
+    // The bonding driver's own bond0: balance-rr, down, no members, no alias.
+    let mut default_bond = virt(4, "bond0", "bond", false);
+    default_bond.up = false;
+    default_bond.info.bond_mode = Some(0);
+    let (ops, pending) = run(&d, vec![nic(2, "eth0"), nic(3, "eth1"), default_bond.clone()]);
+    assert_eq!(ops, ["op=link-del if=bond0"]);
+    assert_eq!(pending, ["vlan bond0.100: parent bond0 is not ready yet"]);
+    // One that is in use (a member joined it by hand) is someone else's: left alone, and so is its VLAN.
+    let mut member = nic(2, "eth0");
+    member.info.master = Some(4);
+    let (ops, pending) = run(&d, vec![member, nic(3, "eth1"), default_bond]);
+    assert!(ops.is_empty(), "{ops:?}");
+    assert_eq!(pending.len(), 2, "{pending:?}");
 }
