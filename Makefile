@@ -82,16 +82,19 @@ $(BUILD)/default.toml.sig: $(KEEL_DEFAULT_CONFIG) $(KEEL_SIGNING_KEY)
 	@cp $(KEEL_DEFAULT_CONFIG) $(BUILD)/default.toml && rm -f $@
 	@ssh-keygen -q -Y sign -n keel-config -f $(KEEL_SIGNING_KEY) $(BUILD)/default.toml
 
+# How the initramfs is compressed (the kernel needs the matching CONFIG_RD_*): measured by `make compress-bench`.
+INITRAMFS_COMPRESS := zstd -q -19 -c
+
 ## image: build/vmlinuz, build/initramfs.cpio.zst, and build/initramfs-test.cpio.zst (= production + test helper).
 IMAGE_VARS = KEEL_INIT=$(RELEASE)/keel-init KEEL_DEMO=$(RELEASE)/keel-demo KEEL_ALLOWED_SIGNERS=$(KEEL_ALLOWED_SIGNERS) \
              KEEL_DEFAULT_CONFIG=$(KEEL_DEFAULT_CONFIG) KEEL_DEFAULT_SIG=$(KEEL_DEFAULT_SIG)
 
 image: kernel init keys $(KEEL_DEFAULT_SIG)
 	@$(IMAGE_VARS) $(MKIMAGE) image/initramfs.manifest $(BUILD)/initramfs.cpio >/dev/null
-	@zstd -q -19 -f $(BUILD)/initramfs.cpio -o $(BUILD)/initramfs-root.cpio.zst
+	@$(INITRAMFS_COMPRESS) < $(BUILD)/initramfs.cpio > $(BUILD)/initramfs-root.cpio.zst
 	@cat $(MICROCODE_CPIO) $(BUILD)/initramfs-root.cpio.zst > $(BUILD)/initramfs.cpio.zst
 	@KEEL_TESTHELPER=$(RELEASE)/keel-testhelper $(MKIMAGE) image/initramfs-test.manifest $(BUILD)/test-extra.cpio >/dev/null
-	@zstd -q -19 -f $(BUILD)/test-extra.cpio -o $(BUILD)/test-extra.cpio.zst
+	@$(INITRAMFS_COMPRESS) < $(BUILD)/test-extra.cpio > $(BUILD)/test-extra.cpio.zst
 	@cat $(BUILD)/initramfs.cpio.zst $(BUILD)/test-extra.cpio.zst > $(BUILD)/initramfs-test.cpio.zst
 	@printf 'image: %-28s %8s bytes\n' "vmlinuz ($(KEEL_KERNEL))" $$(stat -c %s $(BUILD)/vmlinuz) \
 	  "microcode.cpio (early)" $$(stat -c %s $(MICROCODE_CPIO)) \
@@ -105,7 +108,7 @@ image: kernel init keys $(KEEL_DEFAULT_SIG)
 reproducible: image
 	@mkdir -p $(BUILD)/repro
 	@$(IMAGE_VARS) $(MKIMAGE) image/initramfs.manifest $(BUILD)/repro/initramfs.cpio >/dev/null
-	@zstd -q -19 -f $(BUILD)/repro/initramfs.cpio -o $(BUILD)/repro/initramfs-root.cpio.zst
+	@$(INITRAMFS_COMPRESS) < $(BUILD)/repro/initramfs.cpio > $(BUILD)/repro/initramfs-root.cpio.zst
 	@$(MKIMAGE) $(FIRMWARE_DIR)/microcode.manifest $(BUILD)/repro/microcode.cpio >/dev/null
 	@if [ -s $(MICROCODE_CPIO) ]; then cmp $(MICROCODE_CPIO) $(BUILD)/repro/microcode.cpio; fi
 	@cmp $(BUILD)/initramfs-root.cpio.zst $(BUILD)/repro/initramfs-root.cpio.zst && echo "reproducible: initramfs rebuilt byte-identical"
@@ -140,9 +143,12 @@ test: setup lint unit reproducible e2e netns fuzz-ci
 
 ## bench: netlink convergence in a netns, then boots N times per network mode (BENCH_RUNS, default 5): medians vs targets;
 ## then both kernel flavours (the virt one is built, once, for this): sizes and boot to ready.
-bench: image
-	@$(CARGO) test --quiet --release -p keel-init root_netns_bench -- --ignored --nocapture 2>&1 | grep '^net bench'
-	@$(MAKE) --no-print-directory api-size
+## BENCH_ONLY=services|api|side|flavours runs only that section (side: Keel vs the busybox peer, image/bench.mk).
+bench: image peer
+	@if [ -z "$${BENCH_ONLY:-}" ]; then \
+	  $(CARGO) test --quiet --release -p keel-init root_netns_bench -- --ignored --nocapture 2>&1 | grep '^net bench'; \
+	  $(MAKE) --no-print-directory api-size; \
+	fi
 	@kernel-config/build.sh $(BUILD) virt >/dev/null
 	@$(CARGO) run --quiet --release -p keel-e2e --bin keel-bench -- $${BENCH_RUNS:-5}
 
@@ -206,3 +212,4 @@ include image/storage.mk
 include image/media.mk
 include image/tls.mk
 include image/firmware.mk
+include image/bench.mk
