@@ -34,7 +34,12 @@ CARGO_TOOLS  := $(call TOOLS_FROM,cargo)
 .PHONY: setup keys kernel init image reproducible run test unit lint e2e netns bench clean fuzz fuzz-setup fuzz-ci api-size
 
 ## setup: apt packages, PyPI tools, cargo tools and the musl target from tools.txt; quiet when all are there.
+## Firmware packages live in Debian's non-free-firmware component: added to apt's sources if none names it.
 setup:
+	@if ! grep -rqs '^[^#]*non-free-firmware' /etc/apt/sources.list /etc/apt/sources.list.d/; then \
+	  echo "setup: adding Debian's non-free-firmware component (/etc/apt/sources.list.d/keel-firmware.sources)"; \
+	  cp image/keel-firmware.sources /etc/apt/sources.list.d/keel-firmware.sources; \
+	fi
 	@missing=$$(for p in $(APT_PACKAGES); do \
 	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -50,9 +55,12 @@ setup:
 	  test -x $(HOME)/.cargo/bin/$$t || command -v $$t >/dev/null || { echo "setup: installing $$t (cargo)"; \
 	    $(CARGO) install --quiet --locked $$t; }; done
 
-## kernel: build/vmlinuz from Debian's linux-source-6.12 and kernel-config/keel.config (cached by config hash).
+## kernel: build/vmlinuz from Debian's linux-source-6.12: KEEL_KERNEL=metal (default: keel.config + metal.config,
+## real servers) or virt (keel.config: QEMU/cloud only). Cached by config hash, also per user (kernel-config/build.sh).
+KEEL_KERNEL ?= metal
 kernel: setup
-	@kernel-config/build.sh $(BUILD)
+	@kernel-config/build.sh $(BUILD) $(KEEL_KERNEL)
+	@cmp -s $(BUILD)/vmlinuz-$(KEEL_KERNEL) $(BUILD)/vmlinuz || cp -f $(BUILD)/vmlinuz-$(KEEL_KERNEL) $(BUILD)/vmlinuz
 
 ## init: the static PID 1, the demo workload, the test helper, and the image writer; built once per run.
 init: setup
@@ -83,11 +91,14 @@ IMAGE_VARS = KEEL_INIT=$(RELEASE)/keel-init KEEL_DEMO=$(RELEASE)/keel-demo KEEL_
 
 image: kernel init keys $(KEEL_DEFAULT_SIG)
 	@$(IMAGE_VARS) $(MKIMAGE) image/initramfs.manifest $(BUILD)/initramfs.cpio >/dev/null
-	@$(INITRAMFS_COMPRESS) < $(BUILD)/initramfs.cpio > $(BUILD)/initramfs.cpio.zst
+	@$(INITRAMFS_COMPRESS) < $(BUILD)/initramfs.cpio > $(BUILD)/initramfs-root.cpio.zst
+	@cat $(MICROCODE_CPIO) $(BUILD)/initramfs-root.cpio.zst > $(BUILD)/initramfs.cpio.zst
 	@KEEL_TESTHELPER=$(RELEASE)/keel-testhelper $(MKIMAGE) image/initramfs-test.manifest $(BUILD)/test-extra.cpio >/dev/null
 	@$(INITRAMFS_COMPRESS) < $(BUILD)/test-extra.cpio > $(BUILD)/test-extra.cpio.zst
 	@cat $(BUILD)/initramfs.cpio.zst $(BUILD)/test-extra.cpio.zst > $(BUILD)/initramfs-test.cpio.zst
-	@printf 'image: %-28s %8s bytes\n' vmlinuz $$(stat -c %s $(BUILD)/vmlinuz) \
+	@printf 'image: %-28s %8s bytes\n' "vmlinuz ($(KEEL_KERNEL))" $$(stat -c %s $(BUILD)/vmlinuz) \
+	  "microcode.cpio (early)" $$(stat -c %s $(MICROCODE_CPIO)) \
+	  "initramfs-root.cpio.zst" $$(stat -c %s $(BUILD)/initramfs-root.cpio.zst) \
 	  initramfs.cpio.zst $$(stat -c %s $(BUILD)/initramfs.cpio.zst) \
 	  initramfs-test.cpio.zst $$(stat -c %s $(BUILD)/initramfs-test.cpio.zst) \
 	  "init (static musl)" $$(stat -c %s $(RELEASE)/keel-init) \
@@ -97,8 +108,10 @@ image: kernel init keys $(KEEL_DEFAULT_SIG)
 reproducible: image
 	@mkdir -p $(BUILD)/repro
 	@$(IMAGE_VARS) $(MKIMAGE) image/initramfs.manifest $(BUILD)/repro/initramfs.cpio >/dev/null
-	@$(INITRAMFS_COMPRESS) < $(BUILD)/repro/initramfs.cpio > $(BUILD)/repro/initramfs.cpio.zst
-	@cmp $(BUILD)/initramfs.cpio.zst $(BUILD)/repro/initramfs.cpio.zst && echo "reproducible: initramfs rebuilt byte-identical"
+	@$(INITRAMFS_COMPRESS) < $(BUILD)/repro/initramfs.cpio > $(BUILD)/repro/initramfs-root.cpio.zst
+	@$(MKIMAGE) $(FIRMWARE_DIR)/microcode.manifest $(BUILD)/repro/microcode.cpio >/dev/null
+	@if [ -s $(MICROCODE_CPIO) ]; then cmp $(MICROCODE_CPIO) $(BUILD)/repro/microcode.cpio; fi
+	@cmp $(BUILD)/initramfs-root.cpio.zst $(BUILD)/repro/initramfs-root.cpio.zst && echo "reproducible: initramfs rebuilt byte-identical"
 
 ## run: boot a node in QEMU on the serial console (Ctrl-A X exits).
 run: image
@@ -128,13 +141,15 @@ netns: setup
 ## test: set-up, lint, unit tests, reproducibility, the QEMU end-to-end tests, then the DHCP netns test.
 test: setup lint unit reproducible e2e netns fuzz-ci
 
-## bench: netlink convergence in a netns, then boots N times per network mode (BENCH_RUNS, default 5): medians vs targets.
-## BENCH_ONLY=services|api|side runs only that section (side: Keel vs the busybox peer, image/bench.mk).
+## bench: netlink convergence in a netns, then boots N times per network mode (BENCH_RUNS, default 5): medians vs targets;
+## then both kernel flavours (the virt one is built, once, for this): sizes and boot to ready.
+## BENCH_ONLY=services|api|side|flavours runs only that section (side: Keel vs the busybox peer, image/bench.mk).
 bench: image peer
 	@if [ -z "$${BENCH_ONLY:-}" ]; then \
 	  $(CARGO) test --quiet --release -p keel-init root_netns_bench -- --ignored --nocapture 2>&1 | grep '^net bench'; \
 	  $(MAKE) --no-print-directory api-size; \
 	fi
+	@kernel-config/build.sh $(BUILD) virt >/dev/null
 	@$(CARGO) run --quiet --release -p keel-e2e --bin keel-bench -- $${BENCH_RUNS:-5}
 
 ## api-size: keel-init without the node API (feature `api` off; its own target dir) beside the shipped one, so
@@ -196,4 +211,5 @@ clean:
 include image/storage.mk
 include image/media.mk
 include image/tls.mk
+include image/firmware.mk
 include image/bench.mk

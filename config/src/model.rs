@@ -48,6 +48,36 @@ pub struct Network {
     pub ntp: Vec<Host>,
     pub links: Vec<Link>,
     pub routes: Vec<Route>,
+    pub bonds: Vec<Bond>,
+    pub vlans: Vec<Vlan>,
+    pub bridges: Vec<Bridge>,
+}
+
+/// A bond; `mode`, `lacp_rate` and `xmit_hash_policy` hold one of the names validation accepts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bond {
+    pub name: String,
+    pub members: Vec<String>,
+    pub mode: String,
+    pub miimon: Option<u32>,
+    pub lacp_rate: Option<String>,
+    pub xmit_hash_policy: Option<String>,
+    pub updelay: Option<u32>,
+    pub downdelay: Option<u32>,
+    pub min_links: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Vlan {
+    pub name: String,
+    pub parent: String,
+    pub id: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bridge {
+    pub name: String,
+    pub members: Vec<String>,
 }
 
 /// How a link (and a route's `link`) picks its interface.

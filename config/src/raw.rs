@@ -114,6 +114,69 @@ pub struct Network {
     pub link: Vec<At<Link>>,
     #[serde(default)]
     pub route: Vec<At<Route>>,
+    /// Bonds Keel makes; give their addresses, DHCP and MTU with a [[network.link]] of the same name.
+    #[serde(default)]
+    pub bond: Vec<At<Bond>>,
+    /// Tagged VLANs on a NIC or bond.
+    #[serde(default)]
+    pub vlan: Vec<At<Vlan>>,
+    /// Bridges over NICs or bonds.
+    #[serde(default)]
+    pub bridge: Vec<At<Bridge>>,
+}
+
+/// A bond (link aggregation): its members are enslaved to it and carry no address of their own.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Bond {
+    /// Interface name of the bond, e.g. "bond0".
+    pub name: At<String>,
+    /// Interface names of its members, e.g. ["eno1", "eno2"].
+    pub members: Vec<At<String>>,
+    /// "802.3ad" (LACP), "active-backup", "balance-rr", "balance-xor", "broadcast", "balance-tlb" or "balance-alb".
+    pub mode: At<String>,
+    /// Link monitoring interval in milliseconds (default 100; 0 turns it off).
+    #[cfg_attr(feature = "schema", schemars(range(min = 0, max = 4294967295_i64)))]
+    pub miimon: Option<At<i64>>,
+    /// 802.3ad only: "slow" (every 30 s, the default) or "fast" (every second) LACPDUs.
+    pub lacp_rate: Option<At<String>>,
+    /// "layer2", "layer2+3", "layer3+4", "encap2+3" or "encap3+4": which headers choose a flow's member.
+    pub xmit_hash_policy: Option<At<String>>,
+    /// Milliseconds a member must be up before it is used.
+    #[cfg_attr(feature = "schema", schemars(range(min = 0, max = 4294967295_i64)))]
+    pub updelay: Option<At<i64>>,
+    /// Milliseconds a member must be down before it is dropped.
+    #[cfg_attr(feature = "schema", schemars(range(min = 0, max = 4294967295_i64)))]
+    pub downdelay: Option<At<i64>>,
+    /// 802.3ad: members that must be up for the bond to have carrier.
+    #[cfg_attr(feature = "schema", schemars(range(min = 0, max = 4294967295_i64)))]
+    pub min_links: Option<At<i64>>,
+}
+
+/// An 802.1Q VLAN on `parent`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Vlan {
+    /// Interface name of the VLAN, e.g. "bond0.100".
+    pub name: At<String>,
+    /// The NIC or bond it is tagged on.
+    pub parent: At<String>,
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 4094)))]
+    pub id: At<i64>,
+}
+
+/// A Linux bridge over `members`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Bridge {
+    /// Interface name of the bridge, e.g. "br0".
+    pub name: At<String>,
+    /// Interface names of its ports.
+    #[serde(default)]
+    pub members: Vec<At<String>>,
 }
 
 /// One network interface, selected by exactly one of `name` or `mac`.
@@ -178,7 +241,7 @@ pub enum Filesystem {
 pub struct Volume {
     /// Unique name, [a-z0-9-]+.
     pub name: At<String>,
-    /// Which block device: "/dev/vdb", "serial:…", "wwn:…", "partlabel:…", "label:…", "blank" or "blank:>=4G".
+    /// Which block device: "/dev/vdb", "serial:…", "wwn:…", "model:…", "path:…", "partlabel:…", "label:…", "blank" or "blank:>=4G".
     pub device: At<String>,
     #[serde(default)]
     pub fs: Filesystem,

@@ -6,6 +6,8 @@
 //! | `/dev/vdb`, `/dev/vdb1` | that disk or partition |
 //! | `serial:XYZ` | the disk whose serial number is `XYZ` |
 //! | `wwn:0x5000c500a1b2c3d4` | the disk whose World Wide Name is that (`naa.`/`eui.`/`0x` prefixes are ignored) |
+//! | `model:NAME` | the disk whose model is `NAME` (spaces written as `_`: `model:SAMSUNG_MZ7LH960`) |
+//! | `path:ID` | the disk at that place on the buses (udev's by-path style: `path:pci-0000:3b:00.0-nvme-1`) |
 //! | `partlabel:NAME` | the GPT partition named `NAME` |
 //! | `label:NAME` | the filesystem labelled `NAME` (on a partition or a whole disk) |
 //! | `blank`, `blank:>=4G` | the volume's own partition if one exists, else the first blank disk (of at least 4 GiB) |
@@ -18,6 +20,10 @@ pub enum Selector {
     Path(String),
     Serial(String),
     Wwn(String),
+    /// The disk's model, spaces written as `_` (as udev's `ID_MODEL`).
+    Model(String),
+    /// Where the disk sits on the buses (`pci-0000:00:1f.2-ata-1`), as the node reports it in status.
+    ByPath(String),
     PartLabel(String),
     Label(String),
     /// A blank disk of at least `min_bytes`.
@@ -30,7 +36,7 @@ pub enum Selector {
 #[error("{0}")]
 pub struct SelectorError(pub String);
 
-const KINDS: &str = "/dev/NAME, serial:…, wwn:…, partlabel:…, label:…, blank or blank:>=SIZE";
+const KINDS: &str = "/dev/NAME, serial:…, wwn:…, model:…, path:…, partlabel:…, label:…, blank or blank:>=SIZE";
 
 impl FromStr for Selector {
     type Err = SelectorError;
@@ -62,6 +68,8 @@ impl FromStr for Selector {
         match kind {
             "serial" => Ok(Selector::Serial(value.to_string())),
             "wwn" => Ok(Selector::Wwn(value.to_string())),
+            "model" => Ok(Selector::Model(value.to_string())),
+            "path" => Ok(Selector::ByPath(value.to_string())),
             "partlabel" if value.encode_utf16().count() > 36 => {
                 err("partlabel: GPT names are at most 36 characters".into())
             }
@@ -82,12 +90,20 @@ impl fmt::Display for Selector {
             Selector::Path(p) => f.write_str(p),
             Selector::Serial(v) => write!(f, "serial:{v}"),
             Selector::Wwn(v) => write!(f, "wwn:{v}"),
+            Selector::Model(v) => write!(f, "model:{v}"),
+            Selector::ByPath(v) => write!(f, "path:{v}"),
             Selector::PartLabel(v) => write!(f, "partlabel:{v}"),
             Selector::Label(v) => write!(f, "label:{v}"),
             Selector::Blank { min_bytes: 0 } => f.write_str("blank"),
             Selector::Blank { min_bytes } => write!(f, "blank:>={}", format_size(*min_bytes)),
         }
     }
+}
+
+/// A model or vendor string as selectors write it: trimmed, each run of spaces one `_` (`QEMU HARDDISK` ->
+/// `QEMU_HARDDISK`), so it fits on a kernel command line.
+pub fn model_key(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join("_")
 }
 
 /// `4G`, `512M`, `100K`, `1T` (powers of 1024; an optional trailing `B`/`iB`), or a plain number of bytes.
@@ -127,6 +143,8 @@ mod tests {
             ("/dev/nvme0n1p2", Selector::Path("/dev/nvme0n1p2".into())),
             ("serial:QM00001", Selector::Serial("QM00001".into())),
             ("wwn:0x5000c500a1b2c3d4", Selector::Wwn("0x5000c500a1b2c3d4".into())),
+            ("model:QEMU_HARDDISK", Selector::Model("QEMU_HARDDISK".into())),
+            ("path:pci-0000:00:1f.2-ata-1", Selector::ByPath("pci-0000:00:1f.2-ata-1".into())),
             ("partlabel:KEEL_STATE", Selector::PartLabel("KEEL_STATE".into())),
             ("label:data", Selector::Label("data".into())),
             ("blank", Selector::Blank { min_bytes: 0 }),
@@ -172,5 +190,12 @@ mod tests {
         assert_eq!(format_size(4 << 30), "4G");
         assert_eq!(format_size(1536 << 20), "1536M");
         assert_eq!(format_size(1000), "1000");
+    }
+
+    #[test]
+    fn model_keys_join_words_with_underscores() {
+        assert_eq!(model_key("  QEMU HARDDISK   "), "QEMU_HARDDISK");
+        assert_eq!(model_key("SAMSUNG  MZ7LH960HAJR-00005"), "SAMSUNG_MZ7LH960HAJR-00005");
+        assert_eq!(model_key("QEMU_HARDDISK"), "QEMU_HARDDISK");
     }
 }

@@ -36,6 +36,10 @@ pub struct Settings {
     pub test: Option<TestHook>,
     /// The kernel's `ip=` (interpreted by the network controller; the kernel itself has no IP autoconfig).
     pub ip: Option<String>,
+    /// `bond=`, `vlan=`, `bridge=` (dracut's syntax), in order; parsed by the network (net/topology.rs).
+    pub bond: Vec<String>,
+    pub vlan: Vec<String>,
+    pub bridge: Vec<String>,
     /// SNTP servers from `keel.ntp=a,b`.
     pub ntp: Vec<String>,
     /// Where to pull the node config from (`${mac}`, `${uuid}`, `${hostname}` substituted); its signature is at
@@ -60,6 +64,9 @@ impl Default for Settings {
             run: None,
             test: None,
             ip: None,
+            bond: Vec::new(),
+            vlan: Vec::new(),
+            bridge: Vec::new(),
             ntp: Vec::new(),
             config_url: None,
             config_interval: Duration::from_secs(30),
@@ -133,6 +140,13 @@ impl Settings {
             if key == "ip" {
                 s.ip = value;
                 continue;
+            }
+            // dracut's network topology words (net/topology.rs); each may repeat.
+            match (key.as_str(), &value) {
+                ("bond", v) => s.bond.push(v.clone().unwrap_or_default()),
+                ("vlan", Some(v)) => s.vlan.push(v.clone()),
+                ("bridge", v) => s.bridge.push(v.clone().unwrap_or_else(|| "br0".into())),
+                _ => {}
             }
             if !key.starts_with("keel.") {
                 continue;

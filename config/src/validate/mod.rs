@@ -3,6 +3,7 @@
 
 mod network;
 mod services;
+mod topology;
 mod workloads;
 
 use std::collections::BTreeMap;

@@ -23,6 +23,7 @@ pub(super) fn network(net: &raw::Network, sink: &mut Sink) -> Network {
     });
     let links = links(&net.link, sink);
     let routes = net.route.iter().enumerate().filter_map(|(i, r)| route(r.get(), i, &links, sink)).collect();
+    let (bonds, vlans, bridges) = super::topology::topology(net, sink);
     // Links that failed validation are still kept above (so routes can refer to them without a second error),
     // but only the valid ones make the config.
     Network {
@@ -31,6 +32,9 @@ pub(super) fn network(net: &raw::Network, sink: &mut Sink) -> Network {
         ntp,
         links: links.into_iter().filter_map(|(l, ok)| ok.then_some(l)).collect(),
         routes,
+        bonds,
+        vlans,
+        bridges,
     }
 }
 

@@ -309,7 +309,7 @@ fn volume_devices_labels_and_options() {
         errors(body),
         [
             "node.toml:5:10: storage.volume[0].device: \"sda\" is not a device selector; expected /dev/NAME, serial:…, \
-             wwn:…, partlabel:…, label:…, blank or blank:>=SIZE",
+             wwn:…, model:…, path:…, partlabel:…, label:…, blank or blank:>=SIZE",
             "node.toml:7:9: storage.volume[0].label: must not contain spaces or control characters",
             "node.toml:8:1: storage.volume[1].options: \"bind\" is not a mount option a volume may take",
             "node.toml:8:1: storage.volume[1].options: \"a,b\" must be one word without commas",

@@ -40,6 +40,10 @@ pub fn network(config: &Config, boot: &Desired) -> Desired {
             origin: Origin::Static,
         });
     }
+    // Bonds, VLANs and bridges: the config's, else the ones the command line made (a config that only sets
+    // addresses on `bond0` keeps the `bond=` that brought the node up).
+    let virtual_links = crate::net::topology::from_config(net);
+    d.virtual_links = if virtual_links.is_empty() { boot.virtual_links.clone() } else { virtual_links };
     if !net.nameservers.is_empty() {
         d.nameservers = net.nameservers.clone();
     }

@@ -99,7 +99,8 @@ pub fn effective(base: &Desired, obs: &Observed, leases: &BTreeMap<u32, LeaseInf
         }
     }
     if d.dhcp_all_physical {
-        for l in obs.links.iter().filter(|l| l.physical) {
+        // Not the members of a bond or bridge: their address belongs on the bond.
+        for l in obs.links.iter().filter(|l| l.physical && !super::plan_topology::is_member(base, obs, l)) {
             if d.links.iter().all(|s| obs.link(&s.link).map(|o| o.index) != Some(l.index)) {
                 d.links.push(LinkSpec { link: LinkMatch::Name(l.name.clone()), up: true, mtu: None, dhcp4: true });
             }

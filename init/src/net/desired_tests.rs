@@ -11,6 +11,7 @@ fn link(index: u32, name: &str, physical: bool, carrier: bool) -> ObsLink {
         mtu: 1500,
         loopback: false,
         physical,
+        info: Default::default(),
     }
 }
 

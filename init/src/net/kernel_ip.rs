@@ -1,7 +1,8 @@
 //! The kernel's `ip=` parameter (Documentation/admin-guide/nfs/nfsroot.rst), interpreted by Keel so bare metal
 //! can come up static without a DHCP server:
 //! `ip=<client>:<server>:<gw>:<netmask>:<hostname>:<device>:<autoconf>:<dns0>:<dns1>:<ntp0>`,
-//! or one word: `ip=dhcp` (also `on`, `any`, `both`, `bootp`) or `ip=off` (also `none`).
+//! or one word: `ip=dhcp` (also `on`, `any`, `both`, `bootp`) or `ip=off` (also `none`), or dracut's
+//! `ip=<interface>:<autoconf>[:<mtu>[:<mac>]]` (`ip=bond0.100:dhcp`, for a bond or VLAN from `bond=`/`vlan=`).
 
 use super::model::mask_to_prefix;
 use std::net::Ipv4Addr;
@@ -52,6 +53,18 @@ pub fn parse(value: &str) -> Result<KernelIp, String> {
         _ => {}
     }
     let f: Vec<&str> = value.split(':').collect();
+    // dracut: <interface>:<autoconf>[:<mtu>[:<mac>]] (the first field is a name, not an address).
+    if (2..=4).contains(&f.len()) && f[0].starts_with(|c: char| c.is_ascii_alphabetic()) {
+        let device = f[0].to_string();
+        if !super::topology::valid_ifname(&device) {
+            return Err(format!("interface {device:?} is not an interface name"));
+        }
+        return match f[1] {
+            "on" | "any" | "dhcp" | "both" | "bootp" => Ok(KernelIp::Dhcp { device: Some(device), hostname: None }),
+            "off" | "none" => Ok(KernelIp::Off),
+            other => Err(format!("{device}:{other}: autoconf {other:?} is not dhcp, on, any, off or none")),
+        };
+    }
     if f.len() > 10 {
         return Err(format!("{} fields; ip= has at most 10", f.len()));
     }
@@ -97,6 +110,17 @@ pub fn parse(value: &str) -> Result<KernelIp, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dracut_interface_form() {
+        assert_eq!(parse("bond0.100:dhcp"), Ok(KernelIp::Dhcp { device: Some("bond0.100".into()), hostname: None }));
+        assert_eq!(parse("bond0:dhcp:9000"), Ok(KernelIp::Dhcp { device: Some("bond0".into()), hostname: None }));
+        assert_eq!(parse("eth0:off"), Ok(KernelIp::Off));
+        assert!(parse("eth0:static").unwrap_err().contains("autoconf \"static\""));
+        // The kernel's form still starts with an address (or nothing).
+        assert!(matches!(parse("10.0.0.5::10.0.0.1:255.255.255.0::eth0:off"), Ok(KernelIp::Static { .. })));
+        assert!(matches!(parse(":::::eth1:dhcp"), Ok(KernelIp::Dhcp { .. })));
+    }
 
     fn v4(s: &str) -> Ipv4Addr {
         s.parse().unwrap()

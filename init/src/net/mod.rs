@@ -10,9 +10,13 @@ pub mod model;
 pub mod netlink;
 #[cfg(test)]
 pub mod netns_tests;
+#[cfg(test)]
+mod netns_topology_tests;
 pub mod observed;
 pub mod plan;
+mod plan_topology;
 pub mod resolv;
+pub mod topology;
 
 use crate::cmdline::Settings;
 use controller::{Controller, NetEvent, NetStatus, Options};
@@ -55,6 +59,12 @@ pub fn start(
 /// is the node's name unless a config names another (it wins over `ip=`'s and DHCP's names).
 pub fn boot_desired(settings: &Settings, ip: Option<&kernel_ip::KernelIp>) -> Desired {
     let mut base = desired::before_config(ip);
+    // bond=, vlan=, bridge=: a bad one is logged and left out; the boot goes on.
+    let (virtual_links, errors) = topology::from_cmdline(&settings.bond, &settings.vlan, &settings.bridge);
+    for e in errors {
+        log::warn!("net.cmdline_invalid error={}", crate::logging::q(&e));
+    }
+    base.virtual_links = virtual_links;
     if !settings.ntp.is_empty() {
         base.ntp = settings.ntp.clone();
     }

@@ -96,6 +96,8 @@ pub struct Desired {
     pub ntp: Vec<String>,
     /// Bring up every physical link and run DHCP on those with carrier (the default before any config).
     pub dhcp_all_physical: bool,
+    /// Bonds, VLANs and bridges Keel makes (from config, or `bond=`/`vlan=`/`bridge=` before any).
+    pub virtual_links: Vec<super::topology::VirtualLink>,
 }
 
 /// `10.0.0.0/8` → network address with host bits cleared.

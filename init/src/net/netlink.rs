@@ -3,10 +3,12 @@
 
 use super::observed::{addr_from_message, link_from_message, route_from_message, Observed, KEEL_PROTO, MAIN_TABLE};
 use super::plan::{Op, RouteOp};
+use super::topology::{HashPolicy, VirtualKind, VirtualLink};
 use futures_util::TryStreamExt;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressProtocol};
+use rtnetlink::packet_route::link::{BondLacpRate, BondMode as NlBondMode, BondXmitHashPolicy, LinkAttribute};
 use rtnetlink::packet_route::route::{RouteFlags, RouteProtocol};
-use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkBond, LinkBridge, LinkUnspec, LinkVlan, RouteMessageBuilder};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 #[derive(Debug, thiserror::Error)]
@@ -80,9 +82,77 @@ fn route_message(r: &RouteOp) -> Result<rtnetlink::packet_route::route::RouteMes
     Ok(m)
 }
 
+/// The netlink message that makes `link` (a VLAN on `parent`).
+fn create_message(
+    link: &VirtualLink,
+    parent: Option<u32>,
+) -> Result<rtnetlink::packet_route::link::LinkMessage, String> {
+    let mut m = match &link.kind {
+        VirtualKind::Bond(o) => {
+            let mut b = LinkBond::new(&link.name).mode(NlBondMode::from(o.mode.number()));
+            if let Some(v) = o.miimon {
+                b = b.miimon(v);
+            }
+            if let Some(v) = o.updelay {
+                b = b.updelay(v);
+            }
+            if let Some(v) = o.downdelay {
+                b = b.downdelay(v);
+            }
+            if let Some(v) = o.min_links {
+                b = b.min_links(v);
+            }
+            if let Some(fast) = o.lacp_rate_fast {
+                b = b.ad_lacp_rate(if fast { BondLacpRate::Fast } else { BondLacpRate::Slow });
+            }
+            if let Some(p) = o.xmit_hash_policy {
+                b = b.xmit_hash_policy(match p {
+                    HashPolicy::Layer2 => BondXmitHashPolicy::Layer2,
+                    HashPolicy::Layer34 => BondXmitHashPolicy::Layer34,
+                    HashPolicy::Layer23 => BondXmitHashPolicy::Layer23,
+                    HashPolicy::Encap23 => BondXmitHashPolicy::Encap23,
+                    HashPolicy::Encap34 => BondXmitHashPolicy::Encap34,
+                });
+            }
+            b.build()
+        }
+        VirtualKind::Vlan { id, .. } => {
+            let parent = parent.ok_or("a VLAN needs its parent link")?;
+            LinkVlan::new(&link.name, parent, *id).build()
+        }
+        VirtualKind::Bridge => LinkBridge::new(&link.name).build(),
+    };
+    if let Some(mtu) = link.mtu {
+        m.attributes.push(LinkAttribute::Mtu(mtu));
+    }
+    Ok(m)
+}
+
 pub async fn apply(handle: &Handle, op: &Op) -> Result<(), NetlinkError> {
     let err = |source| NetlinkError::Apply { op: op.to_string(), source };
     match op {
+        Op::CreateLink { link, parent } => {
+            let m =
+                create_message(link, *parent).map_err(|reason| NetlinkError::Invalid { op: op.to_string(), reason })?;
+            handle.link().add(m).execute().await.map_err(err)?;
+            // The kernel takes an alias only on a link that exists: mark it Keel's right after.
+            let mark = LinkUnspec::new_with_name(&link.name)
+                .append_extra_attribute(LinkAttribute::IfAlias(super::observed::KEEL_ALIAS.into()))
+                .build();
+            handle.link().set(mark).execute().await.map_err(err)
+        }
+        Op::DelLink { index, .. } => handle.link().del(*index).execute().await.map_err(err),
+        Op::SetMaster { index, master, .. } => {
+            // Bonding refuses a member that is up: down, enslave, up (the bond would bring it up; a bridge not).
+            handle.link().set(LinkUnspec::new_with_index(*index).down().build()).execute().await.map_err(err)?;
+            handle
+                .link()
+                .set(LinkUnspec::new_with_index(*index).controller(*master).build())
+                .execute()
+                .await
+                .map_err(err)?;
+            handle.link().set(LinkUnspec::new_with_index(*index).up().build()).execute().await.map_err(err)
+        }
         Op::SetLink { index, up, mtu, .. } => {
             let mut b = LinkUnspec::new_with_index(*index);
             match up {

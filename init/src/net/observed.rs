@@ -3,7 +3,10 @@
 
 use super::model::LinkMatch;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
-use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkLayerType, LinkMessage};
+use rtnetlink::packet_route::link::{
+    InfoBond, InfoData, InfoKind, InfoVlan, LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo, LinkLayerType,
+    LinkMessage,
+};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteFlags, RouteMessage};
 use std::net::IpAddr;
 
@@ -12,6 +15,25 @@ use std::net::IpAddr;
 pub const KEEL_PROTO: u8 = 229;
 /// The main routing table.
 pub const MAIN_TABLE: u32 = 254;
+
+/// What rtnetlink says about a link beyond its basics: its kind and where it is stacked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkInfo {
+    /// IFLA_INFO_KIND: `bond`, `vlan`, `bridge`, `veth`, … (None for a plain NIC).
+    pub kind: Option<String>,
+    /// The bond or bridge it is a member of (IFLA_MASTER).
+    pub master: Option<u32>,
+    /// The link it sits on (IFLA_LINK: a VLAN's parent).
+    pub parent: Option<u32>,
+    pub vlan_id: Option<u16>,
+    /// IFLA_BOND_MODE.
+    pub bond_mode: Option<u8>,
+    /// IFLA_IFALIAS: Keel marks the links it made with [`KEEL_ALIAS`], and removes only those.
+    pub alias: Option<String>,
+}
+
+/// The alias on every link Keel made (`ip link` shows `alias keel`): it owns those, and no others.
+pub const KEEL_ALIAS: &str = "keel";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObsLink {
@@ -24,6 +46,7 @@ pub struct ObsLink {
     pub loopback: bool,
     /// Backed by a device (`/sys/class/net/<name>/device` exists): a NIC, not a veth, bridge or tunnel.
     pub physical: bool,
+    pub info: LinkInfo,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,10 +99,34 @@ pub fn link_from_message(m: &LinkMessage) -> ObsLink {
         mtu: 0,
         loopback: m.header.link_layer_type == LinkLayerType::Loopback || m.header.flags.contains(LinkFlags::Loopback),
         physical: false,
+        info: LinkInfo::default(),
     };
     for attr in &m.attributes {
         match attr {
             LinkAttribute::IfName(n) => link.name = n.clone(),
+            LinkAttribute::Controller(i) => link.info.master = Some(*i),
+            LinkAttribute::Link(i) => link.info.parent = Some(*i),
+            LinkAttribute::IfAlias(a) => link.info.alias = Some(a.clone()),
+            LinkAttribute::LinkInfo(infos) => {
+                for i in infos {
+                    match i {
+                        NlLinkInfo::Kind(k) => link.info.kind = Some(kind_name(k)),
+                        NlLinkInfo::Data(InfoData::Vlan(v)) => {
+                            link.info.vlan_id = v.iter().find_map(|x| match x {
+                                InfoVlan::Id(id) => Some(*id),
+                                _ => None,
+                            })
+                        }
+                        NlLinkInfo::Data(InfoData::Bond(b)) => {
+                            link.info.bond_mode = b.iter().find_map(|x| match x {
+                                InfoBond::Mode(m) => Some(u8::from(*m)),
+                                _ => None,
+                            })
+                        }
+                        _ => {}
+                    }
+                }
+            }
             LinkAttribute::Mtu(mtu) => link.mtu = *mtu,
             LinkAttribute::Address(a) if a.len() == 6 && m.header.link_layer_type == LinkLayerType::Ether => {
                 let mut mac = [0u8; 6];
@@ -90,6 +137,17 @@ pub fn link_from_message(m: &LinkMessage) -> ObsLink {
         }
     }
     link
+}
+
+fn kind_name(k: &InfoKind) -> String {
+    match k {
+        InfoKind::Bond => "bond".into(),
+        InfoKind::Vlan => "vlan".into(),
+        InfoKind::Bridge => "bridge".into(),
+        InfoKind::Veth => "veth".into(),
+        InfoKind::Other(s) => s.clone(),
+        other => format!("{other:?}").to_ascii_lowercase(),
+    }
 }
 
 pub fn addr_from_message(m: &AddressMessage) -> Option<ObsAddr> {

@@ -5,8 +5,9 @@
 //! tag that are no longer desired. Kernel, SLAAC and foreign entries are never removed or replaced; a desired
 //! route whose slot is held by a foreign route is reported, not fought over.
 
-use super::model::Desired;
+use super::model::{Desired, LinkMatch};
 use super::observed::{ObsRoute, Observed, KEEL_PROTO, MAIN_TABLE};
+use super::topology::VirtualLink;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -22,6 +23,23 @@ pub struct RouteOp {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
+    /// Make a bond, VLAN or bridge (marked with Keel's alias); a VLAN on link `parent`.
+    CreateLink {
+        link: VirtualLink,
+        parent: Option<u32>,
+    },
+    /// Remove a link Keel made that is no longer desired.
+    DelLink {
+        index: u32,
+        name: String,
+    },
+    /// Make `index` a member of bond/bridge `master` (down, enslave, up: a bond takes no member that is up).
+    SetMaster {
+        index: u32,
+        name: String,
+        master: u32,
+        master_name: String,
+    },
     SetLink {
         index: u32,
         name: String,
@@ -61,6 +79,9 @@ impl fmt::Display for RouteOp {
 impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Op::CreateLink { link, .. } => write!(f, "op=link-add if={} kind={}", link.name, link.kind.kind()),
+            Op::DelLink { name, .. } => write!(f, "op=link-del if={name}"),
+            Op::SetMaster { name, master_name, .. } => write!(f, "op=link-master if={name} master={master_name}"),
             Op::SetLink { name, up, mtu, .. } => {
                 write!(f, "op=link if={name}")?;
                 if let Some(up) = up {
@@ -109,11 +130,16 @@ pub fn plan(desired: &Desired, obs: &Observed) -> Plan {
     let mut p = Plan::default();
     let mut link_ops = Vec::new();
 
-    // Links: loopback always up; then what the config says.
+    // Links: loopback always up; bonds, VLANs and bridges made and stacked; then what the config says.
     for l in obs.links.iter().filter(|l| l.loopback && !l.up) {
         link_ops.push(Op::SetLink { index: l.index, name: l.name.clone(), up: Some(true), mtu: None });
     }
+    super::plan_topology::plan(desired, obs, &mut link_ops, &mut p.pending);
     for spec in &desired.links {
+        if link_ops.iter().any(|o| matches!(o, Op::SetLink { name, .. } if LinkMatch::Name(name.clone()) == spec.link))
+        {
+            continue; // already planned for its bond/VLAN/bridge
+        }
         let Some(l) = obs.link(&spec.link) else {
             p.pending.push(Pending { item: format!("link {}", spec.link), reason: "link not found".into() });
             continue;

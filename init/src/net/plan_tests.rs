@@ -20,6 +20,7 @@ fn observed() -> Observed {
                 mtu: 65536,
                 loopback: true,
                 physical: false,
+                info: Default::default(),
             },
             ObsLink {
                 index: 2,
@@ -30,6 +31,7 @@ fn observed() -> Observed {
                 mtu: 1500,
                 loopback: false,
                 physical: true,
+                info: Default::default(),
             },
         ],
         addrs: vec![

@@ -109,6 +109,18 @@ pub fn resolve(sel: &Selector, inv: &[Observed], roots: &Roots, own_partlabel: &
                 inv.iter().enumerate().filter(|(_, o)| o.disk.wwid.as_deref().map(wwn_key) == Some(key.clone()));
             one(found.map(|(d, _)| Target::Disk(d)).collect(), inv, &format!("WWN {wwn:?}"))
         }
+        Selector::Model(model) => {
+            let key = keel_config::storage::model_key(model);
+            let found = inv
+                .iter()
+                .enumerate()
+                .filter(|(_, o)| o.disk.model.as_deref().map(keel_config::storage::model_key) == Some(key.clone()));
+            one(found.map(|(d, _)| Target::Disk(d)).collect(), inv, &format!("model {model:?}"))
+        }
+        Selector::ByPath(path) => {
+            let found = inv.iter().enumerate().filter(|(_, o)| o.disk.by_path.as_deref() == Some(path.as_str()));
+            one(found.map(|(d, _)| Target::Disk(d)).collect(), inv, &format!("the path {path:?}"))
+        }
         Selector::PartLabel(label) => by_partlabel(inv, label),
         Selector::Label(label) => {
             let has = |c: &Content| matches!(c, Content::Fs(f) if f.label.as_deref() == Some(label.as_str()));

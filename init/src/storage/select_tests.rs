@@ -96,3 +96,31 @@ fn an_unreadable_device_is_reported_as_such() {
     let vdc = inv.iter().find(|o| o.disk.name == "vdc").unwrap();
     assert!(matches!(vdc.content, Content::Unreadable(_)), "{:?}", vdc.content);
 }
+
+#[test]
+fn disks_are_found_by_model_and_by_path() {
+    let t = tree();
+    // sdf sits on AHCI port 2, as the kernel lays it out: /sys/block/sdf links into /sys/devices.
+    let dev = "sys/devices/pci0000:00/0000:00:1f.2/ata2/host1/target1:0:0/1:0:0:0";
+    t.file(&format!("{dev}/block/sdf/size"), &format!("{}\n", 64 * MIB / 512));
+    t.file(&format!("{dev}/model"), "QEMU HARDDISK   \n");
+    t.file(&format!("{dev}/vendor"), "ATA     \n");
+    t.file("sys/devices/pci0000:00/0000:00:1f.2/ata2/ata_port/ata2/port_no", "2\n");
+    std::os::unix::fs::symlink(t.root.join(dev), t.root.join(format!("{dev}/block/sdf/device"))).unwrap();
+    std::os::unix::fs::symlink(t.root.join(format!("{dev}/block/sdf")), t.root.join("sys/block/sdf")).unwrap();
+    std::fs::File::create(t.root.join("dev/sdf")).unwrap().set_len(64 * MIB).unwrap();
+
+    let inv = observe(&t.roots(), &|_| true);
+    let sdf = &inv.iter().find(|o| o.disk.name == "sdf").unwrap().disk;
+    assert_eq!(sdf.by_path.as_deref(), Some("pci-0000:00:1f.2-ata-2"));
+    assert_eq!(
+        (sdf.model.as_deref(), sdf.vendor.as_deref(), sdf.transport),
+        (Some("QEMU HARDDISK"), Some("ATA"), Some("ata"))
+    );
+    assert_eq!(pick(&t, "model:QEMU_HARDDISK", "x"), Ok("sdf".into()));
+    assert_eq!(pick(&t, "path:pci-0000:00:1f.2-ata-2", "x"), Ok("sdf".into()));
+    assert!(pick(&t, "path:pci-0000:00:1f.2-ata-1", "x").unwrap_err().starts_with("not found"));
+    // A second disk of the same model: naming the model alone is a guess, so it picks nothing.
+    t.file("sys/block/vdb/device/model", "QEMU  HARDDISK\n");
+    assert!(pick(&t, "model:QEMU_HARDDISK", "x").unwrap_err().starts_with("ambiguous: 2 devices have model"));
+}

@@ -52,6 +52,8 @@ pub fn boot_state() -> Option<&'static StateStatus> {
 
 /// Mounts the state volume on /var (see the module doc); never fails the boot.
 pub async fn mount_state(choice: &StateChoice, reaper: &Reaper) -> StateStatus {
+    // What the node sees, before it picks: the lines an operator writes `keel.state=` / selectors from.
+    super::inventory::log_disks(&super::inventory::disks(&super::sysfs::Roots::system()));
     let status = mount_state_with(&Env::system(), choice, Path::new("/var"), reaper).await;
     let _ = BOOT_STATE.set(status.clone());
     status

@@ -23,7 +23,14 @@ pub fn volume(v: &VolumeStatus) -> Value {
            "mount": v.mount.display().to_string(), "free": v.free, "formatted": v.formatted})
 }
 
+/// The storage status, with every disk the node sees now (`disks`: sysfs only, no disk I/O).
 pub fn storage(s: &StorageStatus, state: Option<&StateStatus>) -> Value {
+    let mut v = storage_without_disks(s, state);
+    v["disks"] = super::inventory::disks_json(&super::inventory::disks(&super::sysfs::Roots::system()));
+    v
+}
+
+fn storage_without_disks(s: &StorageStatus, state: Option<&StateStatus>) -> Value {
     let state = state.map(|st| {
         let mode = match st.mode {
             StateMode::Volume => "volume",

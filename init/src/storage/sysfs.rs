@@ -42,6 +42,13 @@ pub struct Disk {
     pub sector: u32,
     pub serial: Option<String>,
     pub wwid: Option<String>,
+    /// The model and vendor strings the device reports (`QEMU HARDDISK`, `ATA`), trimmed.
+    pub model: Option<String>,
+    pub vendor: Option<String>,
+    /// Where it sits on the buses (`pci-0000:00:1f.2-ata-1`, [`super::bypath`]).
+    pub by_path: Option<String>,
+    /// How it is attached: nvme, ata, sas, scsi, usb, virtio, or none known.
+    pub transport: Option<&'static str>,
     pub removable: bool,
     pub read_only: bool,
     /// loop, ram, zram, nbd, device-mapper, md, optical: never picked as a blank disk.
@@ -91,6 +98,38 @@ fn serial(dir: &Path) -> Option<String> {
         .or_else(|| fs::read(dir.join("device/vpd_pg80")).ok().and_then(|p| vpd80_serial(&p)))
 }
 
+/// The transport, from the canonical sysfs path (`/sys/devices/pci…/0000:00:1f.2/ata1/host0/…/block/sda`).
+pub fn transport(devpath: &str) -> Option<&'static str> {
+    let parts: Vec<&str> = devpath.split('/').collect();
+    let has = |pred: &dyn Fn(&str) -> bool| parts.iter().any(|p| pred(p));
+    if has(&|p| p == "nvme") {
+        Some("nvme")
+    } else if has(&|p| p.starts_with("usb")) {
+        Some("usb")
+    } else if has(&|p| p.starts_with("ata") && p[3..].parse::<u32>().is_ok()) {
+        Some("ata")
+    } else if has(&|p| p.starts_with("end_device-")) {
+        Some("sas")
+    } else if has(&|p| p.starts_with("target")) {
+        Some("scsi")
+    } else if has(&|p| p.starts_with("virtio")) {
+        Some("virtio")
+    } else {
+        None
+    }
+}
+
+/// The `hostN` numbers directly under `dir` (for by-path's host offset).
+fn scsi_hosts(dir: &str) -> Vec<u32> {
+    fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().to_str()?.strip_prefix("host")?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn is_virtual(name: &str) -> bool {
     ["loop", "ram", "zram", "nbd", "dm-", "md", "sr", "fd"].iter().any(|p| name.starts_with(p))
 }
@@ -117,7 +156,13 @@ fn read_disk(roots: &Roots, name: &str) -> Option<Disk> {
         .collect();
     partitions.sort_by_key(|p| p.number);
     let held = fs::read_dir(dir.join("holders")).map(|mut d| d.next().is_some()).unwrap_or(false);
+    let devpath = fs::canonicalize(&dir).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+    let read = |p: &str| fs::read_to_string(p).ok();
     Some(Disk {
+        model: attr(&dir, "device/model"),
+        vendor: attr(&dir, "device/vendor"),
+        by_path: super::bypath::by_path(&devpath, &read, &scsi_hosts),
+        transport: transport(&devpath),
         node: node(roots, &dir, name),
         devno: devno(&dir),
         size: sectors * 512,

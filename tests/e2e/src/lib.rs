@@ -71,6 +71,10 @@ pub struct VmConfig {
     pub cpus: u32,
     /// A virtio RNG, like any cloud VM (the kernel's pool is ready early); `false` for a machine without one.
     pub rng: bool,
+    /// For `Boot::Kernel`: another kernel than `build/vmlinuz` (a flavour's `build/vmlinuz-virt`).
+    pub kernel: Option<PathBuf>,
+    /// More QEMU arguments, as given (controllers, NICs and their netdevs: the hardware matrix).
+    pub extra_args: Vec<String>,
 }
 
 impl Default for VmConfig {
@@ -86,6 +90,8 @@ impl Default for VmConfig {
             disks: Vec::new(),
             cpus: 1,
             rng: true,
+            kernel: None,
+            extra_args: Vec::new(),
         }
     }
 }
@@ -127,7 +133,7 @@ impl Vm {
                 Initrd::Test => built("initramfs-test.cpio.zst", "image"),
                 Initrd::Custom(path) => path.clone(),
             };
-            (built("vmlinuz", "image"), initrd)
+            (cfg.kernel.clone().unwrap_or_else(|| built("vmlinuz", "image")), initrd)
         });
         let slot = slots::Slot::acquire(&slots::lock_dir(), Duration::from_secs(1800));
         let run_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/e2e");
@@ -159,6 +165,7 @@ impl Vm {
             cmd.arg("-drive").arg(format!("file={},if=none,id=disk{i},format=raw", disk.display()));
             cmd.args(["-device", &format!("virtio-blk-pci,drive=disk{i},serial=disk{i}")]);
         }
+        cmd.args(&cfg.extra_args);
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let started = Instant::now();
         let mut child =

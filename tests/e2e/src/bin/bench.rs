@@ -7,7 +7,8 @@
 //! state volume (`bench/storage.rs`): disk visible -> /var mounted, on the first boot, a clean one, after a cut.
 //! Then the services (`bench/services.rs`); `BENCH_ONLY=services` runs only those. Then the node API
 //! (`bench/api.rs`); `BENCH_ONLY=api` runs only that. Then Keel side by side with a busybox sh init on the same
-//! kernel, in four setups (`bench/side.rs`); `BENCH_ONLY=side` runs only that.
+//! kernel, in four setups (`bench/side.rs`); `BENCH_ONLY=side` runs only that. Then the kernel flavours
+//! (`bench/flavours.rs`: virt and metal, sizes and boot to ready); `BENCH_ONLY=flavours` runs only those.
 
 #[path = "bench/storage.rs"]
 mod storage;
@@ -23,6 +24,9 @@ mod side;
 
 #[path = "bench/compress.rs"]
 mod compress;
+
+#[path = "bench/flavours.rs"]
+mod flavours;
 
 use keel_e2e::{build_dir, field, media, Boot, Vm, VmConfig, BOOT_TIMEOUT, STEP_TIMEOUT, UEFI_BOOT_TIMEOUT};
 use std::time::Duration;
@@ -192,6 +196,10 @@ fn main() {
     if std::env::var("BENCH_ONLY").as_deref() == Ok("api") {
         return api::run(runs);
     }
+    // BENCH_ONLY=flavours: only the kernel flavours (virt, metal): sizes and boot to ready.
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("flavours") {
+        return flavours::run(runs);
+    }
     // BENCH_ONLY=side: only Keel against the busybox peer (tests/e2e/src/bin/bench/side.rs).
     if std::env::var("BENCH_ONLY").as_deref() == Ok("side") {
         return side::run(runs);
@@ -239,4 +247,5 @@ fn main() {
     services::run(runs);
     api::run(runs);
     side::run(runs);
+    flavours::run(runs);
 }
