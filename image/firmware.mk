@@ -2,7 +2,7 @@
 # firmware packages, into the initramfs under /lib/firmware; CPU microcode as an early cpio ahead of it.
 # KEEL_FIRMWARE=auto|none|LIST and KEEL_MICROCODE=auto|none: image/firmware.sh explains each.
 KEEL_FIRMWARE  ?= auto
-KEEL_MICROCODE ?= auto
+KEEL_MICROCODE ?= none
 FIRMWARE_DIR   := $(BUILD)/firmware
 MICROCODE_CPIO := $(BUILD)/microcode.cpio
 IMAGE_VARS     += KEEL_FIRMWARE_MANIFEST=$(FIRMWARE_DIR)/firmware.manifest

@@ -9,7 +9,7 @@
 #   none            nothing (and no microcode)
 #   LIST            only these, comma- or space-separated paths under KEEL_FIRMWARE_DIR; shell globs allowed
 #                   (`rtl_nic/*,bnx2x/bnx2x-e2-7.13.21.0.fw`)
-# Microcode (KEEL_MICROCODE=auto|none, default auto; none when KEEL_FIRMWARE=none): every Intel and AMD update
+# Microcode (KEEL_MICROCODE=auto|none, default none (image/firmware.mk); none when KEEL_FIRMWARE=none): every Intel and AMD update
 # from intel-microcode/amd64-microcode, as kernel/x86/microcode/{GenuineIntel,AuthenticAMD}.bin in an
 # uncompressed cpio that the Makefile puts ahead of the initramfs (the kernel applies it before anything else).
 #
@@ -26,7 +26,7 @@ MODINFO=$1
 OUT=$2
 FW_DIR=${KEEL_FIRMWARE_DIR:-/lib/firmware}
 MODE=${KEEL_FIRMWARE:-auto}
-UCODE=${KEEL_MICROCODE:-auto}
+UCODE=${KEEL_MICROCODE:-none}
 [ "$MODE" = none ] && UCODE=none
 
 [ -f "$MODINFO" ] || { echo "firmware: missing $MODINFO (build the kernel first)" >&2; exit 1; }
