@@ -40,6 +40,7 @@ setup:
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 	@$(RUSTUP) target list --installed | grep -qx $(TARGET) || $(RUSTUP) target add $(TARGET)
+	@$(SB_TOOLS_INSTALL)
 
 ## kernel: build/vmlinuz from Debian's linux-source-6.12 and kernel-config/keel.config (cached by config hash).
 kernel: setup
@@ -167,5 +168,6 @@ clean:
 	rm -rf $(BUILD) target
 
 include image/storage.mk
+include image/secureboot.mk
 include image/media.mk
 include image/tls.mk
