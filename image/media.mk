@@ -66,7 +66,7 @@ disk: uki
 ## signature build/keel-upgrade.img.sig, for `keelctl upgrade` (README, "Upgrades").
 UPGRADE_IMG := $(BUILD)/keel-upgrade.img
 upgrade-image: uki
-	@image/upgrade-image.sh $(UKI) $(UPGRADE_IMG)
+	@KEEL_VERSION=$(KEEL_VERSION) image/upgrade-image.sh $(UKI) $(UPGRADE_IMG)
 	@rm -f $(UPGRADE_IMG).sig && ssh-keygen -q -Y sign -n keel-image -f $(KEEL_SIGNING_KEY) $(UPGRADE_IMG)
 	@printf 'upgrade: %-26s %8s bytes\n' keel-upgrade.img $$(stat -c %s $(UPGRADE_IMG))
 
@@ -75,7 +75,7 @@ media-reproducible: disk upgrade-image
 	@mkdir -p $(BUILD)/repro
 	@image/uki.sh $(BUILD)/vmlinuz $(BUILD)/initramfs.cpio.zst $(UKI_CMDLINE) $(KEEL_VERSION) $(BUILD)/repro/keel.efi
 	@$(DISK_VARS) image/disk.sh $(BUILD)/repro/keel.efi $(BUILD)/repro/keel.img $(BUILD)/repro/keel.qcow2
-	@image/upgrade-image.sh $(BUILD)/repro/keel.efi $(BUILD)/repro/keel-upgrade.img
+	@KEEL_VERSION=$(KEEL_VERSION) image/upgrade-image.sh $(BUILD)/repro/keel.efi $(BUILD)/repro/keel-upgrade.img
 	@for f in keel.efi keel.img keel.qcow2 keel-upgrade.img; do cmp $(BUILD)/$$f $(BUILD)/repro/$$f; done
 	@rm -f $(BUILD)/repro/keel.img $(BUILD)/repro/keel.qcow2 $(BUILD)/repro/keel-upgrade.img
 	@echo "reproducible: UKI, keel.img, keel.qcow2 and keel-upgrade.img rebuilt byte-identical"

@@ -76,13 +76,15 @@ sb-vars: sb-keys sb-tools
 KEEL_BUILD_TIME ?= $(shell t=$${SOURCE_DATE_EPOCH:-0}; [ "$$t" -gt 0 ] 2>/dev/null && echo $$t || \
                      git log -1 --format=%ct 2>/dev/null || echo 0)
 BUILD_TIME_FILE := $(BUILD)/build-time
-IMAGE_VARS      += KEEL_BUILD_TIME_FILE=$(BUILD_TIME_FILE)
+VERSION_FILE    := $(BUILD)/version
+IMAGE_VARS      += KEEL_BUILD_TIME_FILE=$(BUILD_TIME_FILE) KEEL_VERSION_FILE=$(VERSION_FILE)
 
 .PHONY: build-time
 build-time:
 	@mkdir -p $(BUILD)
 	@echo $(KEEL_BUILD_TIME) > $(BUILD_TIME_FILE).tmp
-	@if ! cmp -s $(BUILD_TIME_FILE).tmp $(BUILD_TIME_FILE); then mv $(BUILD_TIME_FILE).tmp $(BUILD_TIME_FILE); \
-	  else rm -f $(BUILD_TIME_FILE).tmp; fi
+	@echo $(KEEL_VERSION) > $(VERSION_FILE).tmp
+	@for f in $(BUILD_TIME_FILE) $(VERSION_FILE); do \
+	  if ! cmp -s $$f.tmp $$f; then mv $$f.tmp $$f; else rm -f $$f.tmp; fi; done
 
 image reproducible: build-time

@@ -113,6 +113,18 @@ impl Drop for Machine {
 /// A slot image whose UKI has `cmdline`, signed for keel-image by `key`: what `make upgrade-image` builds, with a
 /// command line of the test's own. Returns the image (its signature is beside it, `.sig`).
 fn slot_image(dir: &Path, name: &str, cmdline: &str, key: &Path, pad_mib: Option<u64>) -> PathBuf {
+    slot_image_version(dir, name, cmdline, key, pad_mib, env!("CARGO_PKG_VERSION"))
+}
+
+/// A signed slot image whose manifest (and UKI .osrel) says `version`.
+fn slot_image_version(
+    dir: &Path,
+    name: &str,
+    cmdline: &str,
+    key: &Path,
+    pad_mib: Option<u64>,
+    version: &str,
+) -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let (uki, img) = (dir.join(format!("{name}.efi")), dir.join(format!("{name}.img")));
     let b = build_dir();
@@ -125,12 +137,12 @@ fn slot_image(dir: &Path, name: &str, cmdline: &str, key: &Path, pad_mib: Option
             .arg(b.join("vmlinuz"))
             .arg(b.join("initramfs.cpio.zst"))
             .arg(cmdline)
-            .arg("e2e")
+            .arg(version)
             .arg(&uki),
         "image/uki.sh",
     );
     let mut script = Command::new(root.join("image/upgrade-image.sh"));
-    script.arg(&uki).arg(&img);
+    script.arg(&uki).arg(&img).env("KEEL_VERSION", version);
     if let Some(mib) = pad_mib {
         script.env("KEEL_SLOT_IMAGE_MIB", mib.to_string());
     }
@@ -253,10 +265,17 @@ fn qemu_upgrade_with_bad_signature_or_hash_is_refused_and_writes_nothing() {
     body.extend_from_slice(&image);
     let answer = put_raw(&m, &body, &format!("?sha256={}", "0".repeat(64)));
     assert!(answer.contains("\"wrong-hash\""), "{answer}");
+    // Signed by the trusted key and well-formed, but older than the image the node runs (committed): no downgrade,
+    // which would bring back whatever keys that image trusted.
+    let floor = vm.expect_anywhere("keel: upgrade.image_floor ", STEP_TIMEOUT);
+    assert!(floor.contains(&format!("version={}", env!("CARGO_PKG_VERSION"))), "{floor}");
+    let old = slot_image_version(&m.dir, "slot-old", "console=ttyS0 panic=-1", &dev_key(), None, "0.0.1");
+    let (ok, out) = m.ctl(&["upgrade", arg(&old)]);
+    assert!(!ok && out.contains("downgrade") && out.contains("nothing was written"), "{out}");
 
-    vm.expect_anywhere("keel: upgrade.refused reason=wrong-hash", STEP_TIMEOUT);
+    vm.expect_anywhere("keel: upgrade.refused reason=downgrade", STEP_TIMEOUT);
     let refused = vm.transcript().iter().filter(|l| l.contains("keel: upgrade.refused ")).count();
-    assert_eq!(refused, 3, "every bad upgrade is refused");
+    assert_eq!(refused, 4, "every bad upgrade is refused");
     assert!(!vm.transcript().iter().any(|l| l.contains("keel: upgrade.write ")), "nothing may be written");
     let st = m.status();
     assert!(st["boot"]["slot"] == "A" && st["boot"]["pending_slot"].is_null(), "{st:#}");
