@@ -24,13 +24,16 @@ KEEL_DEFAULT_CONFIG  ?= image/default-node.toml
 KEEL_DEFAULT_SIG     ?= $(BUILD)/default.toml.sig
 export KEEL_SIGNING_KEY KEEL_ALLOWED_SIGNERS
 
-APT_PACKAGES := build-essential bc flex bison libelf-dev linux-source-6.12 zstd musl-tools \
-                qemu-system-x86 openssh-client iproute2 dnsmasq-base procps \
-                qemu-utils ovmf systemd-boot-efi binutils gdisk dosfstools mtools openssl curl
+# What `make setup` installs: every package tools.txt names (tools.txt lists each external program the build, the
+# scripts and the tests start; `make lint` checks that list against the code). Makefile fragments may add more.
+TOOLS_FROM    = $(shell sed -n 's/^[^\#][^ ]*  *$(1):\([^ ]*\).*/\1/p' tools.txt | sort -u)
+APT_PACKAGES := $(call TOOLS_FROM,apt)
+PIP_PACKAGES := $(call TOOLS_FROM,pip)
+CARGO_TOOLS  := $(call TOOLS_FROM,cargo)
 
 .PHONY: setup keys kernel init image reproducible run test unit lint e2e netns bench clean fuzz fuzz-setup fuzz-ci api-size
 
-## setup: apt packages and the musl target; does nothing (and says nothing) when all are there.
+## setup: apt packages, PyPI tools, cargo tools and the musl target from tools.txt; quiet when all are there.
 setup:
 	@missing=$$(for p in $(APT_PACKAGES); do \
 	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
@@ -39,8 +42,14 @@ setup:
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
+	@for p in $(PIP_PACKAGES); do \
+	  /usr/bin/python3 -m pip show -q $$p >/dev/null 2>&1 || { echo "setup: installing $$p (PyPI)"; \
+	    /usr/bin/python3 -m pip install -q --root-user-action=ignore --break-system-packages $$p; }; done
 	@$(RUSTUP) target list --installed | grep -qx $(TARGET) || $(RUSTUP) target add $(TARGET)
 	@$(SB_TOOLS_INSTALL)
+	@for t in $(CARGO_TOOLS); do \
+	  test -x $(HOME)/.cargo/bin/$$t || command -v $$t >/dev/null || { echo "setup: installing $$t (cargo)"; \
+	    $(CARGO) install --quiet --locked $$t; }; done
 
 ## kernel: build/vmlinuz from Debian's linux-source-6.12 and kernel-config/keel.config (cached by config hash).
 kernel: setup
@@ -66,15 +75,18 @@ $(BUILD)/default.toml.sig: $(KEEL_DEFAULT_CONFIG) $(KEEL_SIGNING_KEY)
 	@cp $(KEEL_DEFAULT_CONFIG) $(BUILD)/default.toml && rm -f $@
 	@ssh-keygen -q -Y sign -n keel-config -f $(KEEL_SIGNING_KEY) $(BUILD)/default.toml
 
+# How the initramfs is compressed (the kernel needs the matching CONFIG_RD_*): measured by `make compress-bench`.
+INITRAMFS_COMPRESS := zstd -q -19 -c
+
 ## image: build/vmlinuz, build/initramfs.cpio.zst, and build/initramfs-test.cpio.zst (= production + test helper).
 IMAGE_VARS = KEEL_INIT=$(RELEASE)/keel-init KEEL_DEMO=$(RELEASE)/keel-demo KEEL_ALLOWED_SIGNERS=$(KEEL_ALLOWED_SIGNERS) \
              KEEL_DEFAULT_CONFIG=$(KEEL_DEFAULT_CONFIG) KEEL_DEFAULT_SIG=$(KEEL_DEFAULT_SIG)
 
 image: kernel init keys $(KEEL_DEFAULT_SIG)
 	@$(IMAGE_VARS) $(MKIMAGE) image/initramfs.manifest $(BUILD)/initramfs.cpio >/dev/null
-	@zstd -q -19 -f $(BUILD)/initramfs.cpio -o $(BUILD)/initramfs.cpio.zst
+	@$(INITRAMFS_COMPRESS) < $(BUILD)/initramfs.cpio > $(BUILD)/initramfs.cpio.zst
 	@KEEL_TESTHELPER=$(RELEASE)/keel-testhelper $(MKIMAGE) image/initramfs-test.manifest $(BUILD)/test-extra.cpio >/dev/null
-	@zstd -q -19 -f $(BUILD)/test-extra.cpio -o $(BUILD)/test-extra.cpio.zst
+	@$(INITRAMFS_COMPRESS) < $(BUILD)/test-extra.cpio > $(BUILD)/test-extra.cpio.zst
 	@cat $(BUILD)/initramfs.cpio.zst $(BUILD)/test-extra.cpio.zst > $(BUILD)/initramfs-test.cpio.zst
 	@printf 'image: %-28s %8s bytes\n' vmlinuz $$(stat -c %s $(BUILD)/vmlinuz) \
 	  initramfs.cpio.zst $$(stat -c %s $(BUILD)/initramfs.cpio.zst) \
@@ -86,14 +98,15 @@ image: kernel init keys $(KEEL_DEFAULT_SIG)
 reproducible: image
 	@mkdir -p $(BUILD)/repro
 	@$(IMAGE_VARS) $(MKIMAGE) image/initramfs.manifest $(BUILD)/repro/initramfs.cpio >/dev/null
-	@zstd -q -19 -f $(BUILD)/repro/initramfs.cpio -o $(BUILD)/repro/initramfs.cpio.zst
+	@$(INITRAMFS_COMPRESS) < $(BUILD)/repro/initramfs.cpio > $(BUILD)/repro/initramfs.cpio.zst
 	@cmp $(BUILD)/initramfs.cpio.zst $(BUILD)/repro/initramfs.cpio.zst && echo "reproducible: initramfs rebuilt byte-identical"
 
 ## run: boot a node in QEMU on the serial console (Ctrl-A X exits).
 run: image
 	@qemu/run.sh $(BUILD)
 
-lint: setup
+## lint: formatting, clippy, one version of each dependency, and tools.txt against the programs the code starts.
+lint: setup tools-check
 	@$(CARGO) fmt --all -- --check
 	@$(CARGO) clippy --quiet --workspace --all-targets -- -D warnings
 	@test -z "$$($(CARGO) tree --workspace -d --edges normal,build 2>/dev/null | grep -v '^$$')" || \
@@ -117,9 +130,12 @@ netns: setup
 test: setup lint unit reproducible e2e netns fuzz-ci
 
 ## bench: netlink convergence in a netns, then boots N times per network mode (BENCH_RUNS, default 5): medians vs targets.
-bench: image
-	@$(CARGO) test --quiet --release -p keel-init root_netns_bench -- --ignored --nocapture 2>&1 | grep '^net bench'
-	@$(MAKE) --no-print-directory api-size
+## BENCH_ONLY=services|api|side runs only that section (side: Keel vs the busybox peer, image/bench.mk).
+bench: image peer
+	@if [ -z "$${BENCH_ONLY:-}" ]; then \
+	  $(CARGO) test --quiet --release -p keel-init root_netns_bench -- --ignored --nocapture 2>&1 | grep '^net bench'; \
+	  $(MAKE) --no-print-directory api-size; \
+	fi
 	@$(CARGO) run --quiet --release -p keel-e2e --bin keel-bench -- $${BENCH_RUNS:-5}
 
 ## api-size: keel-init without the node API (feature `api` off; its own target dir) beside the shipped one, so
@@ -141,7 +157,6 @@ FUZZ_DIR     := $(CURDIR)/target/fuzz
 # fetched, so it is told to accept them.
 FUZZ_CARGO   := RUSTC_BOOTSTRAP=1 $(CARGO)
 fuzz-setup: setup
-	@test -x $(HOME)/.cargo/bin/cargo-fuzz || command -v cargo-fuzz >/dev/null || $(CARGO) install --quiet --locked cargo-fuzz
 
 fuzz: fuzz-setup
 	@cd fuzz && $(FUZZ_CARGO) fuzz build --debug-assertions --target-dir $(FUZZ_DIR)/build
@@ -164,6 +179,18 @@ FUZZ_CI_SECONDS ?= 10
 fuzz-ci:
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(FUZZ_CI_SECONDS)
 
+## tools-check: every program started by a recipe, a script or a test is in tools.txt, and every one listed is
+## installed; then proves the check can fail: a probe that starts an unlisted program must be named by file.
+.PHONY: tools-check
+tools-check: setup
+	@perl tools-check.pl --installed
+	@probe=$$(mktemp -d); trap 'rm -rf "$$probe"' EXIT; mkdir -p "$$probe/tests"; cp tools.txt "$$probe/"; \
+	  echo 'fn f() { std::process::Command::new("definitely-not-installed"); }' > "$$probe/tests/probe.rs"; \
+	  if (cd "$$probe" && perl $(CURDIR)/tools-check.pl) >/dev/null 2>"$$probe/err"; then \
+	    echo "tools-check: an unlisted program went unnoticed"; exit 1; fi; \
+	  grep -q "tests/probe.rs:1: starts 'definitely-not-installed'" "$$probe/err" || \
+	    { echo "tools-check: the failure did not name the file:"; cat "$$probe/err"; exit 1; }
+
 clean:
 	rm -rf $(BUILD) target
 
@@ -171,3 +198,4 @@ include image/storage.mk
 include image/secureboot.mk
 include image/media.mk
 include image/tls.mk
+include image/bench.mk

@@ -7,8 +7,6 @@
 # default config and its signature; the kernel command line in .cmdline): systemd-stub ignores a command line from
 # the boot loader when Secure Boot is on and the UKI has its own, so nothing outside the signature overrides it.
 
-APT_PACKAGES += sbsigntool python3-venv
-
 KEEL_SB_KEY  ?= $(KEYS)/sb_db.key
 KEEL_SB_CERT ?= $(KEYS)/sb_db.crt
 # The platform key and key-exchange key certificates enrolled by `make sb-vars` (the operator's own on a real

@@ -7,22 +7,26 @@
 //!   short code for log lines.
 //! - [`sshsig`] verifies (and, for keelctl, makes) OpenSSH `SSHSIG` signatures against an `allowed_signers` file,
 //!   exactly as `ssh-keygen -Y verify` does for the supported key types.
+//! - [`status`]: the typed parts of the node's status, serialized by the node and read by keelctl.
 
 // The PID 1 links this crate: no panicking shortcuts outside tests.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod accept;
 mod diag;
+mod diagnose;
 pub mod model;
 pub mod net;
 pub mod raw;
 pub mod sshsig;
+pub mod status;
 pub mod storage;
 mod time;
 mod validate;
 
 pub use accept::{check_generation, check_target, NodeFacts, Reason};
 pub use diag::{Diagnostic, LoadError};
+pub use diagnose::all_diagnostics;
 pub use model::Config;
 pub use time::{civil_from_days, days_from_civil, Timestamp};
 

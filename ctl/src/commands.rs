@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use keel_config::sshsig::{self, AllowedSigners, HashAlg, PrivateKey};
-use keel_config::{LoadError, NAMESPACE};
+use keel_config::{LoadError, Timestamp, NAMESPACE};
 
 use crate::{Failure, Opts};
 
@@ -118,20 +118,42 @@ pub fn verify(o: Opts) -> Result<(), Failure> {
     Ok(())
 }
 
+/// From this long before its `[node] expires`, `validate` warns: a config published now reaches nodes over days.
+const EXPIRY_WARNING_SECS: i64 = 14 * 86_400;
+
 pub fn validate(o: Opts) -> Result<(), Failure> {
     let file = one_file(&o, "validate")?;
-    match keel_config::parse_bytes(&file.display().to_string(), &read(&file)?) {
-        Ok(config) => {
-            println!("ok: generation {}", config.generation);
-            Ok(())
-        }
+    let name = file.display().to_string();
+    let bytes = read(&file)?;
+    let config = match keel_config::parse_bytes(&name, &bytes) {
+        Ok(config) => config,
         Err(e) => {
-            for d in e.diagnostics() {
+            // The node stops at the first problem; an operator wants every one (each unknown key too).
+            let all = std::str::from_utf8(&bytes).map(|t| keel_config::all_diagnostics(&name, t)).unwrap_or_default();
+            let all = if all.is_empty() { e.diagnostics().to_vec() } else { all };
+            for d in &all {
                 eprintln!("{d}");
             }
-            let n = e.diagnostics().len();
+            let n = all.len();
             let kind = if matches!(e, LoadError::Malformed(_)) { "is not a well-formed config" } else { "is invalid" };
-            Err(Failure::Failed(format!("{} {kind} ({n} error{})", file.display(), if n == 1 { "" } else { "s" })))
+            return Err(Failure::Failed(format!("{name} {kind} ({n} error{})", if n == 1 { "" } else { "s" })));
+        }
+    };
+    if let Some(expires) = config.target.expires {
+        let now = Timestamp::from_system(SystemTime::now());
+        let left = expires.unix_seconds - now.unix_seconds;
+        if left <= 0 {
+            return Err(Failure::Failed(format!(
+                "{name}: [node] expires = {expires} has passed (it is now {now}): every node refuses it as expired"
+            )));
+        }
+        if left < EXPIRY_WARNING_SECS {
+            eprintln!(
+                "keelctl: warning: {name}: [node] expires = {expires}, in {} h: nodes refuse it from then on",
+                left / 3600
+            );
         }
     }
+    println!("ok: generation {}", config.generation);
+    Ok(())
 }

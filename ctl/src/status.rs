@@ -100,6 +100,22 @@ pub fn slots(st: &Value) -> Option<String> {
     Some(text)
 }
 
+/// The kinds not converged to the applied generation (`config.convergence`, the node's own
+/// [`keel_config::status::KindConvergence`] list): `waiting for storage (stuck: data: blocked: …), services`.
+fn waiting_for(config: &Value) -> Option<String> {
+    use keel_config::status::{ConvergenceState, KindConvergence};
+    let kinds: Vec<KindConvergence> = serde_json::from_value(config.get("convergence")?.clone()).ok()?;
+    let open: Vec<String> = kinds
+        .iter()
+        .filter(|k| k.state != ConvergenceState::Converged)
+        .map(|k| match k.state {
+            ConvergenceState::Stuck => format!("{} (stuck: {})", k.kind, k.problems.join("; ")),
+            _ => k.kind.clone(),
+        })
+        .collect();
+    (!open.is_empty()).then(|| format!("waiting for {}", open.join(", ")))
+}
+
 pub fn render(st: &Value) -> String {
     let mut out = String::new();
     let mut line = |label: &str, text: String| {
@@ -139,6 +155,9 @@ pub fn render(st: &Value) -> String {
         let _ = write!(text, " signed by {signer}");
     }
     line("config", text);
+    if let Some(text) = waiting_for(config) {
+        line("", text);
+    }
     if let Some(rej) = config.get("last_rejection").filter(|r| r.is_object()) {
         let mut text = format!("last rejection: {}", s(rej, "reason").unwrap_or("?"));
         if let Some(d) = s(rej, "detail") {
@@ -313,6 +332,21 @@ mod tests {
         assert_eq!(render(&st), want);
         let ok = json!({"config": {"pull": {"url": "http://h/n", "polls": 4, "failures": 0, "last_error": "old"}}});
         assert_eq!(render(&ok), "node\nconfig     none applied\n           pull from http://h/n: ok\n");
+    }
+
+    #[test]
+    fn the_kinds_not_yet_converged_are_named() {
+        let st = json!({"config": {"generation": 4, "converged_generation": 3, "source": "api",
+            "convergence": [{"kind": "network", "state": "converged"}, {"kind": "storage", "state": "stuck",
+                             "problems": ["data: blocked: holds xfs"]}, {"kind": "services", "state": "pending"}]}});
+        assert_eq!(
+            render(&st),
+            "node\nconfig     generation 4 (converging; generation 3 converged) from api\n           \
+             waiting for storage (stuck: data: blocked: holds xfs), services\n"
+        );
+        let done = json!({"config": {"generation": 4, "converged_generation": 4,
+            "convergence": [{"kind": "files", "state": "converged"}]}});
+        assert_eq!(render(&done), "node\nconfig     generation 4 (converged)\n");
     }
 
     #[test]

@@ -190,3 +190,32 @@ fn validate_prints_every_error_and_signs_only_valid_configs() {
     );
     assert_eq!(ok(keelctl(&dir, &["version"])), format!("keelctl {}\n", env!("CARGO_PKG_VERSION")));
 }
+
+#[test]
+fn validate_refuses_an_expired_config_and_warns_before_it_expires() {
+    let dir = Scratch::new("expiry");
+    let past = dir.write("past.toml", "version = 1\ngeneration = 3\n[node]\nexpires = 2001-01-01T00:00:00Z\n");
+    let out = keelctl(&dir, &["validate", past.to_str().unwrap()]);
+    assert!(!out.status.success(), "an expired config validated: {}", text(&out.stdout));
+    assert!(text(&out.stderr).contains("has passed"), "{}", text(&out.stderr));
+
+    // Two days from now: valid, with a warning naming the date.
+    let soon = std::time::SystemTime::now() + std::time::Duration::from_secs(2 * 86_400);
+    let days = soon.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() / 86_400;
+    let (y, m, d) = keel_config::civil_from_days(days as i64);
+    let config = format!("version = 1\ngeneration = 3\n[node]\nexpires = {y:04}-{m:02}-{d:02}T00:00:00Z\n");
+    let soon = dir.write("soon.toml", &config);
+    let out = keelctl(&dir, &["validate", soon.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("warning") && text(&out.stderr).contains("expires"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn validate_lists_every_unknown_key() {
+    let dir = Scratch::new("unknown");
+    let f = dir.write("n.toml", "version = 1\ngeneration = 3\nbogus = 1\n[node]\nhostnam = \"x\"\n");
+    let out = keelctl(&dir, &["validate", f.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("`bogus`") && err.contains("`hostnam`") && err.contains("(2 errors)"), "{err}");
+}

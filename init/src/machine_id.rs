@@ -159,7 +159,7 @@ pub fn adopt(id: &mut MachineId, hostname: &mut String, fixed_hostname: bool, pe
     if s.id.hex != id.hex {
         if !fixed_hostname {
             *hostname = s.id.default_hostname();
-            if let Err(e) = nix::unistd::sethostname(&*hostname) {
+            if let Err(e) = crate::hostname::converge(hostname) {
                 log::error!("boot.hostname_failed hostname={hostname} error={e}");
             }
         }

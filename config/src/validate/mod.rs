@@ -70,12 +70,10 @@ fn sysctl(map: &BTreeMap<At<String>, At<String>>, sink: &mut Sink) -> BTreeMap<S
     let mut out = BTreeMap::new();
     for (name, value) in map {
         let path = format!("sysctl.{}", key(name.get()));
-        let name_ok = name.get().split('.').all(|part| {
-            !part.is_empty()
-                && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-        });
+        let name_ok = sysctl_key_ok(name.get());
         if !name_ok {
-            let msg = "is not a sysctl key: dot-separated parts of [a-z0-9_-], e.g. \"net.ipv4.ip_forward\"";
+            let msg = "is not a sysctl key: dot-separated parts of [a-z0-9_-] and, after the first, '/' for a dot \
+                       inside a name, e.g. \"net.ipv4.ip_forward\", \"net.ipv4.conf.eth0/100.rp_filter\"";
             sink.error(name.span(), &path, msg);
         }
         let value_ok = !value.get().trim().is_empty() && !value.get().chars().any(char::is_control);
@@ -87,6 +85,20 @@ fn sysctl(map: &BTreeMap<At<String>, At<String>>, sink: &mut Sink) -> BTreeMap<S
         }
     }
     out
+}
+
+/// sysctl(8) notation: dots separate levels; below the top level a '/' stands for a dot inside one name (a VLAN
+/// interface `eth0.100` is `net.ipv4.conf.eth0/100.rp_filter`), so it may appear inside a part but never at
+/// either end of it.
+fn sysctl_key_ok(key: &str) -> bool {
+    key.split('.').enumerate().all(|(i, part)| {
+        let plain = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-';
+        !part.is_empty()
+            && part.bytes().all(|b| plain(b) || (i > 0 && b == b'/'))
+            && !part.starts_with('/')
+            && !part.ends_with('/')
+            && !part.contains("//")
+    })
 }
 
 /// The integer if it lies in `lo..=hi`; else reports `must be lo..hi` (or `must be at least lo`).

@@ -27,7 +27,7 @@ fn the_example_parses_into_the_typed_config() {
     assert_eq!(c.generation, 7);
     assert_eq!(c.target.machine_id.as_deref(), Some("0a1b2c3d4e5f60718293a4b5c6d7e8f9"));
     assert_eq!(c.target.mac.unwrap().to_string(), "52:54:00:12:34:56");
-    assert_eq!(c.target.expires.unwrap().to_string(), "2026-12-31T00:00:00Z");
+    assert_eq!(c.target.expires.unwrap().to_string(), "2099-12-31T00:00:00Z");
     assert_eq!(c.target.hostname.as_deref(), Some("edge-1"));
     assert_eq!(c.sysctl["net.ipv4.ip_forward"], "1");
     let net = &c.network;
@@ -119,13 +119,19 @@ fn sysctl_keys_and_values() {
     assert_eq!(
         errors("[sysctl]\n\"net..ipv4\" = \"1\"\n\".net\" = \"1\"\n\"net/ipv4\" = \"1\"\n\"Net.x\" = \"1\"\n\"kernel.x\" = \"\"\n"),
         [
-            "node.toml:4:1: sysctl.\"net..ipv4\": is not a sysctl key: dot-separated parts of [a-z0-9_-], e.g. \"net.ipv4.ip_forward\"",
-            "node.toml:5:1: sysctl.\".net\": is not a sysctl key: dot-separated parts of [a-z0-9_-], e.g. \"net.ipv4.ip_forward\"",
-            "node.toml:6:1: sysctl.\"net/ipv4\": is not a sysctl key: dot-separated parts of [a-z0-9_-], e.g. \"net.ipv4.ip_forward\"",
-            "node.toml:7:1: sysctl.\"Net.x\": is not a sysctl key: dot-separated parts of [a-z0-9_-], e.g. \"net.ipv4.ip_forward\"",
+            "node.toml:4:1: sysctl.\"net..ipv4\": is not a sysctl key: dot-separated parts of [a-z0-9_-] and, after the first, '/' for a dot inside a name, e.g. \"net.ipv4.ip_forward\", \"net.ipv4.conf.eth0/100.rp_filter\"",
+            "node.toml:5:1: sysctl.\".net\": is not a sysctl key: dot-separated parts of [a-z0-9_-] and, after the first, '/' for a dot inside a name, e.g. \"net.ipv4.ip_forward\", \"net.ipv4.conf.eth0/100.rp_filter\"",
+            "node.toml:6:1: sysctl.\"net/ipv4\": is not a sysctl key: dot-separated parts of [a-z0-9_-] and, after the first, '/' for a dot inside a name, e.g. \"net.ipv4.ip_forward\", \"net.ipv4.conf.eth0/100.rp_filter\"",
+            "node.toml:7:1: sysctl.\"Net.x\": is not a sysctl key: dot-separated parts of [a-z0-9_-] and, after the first, '/' for a dot inside a name, e.g. \"net.ipv4.ip_forward\", \"net.ipv4.conf.eth0/100.rp_filter\"",
             "node.toml:8:14: sysctl.\"kernel.x\": value must be non-empty text on one line",
         ]
     );
+    // A '/' stands for a dot inside a name (a VLAN interface), as sysctl(8) writes it; never at a part's end.
+    let ok = "[sysctl]\n\"net.ipv4.conf.eth0/100.rp_filter\" = \"2\"\n\"net.ipv6.conf.bond0/7.mtu\" = \"1500\"\n";
+    assert_eq!(errors(ok), Vec::<String>::new());
+    for bad in ["net.ipv4.conf./eth0.rp_filter", "net.ipv4.conf.eth0/.rp_filter", "net.ipv4.conf.a//b.x"] {
+        assert_eq!(errors(&format!("[sysctl]\n\"{bad}\" = \"1\"\n")).len(), 1, "{bad}");
+    }
 }
 
 #[test]

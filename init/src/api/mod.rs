@@ -47,7 +47,10 @@ async fn bind() -> std::io::Result<TcpListener> {
 /// Starts the API; failures are logged and leave the node running without it.
 pub async fn start(parts: Parts) {
     let names = vec![parts.hostname.clone(), format!("keel-{}", &parts.machine_id[..8.min(parts.machine_id.len())])];
-    let identity = match tls::load_or_create(std::path::Path::new(TLS_DIR), names) {
+    // Off the event loop: a first boot makes a key (the kernel's entropy pool may not be ready yet) and writes
+    // it durably; the network, the reaper and everything else go on meanwhile, and the API listens when it is done.
+    let made = tokio::task::spawn_blocking(move || tls::load_or_create(std::path::Path::new(TLS_DIR), names)).await;
+    let identity = match made.map_err(|e| e.to_string()).and_then(|r| r) {
         Ok(id) => id,
         Err(e) => return log::error!("api.tls_failed error={}", crate::logging::q(&e)),
     };
@@ -64,9 +67,7 @@ pub async fn start(parts: Parts) {
         identity.fingerprint,
         if identity.created { "new" } else { "kept" }
     );
-    let trust = std::fs::read_to_string(crate::config::run::ALLOWED_SIGNERS)
-        .map_err(|e| e.to_string())
-        .and_then(|t| keel_config::sshsig::AllowedSigners::parse("allowed_signers", &t).map_err(|e| e.to_string()));
+    let trust = crate::config::trust::allowed_signers();
     let state: AppState = Arc::new(Inner {
         machine_id: parts.machine_id,
         fingerprint: identity.fingerprint.clone(),

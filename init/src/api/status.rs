@@ -100,6 +100,8 @@ pub fn config(c: &ConfigHandle) -> Value {
         "fingerprint": applied.as_ref().map(|a| a.fingerprint.clone()),
         "accepted_at": applied.as_ref().map(|a| secs(a.accepted_at)),
         "converged_generation": *c.converged.borrow(),
+        // Each kind against the applied generation: keel_config::status::KindConvergence, read by keelctl.
+        "convergence": applied.as_ref().map(|a| serde_json::to_value(c.registry.report(a.generation)).unwrap_or_default()),
         "last_rejection": rejection.map(|r| json!({"reason": r.code, "detail": r.detail, "source": r.source})),
         "pull": pull.url.as_ref().map(|url| json!({"url": url, "polls": pull.polls, "failures": pull.failures,
                                                     "last_error": pull.last_error})),

@@ -74,7 +74,7 @@ pub fn early(exec_at: Duration) -> Node {
 
     let machine_id = MachineId::detect();
     let hostname = settings.hostname.clone().unwrap_or_else(|| machine_id.default_hostname());
-    if let Err(e) = nix::unistd::sethostname(&hostname) {
+    if let Err(e) = crate::hostname::converge(&hostname) {
         log::error!("boot.hostname_failed hostname={hostname} error={e}");
     }
     let _ = std::fs::create_dir_all("/run/keel");
@@ -189,7 +189,11 @@ pub async fn run(exec_at: Duration) -> ! {
         config.converged.clone(),
         tx.clone(),
     );
-    tokio::spawn(crate::upgrade::source::run(config.applied.clone(), tx.clone()));
+    let network_ready = match &net {
+        Some((_, status)) => crate::services::flag(status.clone(), |s: &crate::net::controller::NetStatus| s.ready),
+        None => tokio::sync::watch::channel(false).1,
+    };
+    tokio::spawn(crate::upgrade::source::run(config.applied.clone(), network_ready, tx.clone()));
 
     if let Some(argv) = &node.settings.run {
         start_program(&reaper, argv);
@@ -214,7 +218,7 @@ pub async fn run(exec_at: Duration) -> ! {
 
 /// Mounts the state volume on /var and settles the machine id with it (see `machine_id`).
 async fn mount_state_and_settle_id(node: &mut Node, reaper: &Reaper) -> crate::storage::state::StateStatus {
-    let state = crate::storage::mount_state(&node.settings, reaper).await;
+    let state = crate::storage::mount_state(&node.settings.state, reaper).await;
     crate::trust::after_state(&node.settings, &state);
     let persistent = state.mode == crate::storage::state::StateMode::Volume;
     let fixed = node.settings.hostname.is_some();

@@ -111,29 +111,11 @@ pub fn parse_mounts(text: &str) -> Vec<(String, String)> {
         .filter_map(|line| {
             let mut f = line.split_whitespace();
             let _source = f.next()?;
-            let target = unescape(f.next()?);
+            let target = crate::storage::mount::unescape(f.next()?);
             let fstype = f.next()?.to_string();
             Some((fstype, target))
         })
         .collect()
-}
-
-/// /proc/self/mounts escapes space, tab, newline and backslash as octal (`\040`).
-fn unescape(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
-            let v = (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

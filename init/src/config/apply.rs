@@ -49,9 +49,8 @@ pub fn network(config: &Config, boot: &Desired) -> Desired {
     if !net.ntp.is_empty() {
         d.ntp = net.ntp.iter().map(|h| h.to_string()).collect();
     }
-    if config.target.hostname.is_some() {
-        d.hostname = config.target.hostname.clone();
-    }
+    // The config's name, else the boot's (`keel.hostname=`, `ip=`), even when the config brings its own links.
+    d.hostname = config.target.hostname.clone().or_else(|| boot.hostname.clone());
     d
 }
 

@@ -45,13 +45,23 @@ pub fn parse_url(text: &str) -> Result<Url, UrlError> {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
-            (h, p.parse().map_err(|_| UrlError::Port(text.to_string()))?)
-        }
-        _ => (authority, if tls { 443 } else { 80 }),
+    let default_port = if tls { 443 } else { 80 };
+    let port = |p: &str| p.parse::<u16>().map_err(|_| UrlError::Port(text.to_string()));
+    // `[v6]` or `[v6]:port`; otherwise `host` or `host:port`.
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(bracketed) => match bracketed.split_once(']') {
+            Some((h, "")) => (h, default_port),
+            Some((h, rest)) => match rest.strip_prefix(':') {
+                Some(p) => (h, port(p)?),
+                None => return Err(UrlError::Port(text.to_string())),
+            },
+            None => return Err(UrlError::NoHost(text.to_string())),
+        },
+        None => match authority.rsplit_once(':') {
+            Some((h, p)) => (h, port(p)?),
+            None => (authority, default_port),
+        },
     };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() {
         return Err(UrlError::NoHost(text.to_string()));
     }
@@ -249,6 +259,13 @@ mod tests {
         let url = |tls, host: &str, port, path: &str| Ok(Url { tls, host: host.into(), port, path: path.into() });
         assert_eq!(parse_url("http://cfg.example"), url(false, "cfg.example", 80, "/"));
         assert_eq!(parse_url("http://[fd00::1]:81/c"), url(false, "fd00::1", 81, "/c"));
+        // An IPv6 literal without a port takes the scheme's.
+        assert_eq!(parse_url("http://[fd00::1]/x"), url(false, "fd00::1", 80, "/x"));
+        assert_eq!(parse_url("https://[fd00::1]"), url(true, "fd00::1", 443, "/"));
+        assert_eq!(parse_url("http://[fd00::1]/x").unwrap().to_string(), "http://[fd00::1]:80/x");
+        assert!(matches!(parse_url("http://[fd00::1]x/"), Err(UrlError::Port(_))));
+        assert!(matches!(parse_url("http://[fd00::1/"), Err(UrlError::NoHost(_))));
+        assert!(matches!(parse_url("http://[]:80/"), Err(UrlError::NoHost(_))));
         assert_eq!(parse_url("https://cfg.example/n.toml"), url(true, "cfg.example", 443, "/n.toml"));
         assert_eq!(parse_url("https://10.0.2.2:8443/n"), url(true, "10.0.2.2", 8443, "/n"));
         assert_eq!(parse_url("https://10.0.2.2:8443/n").unwrap().to_string(), "https://10.0.2.2:8443/n");

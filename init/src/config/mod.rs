@@ -7,4 +7,6 @@ pub mod pipeline;
 pub mod pull;
 pub mod run;
 pub mod store;
+pub mod submit;
 pub mod tls;
+pub mod trust;

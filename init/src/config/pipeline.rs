@@ -22,6 +22,21 @@ pub struct Applied {
     pub accepted_at: SystemTime,
 }
 
+#[cfg(test)]
+impl Applied {
+    /// An accepted config as the controllers see it, without the pipeline.
+    pub fn for_tests(generation: u64, config: Config) -> Applied {
+        Applied {
+            generation,
+            source: "test".into(),
+            signer: "test".into(),
+            fingerprint: "SHA256:test".into(),
+            config,
+            accepted_at: SystemTime::UNIX_EPOCH,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
     /// A stable short word: unsigned, bad-signature, unknown-key, malformed, invalid, wrong-node, expired,
@@ -73,8 +88,7 @@ impl Pipeline {
         machine_id: String,
         store: Store,
     ) -> (Pipeline, AppliedRx, RejectionRx) {
-        let allowed =
-            allowed_signers.and_then(|text| AllowedSigners::parse("allowed_signers", &text).map_err(|e| e.to_string()));
+        let allowed = allowed_signers.and_then(|text| super::trust::parse(&text));
         // The stricter of the state volume's record and the rollback floor (UEFI variable + state volume).
         let floor = crate::trust::floor::current();
         let highest = store.highest().max(floor.generation);

@@ -5,8 +5,8 @@
 //! `config.fetch_failed` and kept in status (`config.pull`) while the node keeps its last good config.
 
 use super::http::{self, Url};
-use super::run::Submit;
 use super::store::Signed;
+use super::submit::Submit;
 use crate::net::controller::NetStatus;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -23,20 +23,6 @@ pub struct PullStatus {
 const MAX_BYTES: usize = keel_config::MAX_CONFIG_BYTES;
 const TIMEOUT: Duration = Duration::from_secs(20);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
-
-/// Backoff after `failures` consecutive failures: 1 s doubling to 5 min, with ±20% jitter from `seed`.
-pub fn backoff(failures: u32, seed: u64) -> Duration {
-    let base = Duration::from_secs(1u64 << failures.min(9)).min(MAX_BACKOFF);
-    let jitter = (seed % 41) as f64 / 100.0 - 0.2; // -0.20 ..= +0.20
-    base.mul_f64(1.0 + jitter)
-}
-
-fn xorshift(state: &mut u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    *state
-}
 
 /// The URL with the node's facts substituted.
 fn resolve(template: &str, net: &NetStatus, machine_id: &str) -> String {
@@ -60,10 +46,9 @@ pub async fn run(
     submit: mpsc::Sender<Submit>,
     status: watch::Sender<PullStatus>,
 ) {
-    let mut seed = u64::from_str_radix(machine_id.get(..16).unwrap_or("1"), 16).unwrap_or(1) | 1;
+    let mut backoff = crate::retry::Backoff::new(Duration::from_secs(1), MAX_BACKOFF);
     let mut etag: Option<String> = None;
     let mut last_body: Option<Vec<u8>> = None;
-    let mut failures = 0u32;
     loop {
         if net.wait_for(|s| s.ready).await.is_err() {
             log::error!("config.pull_stopped reason=network-controller-gone");
@@ -91,12 +76,11 @@ pub async fn run(
         });
         let wait = match result {
             Ok(()) => {
-                failures = 0;
+                backoff.succeeded();
                 interval
             }
             Err(e) => {
-                failures = failures.saturating_add(1);
-                let wait = backoff(failures, xorshift(&mut seed));
+                let wait = backoff.failed();
                 log::warn!(
                     "config.fetch_failed url={url} error={} retry_in_s={:.1}",
                     crate::logging::q(&e),
@@ -148,15 +132,42 @@ async fn poll_once(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    #[test]
-    fn backoff_doubles_to_a_cap_with_bounded_jitter() {
-        for seed in 0..100 {
-            let b = backoff(1, seed).as_secs_f64();
-            assert!((1.6..=2.4).contains(&b), "{b}");
-            let cap = backoff(30, seed).as_secs_f64();
-            assert!((240.0..=360.0).contains(&cap), "{cap}");
+    /// The pull, end to end in the process, from a server on the IPv6 loopback named by an IPv6 literal URL.
+    #[tokio::test]
+    async fn pulls_from_an_ipv6_literal_url() {
+        let listener = match tokio::net::TcpListener::bind("[::1]:0").await {
+            Ok(l) => l,
+            Err(e) => panic!("this test needs the IPv6 loopback: {e}"),
+        };
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut buf = vec![0u8; 4096];
+                let n = s.read(&mut buf).await.unwrap();
+                let req = String::from_utf8_lossy(&buf[..n]).to_string();
+                let body: &[u8] = if req.starts_with("GET /n.toml.sig ") { b"SIG" } else { b"CONFIG" };
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+                s.write_all(head.as_bytes()).await.unwrap();
+                s.write_all(body).await.unwrap();
+            }
+        });
+        let net = NetStatus { ready: true, ..NetStatus::default() };
+        let (_net_tx, net_rx) = watch::channel(net);
+        let (submit, mut inbox) = mpsc::channel(1);
+        let (status_tx, status) = watch::channel(PullStatus::default());
+        let url = format!("http://[::1]:{port}/n.toml");
+        tokio::spawn(run(url, Duration::from_secs(3600), "ab".repeat(16), net_rx, submit, status_tx));
+        let got = tokio::time::timeout(Duration::from_secs(10), inbox.recv()).await.unwrap().unwrap();
+        assert_eq!((got.signed.text.as_slice(), got.signed.sig.as_slice()), (&b"CONFIG"[..], &b"SIG"[..]));
+        assert_eq!(got.source, format!("http://[::1]:{port}/n.toml"));
+        if let Some(reply) = got.reply {
+            let _ = reply.send(Ok(2));
         }
-        assert!(backoff(3, 20) > backoff(2, 20));
+        let mut status = status;
+        let s = tokio::time::timeout(Duration::from_secs(10), status.wait_for(|s| s.polls == 1)).await.unwrap();
+        assert_eq!(s.unwrap().failures, 0);
     }
 }

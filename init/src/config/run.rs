@@ -5,32 +5,27 @@
 
 use super::pipeline::{Applied, Mode, Pipeline, Rejection};
 use super::store::{Signed, Store};
+pub use super::submit::Submit;
 use super::{apply, pull};
 use crate::cmdline::Settings;
 use crate::net::controller::{NetEvent, NetStatus};
 use crate::net::model::Desired;
 use crate::reaper::Reaper;
 use crate::reconcile::{self, files::Files, sysctl::Sysctl, ControllerStatus};
+use crate::registry::Registry;
 use crate::services::{self, ServicesHandle, ServicesStatus};
 use crate::storage::controller::StorageStatus;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
-/// Where the image keeps its trust and its default config.
-pub const ALLOWED_SIGNERS: &str = "/etc/keel/allowed_signers";
+/// Where the image keeps its default config.
 pub const DEFAULT_CONFIG: &str = "/etc/keel/default.toml";
 /// The last-known-good config and the highest generation (on the state volume once there is one).
 pub const STATE_DIR: &str = "/var/lib/keel/config";
 const FILES_MANIFEST: &str = "/var/lib/keel/files.manifest";
 /// The generation the node runs, for services to read (the demo shows it).
 pub const GENERATION_FILE: &str = "/run/keel/generation";
-
-pub struct Submit {
-    pub source: String,
-    pub signed: Signed,
-    pub reply: Option<oneshot::Sender<Result<u64, Rejection>>>,
-}
 
 /// What the rest of the init (status, API) can see of config.
 #[derive(Clone)]
@@ -48,6 +43,8 @@ pub struct ConfigHandle {
     pub pull: watch::Receiver<pull::PullStatus>,
     /// The config's volumes (`[[storage.volume]]`).
     pub storage: watch::Receiver<StorageStatus>,
+    /// Every controller's status, and what converged means for each.
+    pub registry: Registry,
 }
 
 fn read_embedded() -> Option<Signed> {
@@ -63,7 +60,7 @@ pub fn start(
     net: Option<(mpsc::Sender<NetEvent>, watch::Receiver<NetStatus>)>,
     reaper: Reaper,
 ) -> ConfigHandle {
-    let trust = std::fs::read_to_string(ALLOWED_SIGNERS).map_err(|e| format!("{ALLOWED_SIGNERS}: {e}"));
+    let trust = super::trust::read();
     let (mut pipeline, applied, rejection) = Pipeline::new(trust, machine_id.clone(), Store::new(STATE_DIR));
     let (submit, mut inbox) = mpsc::channel::<Submit>(8);
 
@@ -83,9 +80,23 @@ pub fn start(
     }
     tokio::spawn(async move {
         while let Some(s) = inbox.recv().await {
-            let result = pipeline.submit(&s.source, &s.signed, Mode::New);
-            if let Some(reply) = s.reply {
-                let _ = reply.send(result);
+            // Signature checks and the durable store (three fsyncs) run on a blocking thread, never on PID 1's
+            // event loop; submissions stay in order, one at a time.
+            let (source, signed) = (s.source, s.signed);
+            let done = tokio::task::spawn_blocking(move || {
+                let result = pipeline.submit(&source, &signed, Mode::New);
+                (pipeline, result)
+            })
+            .await;
+            match done {
+                Ok((p, result)) => {
+                    pipeline = p;
+                    if let Some(reply) = s.reply {
+                        let _ = reply.send(result);
+                    }
+                }
+                // Only a panic gets here, and the panic hook has taken the node down already.
+                Err(e) => return log::error!("config.pipeline_stopped error={}", crate::logging::q(&e.to_string())),
             }
         }
     });
@@ -98,7 +109,6 @@ pub fn start(
     tokio::spawn(reconcile::run(Files::new(FILES_MANIFEST), files_rx, files_status_tx));
 
     let (converged_tx, converged) = watch::channel(None);
-    let handle_controllers = (sysctl_status.clone(), files_status.clone());
     let net_inbox = net.as_ref().map(|(inbox, _)| inbox.clone());
     let net_status = net.as_ref().map(|(_, status)| status.clone());
     let (services_tx, services_rx) = watch::channel(None);
@@ -106,11 +116,21 @@ pub fn start(
         Some(status) => services::flag(status.clone(), |s: &NetStatus| s.ready),
         None => watch::channel(false).1,
     };
-    let storage = crate::storage::controller::start(applied.clone(), reaper.clone());
-    let (services, services_status) = services::start(reaper, services_rx, network_ready);
-    let services_watch = services_status.clone();
-    let storage_watch = storage.clone();
+    // The services read the volumes (`after = ["volume:…"]`); the storage controller reads the services (it
+    // unmounts a dropped volume only after the services of that config stopped).
+    let (storage_tx, storage) = watch::channel(StorageStatus::default());
+    let deps = services::deps::Deps { network: network_ready, volumes: storage.clone() };
+    let (services, services_status) = services::start(reaper.clone(), services_rx, deps);
+    crate::storage::controller::start(applied.clone(), reaper, services_status.clone(), storage_tx);
+    let registry = Registry {
+        net: net_status,
+        sysctl: sysctl_status.clone(),
+        files: files_status.clone(),
+        storage: storage.clone(),
+        services: services_status.clone(),
+    };
     let mut applied_rx = applied.clone();
+    let handle_registry = registry.clone();
     tokio::spawn(async move {
         loop {
             let current = applied_rx.borrow_and_update().clone();
@@ -124,19 +144,12 @@ pub fn start(
                 files_tx.send_replace(Some((generation, apply::files(&a.config))));
                 let shown = format!("{generation}\n");
                 if let Err(e) =
-                    crate::reconcile::files::write_atomic(GENERATION_FILE.as_ref(), shown.as_bytes(), 0o644, None)
+                    crate::fsutil::write_atomic_off_loop(GENERATION_FILE.into(), shown.into_bytes(), 0o644).await
                 {
-                    log::warn!("config.generation_file_failed error={}", crate::logging::q(&e.to_string()));
+                    log::warn!("config.generation_file_failed error={}", crate::logging::q(&e));
                 }
                 services_tx.send_replace(Some((generation, a.config.services.clone())));
-                let watched = Watched {
-                    sysctl: sysctl_status.clone(),
-                    files: files_status.clone(),
-                    net: net_status.clone(),
-                    services: services_watch.clone(),
-                    storage: storage_watch.clone(),
-                };
-                if report_convergence(generation, started, watched, applied_rx.clone()).await {
+                if report_convergence(generation, started, &registry, applied_rx.clone()).await {
                     converged_tx.send_replace(Some(generation));
                 }
             }
@@ -151,55 +164,37 @@ pub fn start(
         let interval = settings.config_interval;
         tokio::spawn(pull::run(url.clone(), interval, machine_id, status.clone(), submit.clone(), pull_tx));
     }
-    let (sysctl, files) = handle_controllers;
-    ConfigHandle { submit, applied, rejection, converged, sysctl, files, services, services_status, storage, pull }
-}
-
-/// The controllers a generation must converge in.
-struct Watched {
-    sysctl: watch::Receiver<ControllerStatus>,
-    files: watch::Receiver<ControllerStatus>,
-    net: Option<watch::Receiver<NetStatus>>,
-    services: watch::Receiver<ServicesStatus>,
-    storage: watch::Receiver<StorageStatus>,
+    let (sysctl, files) = (sysctl_status, files_status);
+    ConfigHandle {
+        submit,
+        applied,
+        rejection,
+        converged,
+        sysctl,
+        files,
+        services,
+        services_status,
+        storage,
+        pull,
+        registry: handle_registry,
+    }
 }
 
 /// Waits until every controller has converged `generation` (or a newer config arrives) and logs it once.
 async fn report_convergence(
     generation: u64,
     started: Instant,
-    Watched { mut sysctl, mut files, net, mut services, mut storage }: Watched,
+    registry: &Registry,
     mut applied: watch::Receiver<Option<Arc<Applied>>>,
 ) -> bool {
-    let done = |s: &ControllerStatus| s.generation == Some(generation) && s.converged;
-    let wait = async {
-        let _ = sysctl.wait_for(done).await;
-        let _ = files.wait_for(done).await;
-        if let Some(mut n) = net {
-            let _ = n
-                .wait_for(|s| {
-                    s.generation == Some(generation) && s.ready && s.failed.is_empty() && s.pending.is_empty()
-                })
-                .await;
-        }
-        let _ = services.wait_for(|s| s.generation == Some(generation) && s.converged).await;
-        // Volumes: a disk still awaited or being formatted is not converged yet; a volume blocked or failed is
-        // reported at once (it stays so until the disk or the config changes; a failure is retried on resync).
-        let settled = storage.wait_for(|s| s.generation == Some(generation) && s.settled()).await.map(|s| s.clone());
-        if let Ok(s) = settled {
-            if !s.converged() {
-                log::warn!(
-                    "config.not_converged generation={generation} controller=storage items={}",
-                    crate::logging::q(&s.problems().join("; "))
-                );
-            }
-        }
-        let _ = storage.wait_for(|s| s.generation == Some(generation) && s.converged()).await;
-    };
     tokio::select! {
-        _ = wait => {
+        _ = registry.converged(generation) => {
             let took = started.elapsed();
-            log::info!("config.converged generation={generation} ms={}", crate::clock::ms(took));
+            log::info!(
+                "config.converged generation={generation} ms={} rss_kib={}",
+                crate::clock::ms(took),
+                crate::procfs::self_rss_kib()
+            );
             crate::metrics::bump(&crate::metrics::CONFIG_CONVERGED);
             crate::metrics::CONFIG_CONVERGE_US.store(took.as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
             true

@@ -328,13 +328,10 @@ impl Controller {
         if !self.manage_hostname {
             return 0;
         }
-        let current = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
-        if current == name {
-            return 0;
-        }
-        match nix::unistd::sethostname(name) {
-            Ok(()) => {
-                log::info!("net.hostname name={name} was={current}");
+        match crate::hostname::converge(name) {
+            Ok(None) => 0,
+            Ok(Some(was)) => {
+                log::info!("net.hostname name={name} was={was}");
                 1
             }
             Err(e) => {

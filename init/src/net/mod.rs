@@ -35,12 +35,11 @@ pub fn start(
             None
         }
     });
-    let mut base = desired::before_config(ip.as_ref());
-    if !settings.ntp.is_empty() {
-        base.ntp = settings.ntp.clone();
-    }
+    let base = boot_desired(settings, ip.as_ref());
+    // The name DHCP announces: the one the node will carry.
+    let announced = base.hostname.clone().unwrap_or_else(|| default_hostname.clone());
     let opts = Options { default_hostname, resolv_path: resolv::PATH.into(), manage_hostname: true, exec_at };
-    match Controller::new(base.clone(), dhcp_glue::starter(Some(opts.default_hostname.clone())), opts) {
+    match Controller::new(base.clone(), dhcp_glue::starter(Some(announced)), opts) {
         Ok((controller, inbox, status)) => {
             tokio::spawn(controller.run());
             (Some((inbox, status)), base)
@@ -49,5 +48,61 @@ pub fn start(
             log::error!("net.start_failed error={}", crate::logging::q(&e.to_string()));
             (None, base)
         }
+    }
+}
+
+/// The desired network before any config: `ip=` (or DHCP everywhere), `keel.ntp=`, and `keel.hostname=`, which
+/// is the node's name unless a config names another (it wins over `ip=`'s and DHCP's names).
+pub fn boot_desired(settings: &Settings, ip: Option<&kernel_ip::KernelIp>) -> Desired {
+    let mut base = desired::before_config(ip);
+    if !settings.ntp.is_empty() {
+        base.ntp = settings.ntp.clone();
+    }
+    if settings.hostname.is_some() {
+        base.hostname = settings.hostname.clone();
+    }
+    base
+}
+
+#[cfg(test)]
+mod boot_tests {
+    use super::*;
+    use crate::net::desired::{effective, LeaseInfo};
+    use crate::net::observed::Observed;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn keel_hostname_survives_dhcp_and_a_config_without_a_name() {
+        let settings = Settings { hostname: Some("edge-7".into()), ..Settings::default() };
+        let ip = kernel_ip::parse("dhcp").ok();
+        let base = boot_desired(&settings, ip.as_ref());
+        assert_eq!(base.hostname.as_deref(), Some("edge-7"));
+        // A DHCP lease that names the host does not rename it.
+        let lease = LeaseInfo {
+            ifname: "eth0".into(),
+            address: "10.0.2.15".parse().unwrap(),
+            prefix: 24,
+            routers: vec![],
+            routes: vec![],
+            dns: vec![],
+            search: vec![],
+            hostname: Some("dhcp-name".into()),
+            mtu: None,
+            ntp: vec![],
+        };
+        let leases = BTreeMap::from([(2u32, lease)]);
+        assert_eq!(effective(&base, &Observed::default(), &leases).hostname.as_deref(), Some("edge-7"));
+        // Nor does a config without a host name, with or without its own links.
+        for links in ["", "[[network.link]]\nname = \"eth0\"\ndhcp4 = true\n"] {
+            let text = format!("version = 1\ngeneration = 2\n{links}");
+            let config = keel_config::parse("node.toml", &text).unwrap();
+            assert_eq!(crate::config::apply::network(&config, &base).hostname.as_deref(), Some("edge-7"), "{links}");
+        }
+        let named =
+            keel_config::parse("node.toml", "version = 1\ngeneration = 2\n[node]\nhostname = \"cfg\"\n").unwrap();
+        assert_eq!(crate::config::apply::network(&named, &base).hostname.as_deref(), Some("cfg"), "the config wins");
+        // Without keel.hostname, `ip=`'s name stays.
+        let ip = kernel_ip::parse("::::from-ip::dhcp").ok();
+        assert_eq!(boot_desired(&Settings::default(), ip.as_ref()).hostname.as_deref(), Some("from-ip"));
     }
 }

@@ -6,7 +6,7 @@ use super::plan;
 use super::status::{ServiceStatus, State};
 use super::supervisor::{self, Ctx, Handle, StopReason};
 use keel_config::model::Service;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -18,12 +18,25 @@ pub enum Command {
 pub struct Manager {
     ctx: Arc<Ctx>,
     running: BTreeMap<String, Handle>,
+    /// Services asked to stop whose process outlived its stop timeout and SIGKILL's grace (uninterruptible
+    /// sleep): their supervisors keep waiting; nothing of that name starts until they are done.
+    lingering: BTreeSet<String>,
+    finished_tx: mpsc::UnboundedSender<String>,
+    finished: mpsc::UnboundedReceiver<String>,
     shutting_down: bool,
 }
 
 impl Manager {
     pub fn new(ctx: Arc<Ctx>) -> Manager {
-        Manager { ctx, running: BTreeMap::new(), shutting_down: false }
+        let (finished_tx, finished) = mpsc::unbounded_channel();
+        Manager {
+            ctx,
+            running: BTreeMap::new(),
+            lingering: BTreeSet::new(),
+            finished_tx,
+            finished,
+            shutting_down: false,
+        }
     }
 
     pub async fn run(
@@ -49,6 +62,11 @@ impl Manager {
                     }
                     None => inbox_open = false,
                 },
+                // A stuck process finally went: its name is free again (converged on the next pass).
+                Some(name) = self.finished.recv() => {
+                    log::info!("services.unstuck name={name}");
+                    self.lingering.remove(&name);
+                }
                 // Nothing can reach this task any more; the services keep running under their supervisors.
                 _ = std::future::pending::<()>(), if !desired_open && !inbox_open => {}
             }
@@ -83,13 +101,18 @@ impl Manager {
                 |name: &str| if plan.changed.contains(name) { StopReason::Changed } else { StopReason::Removed };
             self.stop_layer(layer, reason).await;
         }
+        // Every service the config no longer has leaves the status, unless its process is still going.
+        let lingering = self.lingering.clone();
         self.ctx.status.send_modify(|s| {
-            for name in &plan.removed {
-                s.services.remove(name);
-            }
+            s.services.retain(|name, _| services.iter().any(|d| &d.name == name) || lingering.contains(name));
         });
         for name in &plan.start {
             let Some(def) = services.iter().find(|s| &s.name == name) else { continue };
+            if self.lingering.contains(name) {
+                // Its old process is still there (its status says so): start the new one once it is gone.
+                log::warn!("services.start_deferred name={name} reason=previous-instance-still-exiting");
+                continue;
+            }
             let first = if def.after.is_empty() { State::Starting } else { State::Blocked };
             self.ctx.status.send_modify(|s| {
                 s.services.insert(name.clone(), ServiceStatus::new(first));
@@ -102,14 +125,29 @@ impl Manager {
         });
     }
 
-    /// Stops the services of one layer together and waits for all of them.
+    /// Stops the services of one layer together and waits for each at most its stop bound; one that outlives
+    /// it is reported and left to its supervisor, and the manager goes on.
     async fn stop_layer(&mut self, layer: &[String], reason: impl Fn(&str) -> StopReason) {
         let handles: Vec<Handle> = layer.iter().filter_map(|name| self.running.remove(name)).collect();
         for h in &handles {
             h.request_stop(reason(&h.def.name));
         }
+        let started = tokio::time::Instant::now();
         for h in handles {
-            h.join().await;
+            let name = h.def.name.clone();
+            let limit = h.stop_bound().saturating_sub(started.elapsed());
+            if let Err(task) = h.join_within(limit).await {
+                log::error!(
+                    "services.stop_unfinished name={name} after_s={} (its supervisor keeps waiting)",
+                    started.elapsed().as_secs()
+                );
+                self.lingering.insert(name.clone());
+                let finished = self.finished_tx.clone();
+                tokio::spawn(async move {
+                    let _ = task.await;
+                    let _ = finished.send(name);
+                });
+            }
         }
     }
 

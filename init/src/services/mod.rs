@@ -16,6 +16,7 @@ pub mod artifact;
 pub mod backoff;
 pub mod caps;
 pub mod cgroup;
+pub mod deps;
 mod manager;
 pub mod output;
 pub mod plan;
@@ -25,6 +26,8 @@ mod supervisor;
 
 #[cfg(test)]
 mod root_harness;
+#[cfg(test)]
+mod root_stuck_tests;
 #[cfg(test)]
 mod root_tests;
 #[cfg(test)]
@@ -85,19 +88,20 @@ impl ServicesHandle {
 }
 
 /// Starts the services task with the node's defaults.
+/// `deps`: the status `after` is read from (the network's readiness, the volumes).
 pub fn start(
     reaper: Reaper,
     desired: watch::Receiver<Desired>,
-    network_ready: watch::Receiver<bool>,
+    deps: deps::Deps,
 ) -> (ServicesHandle, watch::Receiver<ServicesStatus>) {
-    start_with(Options::default(), reaper, desired, network_ready)
+    start_with(Options::default(), reaper, desired, deps)
 }
 
 pub fn start_with(
     options: Options,
     reaper: Reaper,
     desired: watch::Receiver<Desired>,
-    network_ready: watch::Receiver<bool>,
+    deps: deps::Deps,
 ) -> (ServicesHandle, watch::Receiver<ServicesStatus>) {
     let (status, status_rx) = watch::channel(ServicesStatus::default());
     let ctx = Arc::new(supervisor::Ctx {
@@ -107,7 +111,7 @@ pub fn start_with(
         timing: options.timing,
         last_cap: caps::last_cap(),
         status,
-        network: network_ready,
+        deps,
     });
     let (inbox_tx, inbox) = mpsc::channel(4);
     tokio::spawn(manager::Manager::new(ctx).run(desired, inbox));

@@ -6,18 +6,25 @@ use crate::reaper::Reaper;
 use keel_config::model::Service;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 const INNER: &str = "KEEL_SERVICES_INNER";
 
-/// Runs `inner_<name>` in a child process and fails with its output if it fails.
+/// Runs `inner_<name>` of root_tests (or `module::inner_…` of another module of services) in a child process and
+/// fails with its output if it fails.
 pub fn in_child_process(name: &str) {
+    let test = match name.contains("::") {
+        true => format!("services::{name}"),
+        false => format!("services::root_tests::inner_{name}"),
+    };
     let _lock = crate::reaper::test_lock();
     let log = std::env::temp_dir().join(format!("keel-services-{name}-{}.log", std::process::id()));
     let file = std::fs::File::create(&log).unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", &format!("services::root_tests::inner_{name}"), "--ignored", "--nocapture"])
+        .args(["--exact", &test, "--ignored", "--nocapture"])
         .env(INNER, "1")
         .stdin(Stdio::null())
         .stdout(file.try_clone().unwrap())
@@ -55,6 +62,9 @@ pub struct Harness {
     pub rt: tokio::runtime::Runtime,
     pub desired: watch::Sender<super::Desired>,
     pub network: watch::Sender<bool>,
+    /// While false the reaper reaps nothing: every child's exit goes unnoticed, as a process stuck in
+    /// uninterruptible sleep never exits.
+    pub reaping: Arc<AtomicBool>,
     pub handle: ServicesHandle,
     pub status: watch::Receiver<ServicesStatus>,
     pub mount: PathBuf,
@@ -73,18 +83,24 @@ impl Harness {
         let artifacts = std::env::temp_dir().join(format!("keel-test-artifacts-{}", std::process::id()));
         let options =
             Options { cgroup_root: mount.clone(), cgroup_group: group.join("keel.services"), artifacts, timing };
+        let reaping = Arc::new(AtomicBool::new(true));
         let (handle, status) = rt.block_on(async {
             let mut sigchld = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()).unwrap();
             let r = reaper.clone();
+            let on = reaping.clone();
             tokio::spawn(async move {
                 loop {
-                    r.reap_all();
-                    sigchld.recv().await;
+                    if on.load(Ordering::SeqCst) {
+                        r.reap_all();
+                    }
+                    // Also every 100 ms: a SIGCHLD that arrived while reaping was off is not lost.
+                    let _ = tokio::time::timeout(Duration::from_millis(100), sigchld.recv()).await;
                 }
             });
-            start_with(options, reaper, desired_rx, network_rx)
+            let volumes = watch::channel(crate::storage::controller::StorageStatus::default()).1;
+            start_with(options, reaper, desired_rx, super::deps::Deps { network: network_rx, volumes })
         });
-        Harness { rt, desired, network, handle, status, mount, group }
+        Harness { rt, desired, network, reaping, handle, status, mount, group }
     }
 
     pub fn apply(&self, generation: u64, services: Vec<Service>) {

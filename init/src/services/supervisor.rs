@@ -10,7 +10,7 @@ use super::status::{ServiceStatus, ServicesStatus, State};
 use crate::logging::q;
 use crate::logging_ring::Stream;
 use crate::reaper::{Exit, Reaper};
-use keel_config::model::{After, Program, Restart, Service};
+use keel_config::model::{Program, Restart, Service};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::path::PathBuf;
@@ -28,7 +28,7 @@ pub struct Ctx {
     pub timing: Timing,
     pub last_cap: u32,
     pub status: watch::Sender<ServicesStatus>,
-    pub network: watch::Receiver<bool>,
+    pub deps: super::deps::Deps,
 }
 
 impl Ctx {
@@ -75,14 +75,28 @@ pub struct Handle {
     task: JoinHandle<()>,
 }
 
+/// How long a process may take to go after SIGKILL before it is reported stuck (uninterruptible sleep: a hung
+/// disk or NFS server). Its supervisor keeps waiting for it; nobody else does.
+pub const KILL_GRACE: Duration = Duration::from_secs(5);
+
 impl Handle {
     pub fn request_stop(&self, reason: StopReason) {
         self.stop.send_replace(Some(reason));
     }
 
-    /// Waits until the service is stopped (after [`Handle::request_stop`]).
-    pub async fn join(self) {
-        let _ = self.task.await;
+    /// The longest a stop can take when the process dies as it should: its stop timeout, SIGKILL's grace, and
+    /// a margin for the cgroup's removal.
+    pub fn stop_bound(&self) -> Duration {
+        Duration::from_secs(u64::from(self.def.stop_timeout_s)) + KILL_GRACE + Duration::from_secs(3)
+    }
+
+    /// Waits until the service is stopped (after [`Handle::request_stop`]), at most `limit`; past it, the
+    /// supervisor's task (still waiting for its process) is handed back.
+    pub async fn join_within(mut self, limit: Duration) -> Result<(), JoinHandle<()>> {
+        match tokio::time::timeout(limit, &mut self.task).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(self.task),
+        }
     }
 }
 
@@ -176,25 +190,7 @@ async fn supervise(ctx: Arc<Ctx>, def: Arc<Service>, mut stop: watch::Receiver<O
 async fn wait_for_dependencies(ctx: &Ctx, def: &Service, stop: &mut watch::Receiver<Option<StopReason>>) -> bool {
     let name = def.name.as_str();
     for dep in &def.after {
-        let mut network = ctx.network.clone();
-        let mut status = ctx.status.subscribe();
-        let ready = async {
-            match dep {
-                After::Network => network.wait_for(|up| *up).await.is_ok(),
-                // TODO(storage): wait until the volume is mounted once the storage controller reports volumes; until
-                // then a volume dependency is satisfied at once.
-                After::Volume(_) => true,
-                After::Service(other) => status
-                    .wait_for(|s| {
-                        s.services.get(other).is_some_and(|o| {
-                            o.state == State::Running
-                                || (o.state == State::Stopped && o.last_exit == Some(Exit::Code(0)))
-                        })
-                    })
-                    .await
-                    .is_ok(),
-            }
-        };
+        let ready = super::deps::ready(dep, &ctx.deps, &ctx.status);
         tokio::pin!(ready);
         let already = futures_util::FutureExt::now_or_never(&mut ready);
         if already == Some(true) {
@@ -346,7 +342,19 @@ async fn stop_process(
             log::warn!("service.kill name={name} pid={pid} after_s={} reason=stop_timeout", timeout.as_secs());
             cgroup::kill(cg_path);
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            wait.await
+            match tokio::time::timeout(KILL_GRACE, &mut *wait).await {
+                Ok(exit) => exit,
+                Err(_) => {
+                    let why = "did not exit after SIGKILL (uninterruptible sleep?); waiting for it";
+                    log::error!(
+                        "service.stuck name={name} pid={pid} after_kill_s={} reason={}",
+                        KILL_GRACE.as_secs(),
+                        q(why)
+                    );
+                    ctx.enter(name, State::Stopping, Some(why.to_string()));
+                    wait.await
+                }
+            }
         }
     };
     log::info!("service.stopped name={name} pid={pid} status={} ms={}", show(exit), asked.elapsed().as_millis());

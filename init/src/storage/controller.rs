@@ -8,6 +8,7 @@ use super::volume::{self, Env, Phase, VolumeSpec, VolumeStatus};
 use crate::config::pipeline::AppliedRx;
 use crate::logging::q;
 use crate::reaper::Reaper;
+use crate::services::ServicesStatus;
 use keel_config::model::Volume;
 use nix::mount::MsFlags;
 use std::collections::BTreeMap;
@@ -61,14 +62,74 @@ impl StorageStatus {
     }
 }
 
-/// Starts the controller on the config pipeline's accepted configs.
-pub fn start(applied: AppliedRx, reaper: Reaper) -> watch::Receiver<StorageStatus> {
-    let (tx, rx) = watch::channel(StorageStatus::default());
-    tokio::spawn(run(Env::system(), applied, reaper, tx));
-    rx
+/// Starts the controller on the config pipeline's accepted configs; `services` is the services' status, read to
+/// unmount a dropped volume only after the services that used it have stopped.
+pub fn start(
+    applied: AppliedRx,
+    reaper: Reaper,
+    services: watch::Receiver<ServicesStatus>,
+    status: watch::Sender<StorageStatus>,
+) {
+    tokio::spawn(run(Env::system(), applied, reaper, status, services));
 }
 
-pub async fn run(env: Env, mut applied: AppliedRx, reaper: Reaper, status: watch::Sender<StorageStatus>) {
+/// How long an unmount waits for the services of its config to be applied (their stops are bounded by their
+/// stop timeouts; this is the backstop).
+const RELEASE_WAIT: Duration = Duration::from_secs(300);
+
+/// Unmounts the volumes of `gone` (innermost last in the list, so undone first) once the services of
+/// `generation` are applied: a service that starts after a dropped volume was stopped by then. Returns the
+/// names unmounted. `unmount` runs off the event loop (it syncs).
+pub async fn release<F, Fut>(
+    gone: &[(String, PathBuf)],
+    generation: u64,
+    services: &mut watch::Receiver<ServicesStatus>,
+    mut unmount: F,
+) -> Vec<String>
+where
+    F: FnMut(PathBuf) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    if gone.is_empty() {
+        return Vec::new();
+    }
+    let applied = |s: &ServicesStatus| s.generation.is_some_and(|g| g >= generation);
+    if !applied(&services.borrow()) {
+        let names: Vec<&str> = gone.iter().map(|(n, _)| n.as_str()).collect();
+        log::info!("storage.unmount_waiting names={} for=services generation={generation}", names.join(","));
+        match tokio::time::timeout(RELEASE_WAIT, services.wait_for(applied)).await {
+            Ok(_) => {}
+            Err(_) => log::warn!(
+                "storage.unmount_forced generation={generation} after_s={} reason=\"services not applied\"",
+                RELEASE_WAIT.as_secs()
+            ),
+        }
+    }
+    let mut done = Vec::new();
+    for (name, at) in gone.iter().rev() {
+        match unmount(at.clone()).await {
+            Ok(()) => {
+                log::info!("storage.unmounted name={name} mount={} generation={generation}", at.display());
+                done.push(name.clone());
+            }
+            Err(e) => log::warn!("storage.unmount_failed name={name} mount={} error={}", at.display(), q(&e)),
+        }
+    }
+    done
+}
+
+/// [`mount::unmount`] on a blocking thread: it syncs, and a busy disk must not stall PID 1's event loop.
+async fn unmount_off_loop(at: PathBuf) -> Result<(), String> {
+    crate::fsutil::off_loop("unmount", move || mount::unmount(&at)).await?.map_err(|e| e.to_string())
+}
+
+pub async fn run(
+    env: Env,
+    mut applied: AppliedRx,
+    reaper: Reaper,
+    status: watch::Sender<StorageStatus>,
+    mut services: watch::Receiver<ServicesStatus>,
+) {
     // Volumes this controller mounted: name → mount point.
     let mut mounted: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut last_phase: BTreeMap<String, Phase> = BTreeMap::new();
@@ -90,16 +151,10 @@ pub async fn run(env: Env, mut applied: AppliedRx, reaper: Reaper, status: watch
             })
             .map(|(n, a)| (n.clone(), a.clone()))
             .collect();
-        for (name, at) in gone.iter().rev() {
-            match mount::unmount(at) {
-                Ok(()) => {
-                    log::info!("storage.unmounted name={name} mount={} generation={generation}", at.display());
-                    mounted.remove(name);
-                    last_phase.remove(name);
-                    settled.remove(name);
-                }
-                Err(e) => log::warn!("storage.unmount_failed name={name} mount={} error={e}", at.display()),
-            }
+        for name in release(&gone, generation, &mut services, unmount_off_loop).await {
+            mounted.remove(&name);
+            last_phase.remove(&name);
+            settled.remove(&name);
         }
         let mut statuses = Vec::new();
         let table = mount::read_mountinfo(&env.mountinfo);
@@ -263,5 +318,48 @@ mod tests {
         let other = mount::parse_mountinfo("41 30 254:33 / /var/lib/data rw - ext4 /dev/vdc rw\n");
         assert!(still_mounted(Some(&settled), &v, &other).is_none(), "another device on the mount point");
         assert!(still_mounted(Some(&settled), &v, &[]).is_none(), "unmounted behind our back");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_volume_is_unmounted_only_after_the_services_of_its_config_stopped() {
+        let (services_tx, mut services) = watch::channel(ServicesStatus { generation: Some(1), ..Default::default() });
+        let unmounted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = unmounted.clone();
+        let gone = vec![("data".to_string(), PathBuf::from("/var/lib/data"))];
+        let task = tokio::spawn(async move {
+            release(&gone, 2, &mut services, move |at: PathBuf| {
+                seen.lock().unwrap().push(at);
+                async { Ok(()) }
+            })
+            .await
+        });
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        assert!(unmounted.lock().unwrap().is_empty(), "unmounted while generation 1's services still ran");
+        // The services task applied generation 2: its stops (the volume's users) are done.
+        services_tx.send_modify(|s| s.generation = Some(2));
+        let done = tokio::time::timeout(Duration::from_secs(1), task).await.unwrap().unwrap();
+        assert_eq!(done, ["data"]);
+        assert_eq!(*unmounted.lock().unwrap(), [PathBuf::from("/var/lib/data")]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_wait_for_services_is_bounded_and_failures_keep_the_volume() {
+        let (_services_tx, mut services) = watch::channel(ServicesStatus::default());
+        let gone = vec![("a".to_string(), PathBuf::from("/a")), ("b".to_string(), PathBuf::from("/a/b"))];
+        let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = order.clone();
+        let done = release(&gone, 3, &mut services, move |at: PathBuf| {
+            seen.lock().unwrap().push(at.clone());
+            async move {
+                if at == std::path::Path::new("/a") {
+                    Err("busy".to_string())
+                } else {
+                    Ok(())
+                }
+            }
+        })
+        .await;
+        assert_eq!(done, ["b"], "only what really went is forgotten");
+        assert_eq!(*order.lock().unwrap(), [PathBuf::from("/a/b"), PathBuf::from("/a")], "innermost first");
     }
 }

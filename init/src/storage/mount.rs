@@ -17,13 +17,16 @@ pub struct MountEntry {
     pub options: String,
 }
 
-/// mountinfo escapes space, tab, newline and backslash as octal (`\040`).
-fn unescape(field: &str) -> String {
+/// The kernel's mount tables (mountinfo, /proc/self/mounts) escape space, tab, newline and backslash as octal
+/// (`\040`); the one unescaper of both. A backslash not followed by three octal digits of a byte stays as it is.
+pub fn unescape(field: &str) -> String {
     let b = field.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        let octal = b.get(i + 1..i + 4).filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| (b'0'..=b'3').contains(&d[0]) && d[1..].iter().all(|c| (b'0'..=b'7').contains(c)));
         match (b[i], octal) {
             (b'\\', Some(d)) => {
                 out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
@@ -166,6 +169,15 @@ pub fn space(target: &Path) -> Option<(u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unescapes_octal_and_leaves_the_rest() {
+        assert_eq!(unescape("/run/with\\040space"), "/run/with space");
+        assert_eq!(unescape("a\\134b\\011c\\012"), "a\\b\tc\n");
+        for kept in ["\\", "\\04", "\\999", "\\777x", "end\\"] {
+            assert_eq!(unescape(kept), kept, "{kept:?}");
+        }
+    }
 
     #[test]
     fn reads_mountinfo_by_device_number() {

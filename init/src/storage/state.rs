@@ -6,7 +6,6 @@
 use super::mount::parse_options;
 use super::select::{self, Resolved, Selector};
 use super::volume::{self, Env, Phase, VolumeSpec, VolumeStatus};
-use crate::cmdline::Settings;
 use crate::logging::q;
 use crate::reaper::Reaper;
 use nix::mount::MsFlags;
@@ -52,8 +51,8 @@ pub fn boot_state() -> Option<&'static StateStatus> {
 }
 
 /// Mounts the state volume on /var (see the module doc); never fails the boot.
-pub async fn mount_state(settings: &Settings, reaper: &Reaper) -> StateStatus {
-    let status = mount_state_with(&Env::system(), &settings.state, Path::new("/var"), reaper).await;
+pub async fn mount_state(choice: &StateChoice, reaper: &Reaper) -> StateStatus {
+    let status = mount_state_with(&Env::system(), choice, Path::new("/var"), reaper).await;
     let _ = BOOT_STATE.set(status.clone());
     status
 }

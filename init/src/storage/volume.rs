@@ -129,8 +129,19 @@ async fn find(env: &Env, spec: &VolumeSpec, wait: Duration) -> Result<(Vec<Obser
     let started = Instant::now();
     let mut said = false;
     loop {
-        let inv = select::observe(&env.roots, &*env.keep);
-        match select::resolve(&spec.selector, &inv, &env.roots, &spec.partlabel) {
+        // Reading sysfs and every disk's first bytes: off the event loop (a slow or dying disk stalls reads).
+        let (e, selector, partlabel) = (env.clone(), spec.selector.clone(), spec.partlabel.clone());
+        let looked = crate::fsutil::off_loop("storage observe", move || {
+            let inv = select::observe(&e.roots, &*e.keep);
+            let resolved = select::resolve(&selector, &inv, &e.roots, &partlabel);
+            (inv, resolved)
+        })
+        .await;
+        let (inv, resolved) = match looked {
+            Ok(l) => l,
+            Err(e) => return Err(Phase::Failed(e)),
+        };
+        match resolved {
             Resolved::Found(t) => return Ok((inv, t)),
             Resolved::Ambiguous(why) => return Err(Phase::Blocked(why)),
             Resolved::NotFound(why) if started.elapsed() >= wait => return Err(Phase::Waiting(why)),
@@ -217,7 +228,13 @@ pub async fn converge(
                     node.display(),
                     q(&spec.partlabel)
                 );
-                match blockdev::write_gpt(&node, size, o.disk.sector, &spec.partlabel) {
+                let (n, sector, label) = (node.clone(), o.disk.sector, spec.partlabel.clone());
+                let written =
+                    crate::fsutil::off_loop("write gpt", move || blockdev::write_gpt(&n, size, sector, &label))
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| r.map_err(|e| e.to_string()));
+                match written {
                     Ok(w) => match blockdev::announce(w, &env.roots, &o.disk.name, PARTITION_APPEARS).await {
                         Ok(part) => {
                             (node, size) = (part.node, part.size);
@@ -227,7 +244,7 @@ pub async fn converge(
                         }
                         Err(e) => Err(e.to_string()),
                     },
-                    Err(e) => Err(e.to_string()),
+                    Err(e) => Err(e),
                 }
             }
             Step::Format { force } => {
@@ -269,7 +286,12 @@ pub async fn converge(
                     Err(e) => Err(e.to_string()),
                 }
             }
-            Step::Mount => mount::mount_ext4(&node, &spec.mount, &spec.options).map_err(|e| e.to_string()),
+            Step::Mount => {
+                let (n, at, options) = (node.clone(), spec.mount.clone(), spec.options.clone());
+                crate::fsutil::off_loop("mount", move || mount::mount_ext4(&n, &at, &options))
+                    .await
+                    .and_then(|r| r.map_err(|e| e.to_string()))
+            }
         };
         if let Err(reason) = result {
             log::error!(

@@ -10,6 +10,7 @@
 //! [`TimeStatus::after_rtc`], then spawn [`sync::run`] with [`SystemClock`]. Sending a new server list (for example
 //! once the network is up) makes the task query at once.
 
+mod clock;
 pub mod rtc;
 pub mod schedule;
 pub mod sntp;

@@ -9,9 +9,9 @@
 //! - After a good sync the RTC is written, at most every 11 minutes.
 //! - No servers: the status says so and the task waits for the list to change. Any new list is queried at once.
 
+pub use super::clock::Clock;
 use super::schedule::{kiss_holdoff, rtc_due, Schedule, Tuning};
 use super::sntp::{self, Measurement, SntpError};
-use super::system::ClockError;
 use super::{Source, TimeStatus};
 use crate::logging::q;
 use std::collections::HashMap;
@@ -21,18 +21,6 @@ use tokio::time::Instant;
 
 /// Offsets beyond this are stepped; smaller ones slewed.
 pub const STEP_THRESHOLD_NS: i64 = 128_000_000;
-
-/// The clock the task disciplines. The real one is [`super::SystemClock`]; tests use a fake, so they never touch the
-/// host's clock.
-pub trait Clock: Send + Sync + 'static {
-    fn now(&self) -> SystemTime;
-    /// Jump by `offset_ns` (positive: forward).
-    fn step(&self, offset_ns: i64) -> Result<(), ClockError>;
-    /// Correct by `offset_ns` gradually.
-    fn slew(&self, offset_ns: i64) -> Result<(), ClockError>;
-    /// Copy the current time to the hardware clock.
-    fn write_rtc(&self) -> Result<(), ClockError>;
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Adjustment {

@@ -1,7 +1,8 @@
 //! The real [`Clock`]: the kernel's `CLOCK_REALTIME` and the RTC. Only PID 1 on a node uses it; tests use fakes.
 
-use super::rtc::{self, RtcError};
-use super::sync::Clock;
+use super::clock::Clock;
+pub use super::clock::ClockError;
+use super::rtc;
 use nix::errno::Errno;
 use nix::libc;
 use nix::sys::time::TimeSpec;
@@ -10,20 +11,6 @@ use std::path::PathBuf;
 use std::time::SystemTime;
 
 const NANOS: i128 = 1_000_000_000;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ClockError {
-    #[error("clock_gettime(CLOCK_REALTIME): {0}")]
-    Read(Errno),
-    #[error("clock_settime(CLOCK_REALTIME): {0}")]
-    Step(Errno),
-    #[error("adjtimex(ADJ_OFFSET_SINGLESHOT): {0}")]
-    Slew(Errno),
-    #[error("offset {0} ns is out of range")]
-    Range(i64),
-    #[error(transparent)]
-    Rtc(#[from] RtcError),
-}
 
 /// The system clock, with the RTC at `rtc` (normally [`rtc::DEVICE`]).
 #[derive(Debug, Clone)]

@@ -121,8 +121,17 @@ impl FileServer {
         *self.shared.tls.lock().unwrap_or_else(|p| p.into_inner()) = Some(tls::server_config(id));
     }
 
+    /// On the host's IPv6 loopback: QEMU's user network takes the guest's connections to `[fec0::2]` there.
+    pub fn start_ipv6() -> FileServer {
+        Self::start_on("[::1]:0", None)
+    }
+
     fn start_with(tls: Option<Arc<rustls::ServerConfig>>) -> FileServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the config server");
+        Self::start_on("127.0.0.1:0", tls)
+    }
+
+    fn start_on(addr: &str, tls: Option<Arc<rustls::ServerConfig>>) -> FileServer {
+        let listener = TcpListener::bind(addr).expect("bind the config server");
         let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
         let shared = Arc::new(Shared { tls: Mutex::new(tls), ..Shared::default() });
         let s = shared.clone();

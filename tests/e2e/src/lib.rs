@@ -67,6 +67,10 @@ pub struct VmConfig {
     /// Raw disk images, attached as virtio disks in order (vda, vdb, …); disk `i` has the serial `disk<i>`, so a
     /// test can name it with `serial:disk1`.
     pub disks: Vec<PathBuf>,
+    /// Virtual CPUs (`-smp`).
+    pub cpus: u32,
+    /// A virtio RNG, like any cloud VM (the kernel's pool is ready early); `false` for a machine without one.
+    pub rng: bool,
 }
 
 impl Default for VmConfig {
@@ -80,6 +84,8 @@ impl Default for VmConfig {
             memory_mib: 256,
             hostfwd: Vec::new(),
             disks: Vec::new(),
+            cpus: 1,
+            rng: true,
         }
     }
 }
@@ -130,12 +136,13 @@ impl Vm {
         let _ = std::fs::remove_file(&qmp_path);
         let mut cmd = Command::new("qemu-system-x86_64");
         cmd.args(accel_args())
-            .args(["-m", &cfg.memory_mib.to_string(), "-smp", "1", "-nodefaults", "-display", "none"])
+            .args(["-m", &cfg.memory_mib.to_string(), "-smp", &cfg.cpus.to_string(), "-nodefaults", "-display", "none"])
             .args(["-serial", "stdio"])
             .arg("-qmp")
-            .arg(format!("unix:{},server=on,wait=off", qmp_path.display()))
-            // Like any cloud VM: a hardware RNG, so the kernel's pool is ready early.
-            .args(["-device", "virtio-rng-pci"]);
+            .arg(format!("unix:{},server=on,wait=off", qmp_path.display()));
+        if cfg.rng {
+            cmd.args(["-device", "virtio-rng-pci"]);
+        }
         let (media_args, scratch) = media::qemu_args(&cfg.boot, &run_dir.join(name), &netdev(&cfg.hostfwd));
         cmd.args(media_args);
         if let Some((kernel, initrd)) = kernel {

@@ -420,3 +420,39 @@ fn qemu_upgrade_whose_pid1_hangs_is_reset_by_the_watchdog_and_rolled_back() {
     assert_eq!(st["boot"]["slot"], "A", "{st:#}");
     assert_eq!(st["boot"]["last_upgrade"]["result"], "rolled-back", "{st:#}");
 }
+
+#[test]
+fn qemu_upgrade_named_by_the_config_is_retried_with_backoff_after_a_failed_fetch() {
+    use keel_e2e::http_server::FileServer;
+    let m = Machine::new("retry");
+    let img = slot_image(&m.dir, "slot-b", "console=ttyS0 panic=-1 keel.marker=retried", &dev_key(), None);
+    let sha = {
+        let out = Command::new("sha256sum").arg(&img).output().expect("sha256sum");
+        String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_string()
+    };
+    // The server has nothing yet: the first fetches fail (404).
+    let server = FileServer::start();
+    let config = m.dir.join("node.toml");
+    let text = format!(
+        "version = 1\ngeneration = 2\n[upgrade]\nurl = \"http://10.0.2.2:{}/slot.img\"\nsha256 = \"{sha}\"\n",
+        server.port
+    );
+    std::fs::write(&config, text).expect("write config");
+    let mut vm = m.boot("upgrade_retry");
+    vm.expect("keel: upgrade.slot running=A", UEFI_BOOT_TIMEOUT);
+    m.status();
+    let (ok, out) = m.ctl(&["apply", arg(&config), "--key", arg(&dev_key())]);
+    assert!(ok, "keelctl apply: {out}");
+    vm.expect("keel: upgrade.fetch generation=2", STEP_TIMEOUT);
+    vm.expect("keel: upgrade.fetch_failed", STEP_TIMEOUT);
+    let first = vm.expect("keel: upgrade.source_retry generation=2 failures=1", STEP_TIMEOUT);
+    vm.expect("keel: upgrade.fetch generation=2", STEP_TIMEOUT);
+    let second = vm.expect("keel: upgrade.source_retry generation=2 failures=2", STEP_TIMEOUT);
+    let wait = |line: &str| keel_e2e::field(line, "retry_in_s").and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+    assert!(wait(&second) > wait(&first), "the backoff grows: {first} / {second}");
+    // The image appears: the next try installs it and the node reboots into slot B.
+    server.put("/slot.img", std::fs::read(&img).expect("read image"));
+    server.put("/slot.img.sig", std::fs::read(img.with_extension("img.sig")).expect("read signature"));
+    vm.expect("keel: upgrade.staged slot=B", STEP_TIMEOUT);
+    vm.expect("keel: upgrade.slot running=B", UEFI_BOOT_TIMEOUT);
+}

@@ -6,7 +6,6 @@ use super::lease::Lease;
 use super::machine::{self, Action, Config, Context, Dest, Input, State, Timer};
 use super::socket::{self, PacketSocket};
 use crate::logging::q;
-use nix::libc;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 use tokio::net::UdpSocket;
@@ -143,7 +142,7 @@ struct Client {
 
 impl Client {
     fn context(&self) -> Context<'_> {
-        Context { config: &self.config, now: self.epoch.elapsed(), random: random() }
+        Context { config: &self.config, now: self.epoch.elapsed(), random: crate::retry::insecure_u64() }
     }
 
     /// Carries out a step's actions; false when the client is done (released, or no one listens any more).
@@ -282,16 +281,4 @@ fn describe(lease: &Lease) -> String {
 
 fn format_mac(mac: &[u8; 6]) -> String {
     mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
-}
-
-/// 64 random bits from the kernel; if its pool is not ready this early, the clock (xids need not be secret).
-fn random() -> u64 {
-    let mut buf = [0u8; 8];
-    // SAFETY: `buf` is a valid, writable buffer of buf.len() bytes.
-    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), libc::GRND_NONBLOCK) };
-    if n == buf.len() as isize {
-        return u64::from_ne_bytes(buf);
-    }
-    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    (t.as_nanos() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(std::process::id())
 }

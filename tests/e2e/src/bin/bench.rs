@@ -6,7 +6,8 @@
 //! (default: N, at most 3: OVMF under TCG is slow), next to the direct kernel boot, and the media sizes. Then the
 //! state volume (`bench/storage.rs`): disk visible -> /var mounted, on the first boot, a clean one, after a cut.
 //! Then the services (`bench/services.rs`); `BENCH_ONLY=services` runs only those. Then the node API
-//! (`bench/api.rs`); `BENCH_ONLY=api` runs only that.
+//! (`bench/api.rs`); `BENCH_ONLY=api` runs only that. Then Keel side by side with a busybox sh init on the same
+//! kernel, in four setups (`bench/side.rs`); `BENCH_ONLY=side` runs only that.
 
 #[path = "bench/storage.rs"]
 mod storage;
@@ -16,6 +17,12 @@ mod services;
 
 #[path = "bench/api.rs"]
 mod api;
+
+#[path = "bench/side.rs"]
+mod side;
+
+#[path = "bench/compress.rs"]
+mod compress;
 
 use keel_e2e::{build_dir, field, media, Boot, Vm, VmConfig, BOOT_TIMEOUT, STEP_TIMEOUT, UEFI_BOOT_TIMEOUT};
 use std::time::Duration;
@@ -185,6 +192,14 @@ fn main() {
     if std::env::var("BENCH_ONLY").as_deref() == Ok("api") {
         return api::run(runs);
     }
+    // BENCH_ONLY=side: only Keel against the busybox peer (tests/e2e/src/bin/bench/side.rs).
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("side") {
+        return side::run(runs);
+    }
+    // BENCH_ONLY=compress: initramfs compressions (make compress-bench builds them; tests/e2e/src/bin/bench/compress.rs).
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("compress") {
+        return compress::run(runs);
+    }
     // As `make run` boots: a machine UUID (the identity), a virtio RNG, the production image.
     let uuid = Some(UUID.to_string());
     let dhcp_cfg = VmConfig { uuid: uuid.clone(), ..VmConfig::default() };
@@ -223,4 +238,5 @@ fn main() {
     media_rows(media_runs, Some(UUID.to_string()), median(dhcp.wall.clone()));
     services::run(runs);
     api::run(runs);
+    side::run(runs);
 }

@@ -1,0 +1,278 @@
+//! The status registry: every controller publishes its typed status on its own `watch` channel, and this is the
+//! one place that holds them all and says what "converged to generation N" means for each kind. Dependencies
+//! between kinds read it (a service waits for its volumes and the network; a volume is unmounted once the
+//! services of its config stopped); the config task waits on it to report `config.converged`; the upgrade trial
+//! waits for that.
+
+use crate::net::controller::NetStatus;
+use crate::reconcile::ControllerStatus;
+use crate::services::ServicesStatus;
+use crate::storage::controller::StorageStatus;
+use keel_config::status::{ConvergenceState, KindConvergence};
+use std::fmt;
+use tokio::sync::watch;
+
+/// The kinds of resource the node converges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    Network,
+    Sysctl,
+    Files,
+    Storage,
+    Services,
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kind::Network => "network",
+            Kind::Sysctl => "sysctl",
+            Kind::Files => "files",
+            Kind::Storage => "storage",
+            Kind::Services => "services",
+        })
+    }
+}
+
+/// Where one kind stands against a generation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Convergence {
+    /// Not there yet (working on it, or an older generation).
+    Pending,
+    /// Every item of the generation is as desired.
+    Converged,
+    /// Done trying for now and not converged: the items that are not, with why (retried on resync or when
+    /// what they wait for changes).
+    Stuck(Vec<String>),
+}
+
+fn items_of(status: &ControllerStatus) -> Vec<String> {
+    status
+        .items
+        .iter()
+        .filter(|(_, s)| *s != crate::reconcile::ItemState::Converged)
+        .map(|(n, s)| format!("{n}: {s}"))
+        .collect()
+}
+
+/// A sysctl or files controller.
+pub fn items(status: &ControllerStatus, generation: u64) -> Convergence {
+    match (status.generation == Some(generation), status.converged) {
+        (false, _) => Convergence::Pending,
+        (true, true) => Convergence::Converged,
+        (true, false) => Convergence::Stuck(items_of(status)),
+    }
+}
+
+pub fn network(status: &NetStatus, generation: u64) -> Convergence {
+    if status.generation != Some(generation) || !status.ready || !status.pending.is_empty() {
+        return Convergence::Pending;
+    }
+    if status.failed.is_empty() {
+        Convergence::Converged
+    } else {
+        Convergence::Stuck(status.failed.iter().map(|(op, e)| format!("{op}: {e}")).collect())
+    }
+}
+
+pub fn services(status: &ServicesStatus, generation: u64) -> Convergence {
+    match (status.generation == Some(generation), status.converged) {
+        (false, _) => Convergence::Pending,
+        (true, true) => Convergence::Converged,
+        (true, false) => Convergence::Pending,
+    }
+}
+
+pub fn storage(status: &StorageStatus, generation: u64) -> Convergence {
+    if status.generation != Some(generation) {
+        Convergence::Pending
+    } else if status.converged() {
+        Convergence::Converged
+    } else if status.settled() {
+        Convergence::Stuck(status.problems())
+    } else {
+        Convergence::Pending
+    }
+}
+
+/// Every controller's status channel.
+#[derive(Clone)]
+pub struct Registry {
+    /// None: no network controller (netlink unavailable); the network then never blocks convergence.
+    pub net: Option<watch::Receiver<NetStatus>>,
+    pub sysctl: watch::Receiver<ControllerStatus>,
+    pub files: watch::Receiver<ControllerStatus>,
+    pub storage: watch::Receiver<StorageStatus>,
+    pub services: watch::Receiver<ServicesStatus>,
+}
+
+impl Registry {
+    /// Each kind against `generation`, now.
+    pub fn convergence(&self, generation: u64) -> Vec<(Kind, Convergence)> {
+        let mut all = Vec::with_capacity(5);
+        if let Some(net) = &self.net {
+            all.push((Kind::Network, network(&net.borrow(), generation)));
+        }
+        all.push((Kind::Sysctl, items(&self.sysctl.borrow(), generation)));
+        all.push((Kind::Files, items(&self.files.borrow(), generation)));
+        all.push((Kind::Storage, storage(&self.storage.borrow(), generation)));
+        all.push((Kind::Services, services(&self.services.borrow(), generation)));
+        all
+    }
+
+    /// Each kind against `generation` as the node's status shows it (the type keelctl reads).
+    pub fn report(&self, generation: u64) -> Vec<KindConvergence> {
+        self.convergence(generation)
+            .into_iter()
+            .map(|(kind, c)| {
+                let (state, problems) = match c {
+                    Convergence::Converged => (ConvergenceState::Converged, Vec::new()),
+                    Convergence::Pending => (ConvergenceState::Pending, Vec::new()),
+                    Convergence::Stuck(p) => (ConvergenceState::Stuck, p),
+                };
+                KindConvergence { kind: kind.to_string(), state, problems }
+            })
+            .collect()
+    }
+
+    /// Waits until every kind converged `generation`. Kinds that get stuck on the way are logged once each
+    /// (`config.not_converged generation=… controller=… items=…`) and waited for further: they may recover.
+    pub async fn converged(&self, generation: u64) {
+        let mut me = self.clone();
+        let mut reported: Vec<Kind> = Vec::new();
+        loop {
+            let now = me.convergence(generation);
+            if now.iter().all(|(_, c)| *c == Convergence::Converged) {
+                return;
+            }
+            for (kind, c) in &now {
+                if let Convergence::Stuck(problems) = c {
+                    if !reported.contains(kind) {
+                        reported.push(*kind);
+                        log::warn!(
+                            "config.not_converged generation={generation} controller={kind} items={}",
+                            crate::logging::q(&problems.join("; "))
+                        );
+                    }
+                }
+            }
+            if !me.changed().await {
+                // A controller is gone: its status will never move again.
+                return std::future::pending().await;
+            }
+        }
+    }
+
+    /// Resolves when any status changed; false when a controller is gone.
+    async fn changed(&mut self) -> bool {
+        let net = async {
+            match &mut self.net {
+                Some(n) => n.changed().await,
+                None => std::future::pending().await,
+            }
+        };
+        let r = tokio::select! {
+            r = net => r,
+            r = self.sysctl.changed() => r,
+            r = self.files.changed() => r,
+            r = self.storage.changed() => r,
+            r = self.services.changed() => r,
+        };
+        r.is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconcile::ItemState;
+    use crate::services::{ServiceStatus, State};
+    use crate::storage::volume::{Phase, VolumeStatus};
+    use std::time::Duration;
+
+    fn volume(phase: Phase) -> VolumeStatus {
+        VolumeStatus {
+            name: "data".into(),
+            selector: "serial:d".into(),
+            phase,
+            device: None,
+            size: None,
+            fs: None,
+            mount: "/var/lib/data".into(),
+            free: None,
+            formatted: false,
+        }
+    }
+
+    #[test]
+    fn each_kind_says_converged_the_same_way() {
+        let mut c = ControllerStatus { generation: Some(2), converged: true, ..Default::default() };
+        assert_eq!(items(&c, 3), Convergence::Pending, "an older generation");
+        assert_eq!(items(&c, 2), Convergence::Converged);
+        c.converged = false;
+        c.items = vec![("net.x".into(), ItemState::Failed("no such key".into()))];
+        assert_eq!(items(&c, 2), Convergence::Stuck(vec!["net.x: failed: no such key".into()]));
+
+        let mut n = NetStatus { generation: Some(2), ready: true, ..Default::default() };
+        assert_eq!(network(&n, 2), Convergence::Converged);
+        n.failed = vec![("add 10.0.0.1/24".into(), "EEXIST".into())];
+        assert!(matches!(network(&n, 2), Convergence::Stuck(_)));
+        n.ready = false;
+        assert_eq!(network(&n, 2), Convergence::Pending);
+
+        let mut s = StorageStatus { generation: Some(2), volumes: vec![volume(Phase::Formatting)] };
+        assert_eq!(storage(&s, 2), Convergence::Pending);
+        s.volumes = vec![volume(Phase::Blocked("holds xfs".into()))];
+        assert_eq!(storage(&s, 2), Convergence::Stuck(vec!["data: blocked: holds xfs".into()]));
+        s.volumes = vec![volume(Phase::Mounted)];
+        assert_eq!(storage(&s, 2), Convergence::Converged);
+
+        let mut v = ServicesStatus { generation: Some(2), ..Default::default() };
+        v.services.insert("web".into(), ServiceStatus::new(State::Starting));
+        v.settle();
+        assert_eq!(services(&v, 2), Convergence::Pending);
+        v.services.insert("web".into(), ServiceStatus::new(State::Running));
+        v.settle();
+        assert_eq!(services(&v, 2), Convergence::Converged);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn converged_waits_for_every_kind() {
+        let done = ControllerStatus { generation: Some(1), converged: true, ..Default::default() };
+        let (sysctl_tx, sysctl) = watch::channel(done.clone());
+        let (_files_tx, files) = watch::channel(done);
+        let (_storage_tx, storage) = watch::channel(StorageStatus { generation: Some(1), volumes: vec![] });
+        let mut svc = ServicesStatus { generation: Some(1), ..Default::default() };
+        svc.settle();
+        let (services_tx, services) = watch::channel(svc.clone());
+        let registry = Registry { net: None, sysctl, files, storage, services };
+        let mut waiting = tokio::spawn({
+            let r = registry.clone();
+            async move { r.converged(1).await }
+        });
+        assert!(tokio::time::timeout(Duration::from_secs(1), &mut waiting).await.is_ok(), "all converged already");
+        // Generation 2: sysctl converges, the services not yet.
+        let waiting = tokio::spawn({
+            let r = registry.clone();
+            async move { r.converged(2).await }
+        });
+        sysctl_tx.send_modify(|s| s.generation = Some(2));
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(!waiting.is_finished());
+        services_tx.send_modify(|s| {
+            s.generation = Some(2);
+            s.settle();
+        });
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(!waiting.is_finished(), "files and storage are still at generation 1");
+        assert_eq!(
+            registry
+                .convergence(2)
+                .iter()
+                .filter(|(_, c)| *c == Convergence::Pending)
+                .map(|(k, _)| *k)
+                .collect::<Vec<_>>(),
+            [Kind::Files, Kind::Storage]
+        );
+    }
+}
