@@ -73,6 +73,7 @@ sb-vars: sb-keys sb-tools
 # would be no floor at all). KEEL_BUILD_TIME overrides it.
 KEEL_BUILD_TIME ?= $(shell t=$${SOURCE_DATE_EPOCH:-0}; [ "$$t" -gt 0 ] 2>/dev/null && echo $$t || \
                      git log -1 --format=%ct 2>/dev/null || echo 0)
+export KEEL_BUILD_TIME
 BUILD_TIME_FILE := $(BUILD)/build-time
 VERSION_FILE    := $(BUILD)/version
 IMAGE_VARS      += KEEL_BUILD_TIME_FILE=$(BUILD_TIME_FILE) KEEL_VERSION_FILE=$(VERSION_FILE)

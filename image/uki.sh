@@ -8,8 +8,9 @@
 #
 # With KEEL_SB_KEY and KEEL_SB_CERT (PEM key and certificate of a key in the firmware's db; `make` passes its
 # development pair when none is given) the result is signed for UEFI Secure Boot with sbsign, and checked with
-# sbverify. RSA PKCS#1 v1.5 signatures are deterministic and sbsign adds no signing time, so a signed UKI is as
-# byte-identical from build to build as an unsigned one (make reproducible checks it).
+# sbverify. RSA PKCS#1 v1.5 signatures are deterministic, but sbsign puts the signing time into the signature:
+# it runs under faketime at the build time (KEEL_BUILD_TIME, else SOURCE_DATE_EPOCH, else 1980-01-01), so a signed
+# UKI is as byte-identical from build to build as an unsigned one (make reproducible checks it).
 set -euo pipefail
 
 kernel=${1:?usage: image/uki.sh KERNEL INITRD CMDLINE VERSION OUT}
@@ -54,7 +55,10 @@ if [ -n "${KEEL_SB_KEY:-}" ]; then
         echo "uki: KEEL_SB_KEY=$KEEL_SB_KEY and KEEL_SB_CERT=${KEEL_SB_CERT:-} must both be readable" >&2
         exit 1
     }
-    sbsign --key "$KEEL_SB_KEY" --cert "$KEEL_SB_CERT" --output "$out.signed" "$out.tmp" 2>"$work/sbsign.log" ||
+    sign_at=${KEEL_BUILD_TIME:-${SOURCE_DATE_EPOCH:-0}}
+    [ "$sign_at" -gt 315532800 ] 2>/dev/null || sign_at=315532800
+    faketime -f "$(date -u -d "@$sign_at" '+%Y-%m-%d %H:%M:%S')" \
+        sbsign --key "$KEEL_SB_KEY" --cert "$KEEL_SB_CERT" --output "$out.signed" "$out.tmp" 2>"$work/sbsign.log" ||
         { cat "$work/sbsign.log" >&2; exit 1; }
     sbverify --cert "$KEEL_SB_CERT" "$out.signed" >"$work/sbverify.log" 2>&1 ||
         { cat "$work/sbverify.log" >&2; echo "uki: the signed UKI does not verify against $KEEL_SB_CERT" >&2; exit 1; }
