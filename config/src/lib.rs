@@ -13,6 +13,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod accept;
+pub mod credential;
 mod diag;
 mod diagnose;
 pub mod model;

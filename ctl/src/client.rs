@@ -1,7 +1,7 @@
-//! One node: dial, TLS with the pinned (or first-use) certificate, one HTTP request per connection. Every failure
-//! is one line that says which node, what went wrong and what to try.
+//! One node: dial, TLS with the pinned (or first-use) certificate, a credential bound to the connection, one
+//! HTTP request per connection. Every failure is one line that says which node, what went wrong and what to try.
 
-use std::io::{self, BufReader, ErrorKind};
+use std::io::{self, BufReader, ErrorKind, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,8 +11,9 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, StreamOwned};
 use serde_json::Value;
 
-use crate::http::{self, Response};
+use crate::http::{self, Head, Response};
 use crate::known::{self, KnownNodes, NodeAddr};
+use crate::signer::{self, Signer};
 use crate::{tls, Failure};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -21,6 +22,8 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// `PUT /v1/config` answers after the node has applied the config.
 pub const APPLY_TIMEOUT: Duration = Duration::from_secs(300);
+/// Bodies larger than this are sent with `Expect: 100-continue`.
+const LARGE_BODY: usize = 1 << 20;
 
 pub type Stream = StreamOwned<ClientConnection, TcpStream>;
 
@@ -31,6 +34,9 @@ pub struct Client {
     pub key: String,
     explicit: Option<String>,
     known_path: PathBuf,
+    /// `--key`: who proves access (docs/api.md, "Authentication"); else KEEL_KEY, else the ssh-agent's keys.
+    auth_key: Option<PathBuf>,
+    signers: std::cell::OnceCell<Vec<Signer>>,
 }
 
 impl Client {
@@ -51,7 +57,41 @@ impl Client {
             })?),
         };
         let known_path = KnownNodes::default_path(known_nodes).map_err(Failure::Failed)?;
-        Ok(Client { key: addr.key(), addr, explicit, known_path })
+        let (auth_key, signers) = (None, std::cell::OnceCell::new());
+        Ok(Client { key: addr.key(), addr, explicit, known_path, auth_key, signers })
+    }
+
+    /// The key that proves access to the node (`--key`).
+    pub fn with_key(mut self, key: Option<PathBuf>) -> Client {
+        self.auth_key = key;
+        self
+    }
+
+    fn signers(&self) -> Result<&[Signer], Failure> {
+        if self.signers.get().is_none() {
+            let found = signer::resolve(self.auth_key.as_deref())?;
+            if found.is_empty() {
+                return Err(self.fail(
+                    "the node API needs a credential: pass --key KEY (a key file, or KEY.pub of an ssh-agent key), \
+                     set KEEL_KEY, or ssh-add a key (see keelctl help)",
+                ));
+            }
+            let _ = self.signers.set(found);
+        }
+        Ok(self.signers.get().map(Vec::as_slice).unwrap_or_default())
+    }
+
+    /// The `Authorization` value for this connection: `signer`'s signature over its RFC 9266 exporter.
+    fn proof(&self, stream: &Stream, signer: &Signer) -> Result<String, Failure> {
+        use keel_config::credential;
+        let exporter = stream
+            .conn
+            .export_keying_material([0u8; 32], credential::EXPORTER_LABEL, None)
+            .map_err(|e| self.fail(format!("TLS exporter: {e}")))?;
+        let sig = signer
+            .sign(&credential::proof_message(&exporter), credential::PROOF_NAMESPACE)
+            .map_err(|e| self.fail(e))?;
+        Ok(credential::proof_header(&sig))
     }
 
     fn fail(&self, msg: impl std::fmt::Display) -> Failure {
@@ -133,7 +173,8 @@ impl Client {
         Ok(StreamOwned::new(conn, tcp))
     }
 
-    /// Sends one request and reads the answer's head; the body is left to the caller (it may stream).
+    /// Sends one request and reads the answer's head; the body is left to the caller (it may stream). With
+    /// several candidate keys (the agent's), a 401 tries the next on a fresh connection.
     pub fn send(
         &self,
         method: &str,
@@ -141,10 +182,30 @@ impl Client {
         body: Option<&[u8]>,
         read_timeout: Option<Duration>,
     ) -> Result<Response<BufReader<Stream>>, Failure> {
-        let mut stream = self.connect(read_timeout)?;
-        http::write_request(&mut stream, method, path, &self.key, body)
-            .map_err(|e| self.io_fail(&format!("{method} {path}"), e))?;
-        http::read_response(BufReader::new(stream)).map_err(|e| self.io_fail(&format!("{method} {path}"), e))
+        let what = format!("{method} {path}");
+        let signers = self.signers()?;
+        for (i, signer) in signers.iter().enumerate() {
+            let mut stream = self.connect(read_timeout)?;
+            let auth = self.proof(&stream, signer)?;
+            // A large body (an upgrade image) waits for the node's go-ahead: a refused credential costs no upload.
+            let expect_continue = body.is_some_and(|b| b.len() > LARGE_BODY);
+            let head = Head { auth: Some(&auth), keep_alive: false, expect_continue };
+            http::write_request(&mut stream, method, path, &self.key, head, body)
+                .map_err(|e| self.io_fail(&what, e))?;
+            let mut reader = BufReader::new(stream);
+            if let (Some(body), true) = (body, expect_continue) {
+                if http::continue_or_answer(&mut reader).map_err(|e| self.io_fail(&what, e))? {
+                    let s = reader.get_mut();
+                    s.write_all(body).and_then(|()| s.flush()).map_err(|e| self.io_fail(&what, e))?;
+                }
+            }
+            let response = http::read_response(reader).map_err(|e| self.io_fail(&what, e))?;
+            if response.status == 401 && i + 1 < signers.len() {
+                continue;
+            }
+            return Ok(response);
+        }
+        Err(self.fail(format!("{what}: no key to sign with")))
     }
 
     /// One line for an I/O failure during a request.

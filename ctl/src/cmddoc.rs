@@ -3,8 +3,9 @@
 
 use std::io::Read;
 
-use keel_config::sshsig::{self, HashAlg, PrivateKey};
 use serde_json::{json, Value};
+
+use crate::signer::Signer;
 
 /// The signature namespace for commands.
 pub const NAMESPACE: &str = "keel-command";
@@ -24,17 +25,17 @@ pub fn document(action: &str, node: &str, nonce: &str, expires: u64) -> String {
 }
 
 /// The request body for `POST /v1/<action>`.
-pub fn request(action: &str, node: &str, nonce: &str, now: u64, key: &PrivateKey) -> Value {
+pub fn request(action: &str, node: &str, nonce: &str, now: u64, signer: &Signer) -> Result<Value, String> {
     let doc = document(action, node, nonce, now + LIFETIME_S);
-    let signature = sshsig::sign(doc.as_bytes(), key, NAMESPACE, HashAlg::Sha512);
-    json!({"command": doc, "signature": signature})
+    let signature = signer.sign(doc.as_bytes(), NAMESPACE)?.to_armored();
+    Ok(json!({"command": doc, "signature": signature}))
 }
 
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-    use keel_config::sshsig::AllowedSigners;
+    use keel_config::sshsig::{self, AllowedSigners, PrivateKey};
 
     use super::*;
 
@@ -62,7 +63,8 @@ mod tests {
     fn request_is_signed_for_keel_command_and_expires_in_five_minutes() {
         let key = PrivateKey::from_seed([7; 32], "ops");
         let now = 1_795_600_000;
-        let body = request("poweroff", NODE, "abcdefabcdefabcdefabcdefabcdefab", now, &key);
+        let signer = Signer::File(PrivateKey::from_seed([7; 32], "ops"));
+        let body = request("poweroff", NODE, "abcdefabcdefabcdefabcdefabcdefab", now, &signer).unwrap();
         let doc = body["command"].as_str().unwrap();
         assert!(doc.contains("action = \"poweroff\"\n") && doc.contains(&format!("expires = {}\n", now + 300)));
         let line = format!("ops namespaces=\"keel-command\" {}", key.public_key().to_openssh());

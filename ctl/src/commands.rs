@@ -6,7 +6,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use keel_config::sshsig::{self, AllowedSigners, HashAlg, PrivateKey};
+use keel_config::sshsig::{self, AllowedSigners, PrivateKey};
 use keel_config::{LoadError, Timestamp, NAMESPACE};
 
 use crate::{Failure, Opts};
@@ -75,10 +75,8 @@ pub fn keygen(o: Opts) -> Result<(), Failure> {
 
 pub fn sign(o: Opts) -> Result<(), Failure> {
     let file = one_file(&o, "sign")?;
-    let key_path = o.key.ok_or_else(|| Failure::Usage("sign: -f KEY is required".into()))?;
+    let signer = crate::signer::one(o.key.as_deref(), "sign")?;
     let namespace = o.namespace.unwrap_or_else(|| NAMESPACE.to_string());
-    let key = PrivateKey::parse(&read_text(&key_path)?)
-        .map_err(|e| Failure::Failed(format!("{}: {e}", key_path.display())))?;
     let message = read(&file)?;
     if namespace == NAMESPACE {
         if let Err(e) = keel_config::parse_bytes(&file.display().to_string(), &message) {
@@ -89,8 +87,9 @@ pub fn sign(o: Opts) -> Result<(), Failure> {
         }
     }
     let sig_path = with_suffix(&file, ".sig");
-    write_replace(&sig_path, &sshsig::sign(&message, &key, &namespace, HashAlg::Sha512))?;
-    println!("wrote {} ({namespace:?} signature by {})", sig_path.display(), key.public_key().fingerprint());
+    let sig = signer.sign(&message, &namespace).map_err(Failure::Failed)?;
+    write_replace(&sig_path, &sig.to_armored())?;
+    println!("wrote {} ({namespace:?} signature by {})", sig_path.display(), sig.key.fingerprint());
     Ok(())
 }
 
@@ -155,5 +154,35 @@ pub fn validate(o: Opts) -> Result<(), Failure> {
         }
     }
     println!("ok: generation {}", config.generation);
+    Ok(())
+}
+
+/// `metrics-token`: a bearer token for `/metrics` only (docs/api.md, "Prometheus"), signed in `keel-metrics`.
+pub fn metrics_token(o: Opts) -> Result<(), Failure> {
+    use keel_config::credential;
+    if let Some(f) = o.files.first() {
+        return Err(Failure::Usage(format!("metrics-token: unexpected argument {:?}", f.display().to_string())));
+    }
+    let node = match o.machine_id.as_deref() {
+        None | Some("*") => "*".to_string(),
+        Some(id) => keel_config::net::normalize_machine_id(id).ok_or_else(|| {
+            Failure::Usage(format!("metrics-token: --machine-id {id:?}: expected 32 hex digits or *"))
+        })?,
+    };
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let days = match o.days.as_deref() {
+        None => 365,
+        Some(v) => v
+            .parse::<u64>()
+            .ok()
+            .filter(|d| (1..=3650).contains(d))
+            .ok_or_else(|| Failure::Usage(format!("metrics-token: --days {v:?}: a number from 1 to 3650")))?,
+    };
+    let expires = now + days * 86_400;
+    let signer = crate::signer::one(o.key.as_deref(), "metrics-token")?;
+    let sig = signer
+        .sign(&credential::metrics_message(&node, expires), credential::METRICS_NAMESPACE)
+        .map_err(Failure::Failed)?;
+    println!("{}", credential::metrics_token(&node, expires, &sig));
     Ok(())
 }

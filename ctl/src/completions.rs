@@ -31,9 +31,9 @@ const fn f(short: Option<char>, long: Option<&'static str>, value: Value, help: 
 const NODE: Flag = f(None, Some("node"), Value::Text, "the node, HOST[:PORT] (default port 7443; or KEEL_NODE)");
 const FINGERPRINT: Flag = f(None, Some("fingerprint"), Value::Text, "pin the node certificate: sha256:<hex>");
 const KNOWN: Flag = f(None, Some("known-nodes"), Value::File, "the known_nodes file (or KEEL_KNOWN_NODES)");
-const KEY: Flag = f(None, Some("key"), Value::File, "OpenSSH ed25519 private key to sign with");
-const KEY_F: Flag = f(Some('f'), Some("key"), Value::File, "OpenSSH ed25519 private key");
-const NAMESPACES: &[&str] = &["keel-config", "keel-command"];
+const KEY: Flag = f(None, Some("key"), Value::File, "OpenSSH key file, or KEY.pub of an ssh-agent key (or KEEL_KEY)");
+const KEY_F: Flag = f(Some('f'), Some("key"), Value::File, "OpenSSH key file, or KEY.pub of an ssh-agent key");
+const NAMESPACES: &[&str] = &["keel-config", "keel-command", "keel-image", "keel-metrics"];
 const NS: Flag = f(Some('n'), Some("namespace"), Value::Choice(NAMESPACES), "signature namespace");
 
 pub const COMMANDS: &[Command] = &[
@@ -72,7 +72,7 @@ pub const COMMANDS: &[Command] = &[
     Command {
         name: "plan",
         help: "show what applying a config would change",
-        flags: &[NODE, FINGERPRINT, KNOWN],
+        flags: &[NODE, KEY, FINGERPRINT, KNOWN],
         args: Some(Value::File),
     },
     Command {
@@ -80,6 +80,7 @@ pub const COMMANDS: &[Command] = &[
         help: "show the status of a node",
         flags: &[
             NODE,
+            KEY,
             f(Some('o'), Some("output"), Value::Choice(&["text", "json"]), "output format"),
             FINGERPRINT,
             KNOWN,
@@ -89,7 +90,7 @@ pub const COMMANDS: &[Command] = &[
     Command {
         name: "logs",
         help: "print the log buffer of a node",
-        flags: &[NODE, f(Some('f'), Some("follow"), Value::None, "stream new lines"), FINGERPRINT, KNOWN],
+        flags: &[NODE, KEY, f(Some('f'), Some("follow"), Value::None, "stream new lines"), FINGERPRINT, KNOWN],
         args: None,
     },
     Command {
@@ -103,6 +104,16 @@ pub const COMMANDS: &[Command] = &[
             KNOWN,
         ],
         args: Some(Value::File),
+    },
+    Command {
+        name: "metrics-token",
+        help: "sign a metrics-only bearer token for Prometheus",
+        flags: &[
+            KEY,
+            f(None, Some("machine-id"), Value::Text, "the node it is for (default: any node, *)"),
+            f(None, Some("days"), Value::Text, "days until it expires (default 365)"),
+        ],
+        args: None,
     },
     Command { name: "reboot", help: "reboot a node (signed command)", flags: POWER, args: None },
     Command { name: "poweroff", help: "power a node off (signed command)", flags: POWER, args: None },

@@ -1,4 +1,5 @@
-//! A small HTTP/1.1 client over any byte stream: one request per connection (`Connection: close`), answers
+//! A small HTTP/1.1 client over any byte stream: one request per connection (`Connection: close`, as keelctl
+//! makes them) or several (keep-alive, as the load test and bench make them), answers
 //! framed by Content-Length, chunked transfer coding, or the end of the stream. The body is an [`io::Read`], so
 //! `logs -f` streams chunks as they come. Errors are plain messages; the caller adds which node and what to do.
 
@@ -9,21 +10,63 @@ const MAX_HEAD: usize = 64 * 1024;
 /// The most [`Response::read_all`] collects; a node's answers are far smaller (requests are capped at 1 MiB).
 pub const MAX_BODY: u64 = 16 << 20;
 
+/// What goes into a request's head besides the method, path and host.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Head<'a> {
+    /// The `Authorization` value (docs/api.md, "Authentication").
+    pub auth: Option<&'a str>,
+    /// Keep the connection open for another request (else `Connection: close`).
+    pub keep_alive: bool,
+    /// Send `Expect: 100-continue` and leave the body out: the caller sends it after [`continue_or_answer`]
+    /// says the node wants it (a refusal then costs no upload).
+    pub expect_continue: bool,
+}
+
 /// Writes one request. `host` is what the Host header names (`10.0.2.15:7443`).
-pub fn write_request<W: Write>(w: &mut W, method: &str, path: &str, host: &str, body: Option<&[u8]>) -> io::Result<()> {
+pub fn write_request<W: Write>(
+    w: &mut W,
+    method: &str,
+    path: &str,
+    host: &str,
+    h: Head<'_>,
+    body: Option<&[u8]>,
+) -> io::Result<()> {
+    let connection = if h.keep_alive { "keep-alive" } else { "close" };
     let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: keelctl/{}\r\nAccept: */*\r\nConnection: close\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: keelctl/{}\r\nAccept: */*\r\nConnection: {connection}\r\n",
         env!("CARGO_PKG_VERSION")
     );
+    if let Some(auth) = h.auth {
+        head.push_str(&format!("Authorization: {auth}\r\n"));
+    }
     if let Some(body) = body {
         head.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
     }
+    if h.expect_continue {
+        head.push_str("Expect: 100-continue\r\n");
+    }
     head.push_str("\r\n");
     w.write_all(head.as_bytes())?;
-    if let Some(body) = body {
+    if let (Some(body), false) = (body, h.expect_continue) {
         w.write_all(body)?;
     }
     w.flush()
+}
+
+/// After a request sent with `expect_continue`: true when the node answered `100 Continue` (consumed: send the
+/// body now), false when its final answer came instead (left for [`read_response`]).
+pub fn continue_or_answer<R: BufRead>(r: &mut R) -> io::Result<bool> {
+    let buffered = r.fill_buf()?;
+    if buffered.is_empty() {
+        return Err(truncated());
+    }
+    if !buffered.starts_with(b"HTTP/1.1 100") && !buffered.starts_with(b"HTTP/1.0 100") {
+        return Ok(false);
+    }
+    let mut budget = MAX_HEAD;
+    read_line(r, &mut budget)?;
+    while !read_line(r, &mut budget)?.is_empty() {}
+    Ok(true)
 }
 
 /// An answer whose head has been read; [`Response::body`] reads the rest.
@@ -199,14 +242,36 @@ mod tests {
     #[test]
     fn request_has_length_host_and_close() {
         let mut out = Vec::new();
-        write_request(&mut out, "PUT", "/v1/config", "10.0.2.15:7443", Some(b"{}")).unwrap();
+        write_request(&mut out, "PUT", "/v1/config", "10.0.2.15:7443", Head::default(), Some(b"{}")).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("PUT /v1/config HTTP/1.1\r\nHost: 10.0.2.15:7443\r\n"), "{text}");
         assert!(text.contains("\r\nContent-Length: 2\r\n") && text.contains("\r\nConnection: close\r\n"));
         assert!(text.ends_with("\r\n\r\n{}"), "{text}");
         let mut out = Vec::new();
-        write_request(&mut out, "GET", "/v1/status", "n:1", None).unwrap();
-        assert!(!String::from_utf8(out).unwrap().contains("Content-Length"));
+        let h = Head { auth: Some("Keel-SSHSIG AAAA"), keep_alive: true, expect_continue: false };
+        write_request(&mut out, "GET", "/v1/status", "n:1", h, None).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("Content-Length"));
+        assert!(text.contains("\r\nAuthorization: Keel-SSHSIG AAAA\r\n") && text.contains("Connection: keep-alive"));
+    }
+
+    #[test]
+    fn expect_continue_leaves_the_body_for_later() {
+        let mut out = Vec::new();
+        let h = Head { expect_continue: true, ..Head::default() };
+        write_request(&mut out, "PUT", "/v1/upgrade", "n:1", h, Some(b"IMAGE")).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("Content-Length: 5\r\nExpect: 100-continue\r\n\r\n") && !text.contains("IMAGE"),
+            "{text}"
+        );
+        let mut r =
+            io::BufReader::new(&b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"[..]);
+        assert!(continue_or_answer(&mut r).unwrap());
+        assert_eq!(read_response(r).unwrap().status, 200);
+        let mut r = io::BufReader::new(&b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n"[..]);
+        assert!(!continue_or_answer(&mut r).unwrap());
+        assert_eq!(read_response(r).unwrap().status, 401);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+mod agent;
 mod client;
 mod cmddoc;
 mod commands;
@@ -11,6 +12,7 @@ mod diff;
 mod http;
 mod known;
 mod remote;
+mod signer;
 mod status;
 mod tls;
 mod upgrade;
@@ -27,7 +29,7 @@ usage: keelctl <command> [options]
 
 commands:
   keygen -f KEY [-C COMMENT]        write a new ed25519 signing key: KEY (OpenSSH private key, mode 0600) and KEY.pub
-  sign -f KEY [-n NAMESPACE] FILE   validate FILE (for keel-config) and write FILE.sig, an OpenSSH signature
+  sign [-f KEY] [-n NAMESPACE] FILE validate FILE (for keel-config) and write FILE.sig, an OpenSSH signature
   verify -s ALLOWED_SIGNERS [--sig SIG] [-n NAMESPACE] [-I PRINCIPAL] FILE
                                     check FILE.sig (or SIG) like `ssh-keygen -Y verify`
   validate FILE                     print every error in a node config, or `ok: generation N`
@@ -40,14 +42,21 @@ commands:
   upgrade IMAGE [--key KEY | --sig SIG]
                                     send a signed slot image (make upgrade-image; namespace keel-image, IMAGE.sig
                                     by default): the node writes it to its other boot slot and reboots into it
-  reboot|poweroff --key KEY [--machine-id ID]
+  reboot|poweroff [--key KEY] [--machine-id ID]
                                     send a signed command (the machine id is asked from the node if not given)
+  metrics-token [--key KEY] [--machine-id ID] [--days N]
+                                    print a metrics-only bearer token (a keel-metrics signature; default: any
+                                    node, 365 days) for Prometheus: docs/api.md, \"Prometheus\"
   completions bash|zsh|fish         print a shell completion script
   version                           print keelctl's version
   help                              print this help
 
 node options (apply, plan, status, logs, upgrade, reboot, poweroff):
   --node HOST[:PORT]                the node (default port 7443); or set KEEL_NODE
+  --key KEY                         who you are: every request proves it holds a key of the node's
+                                    allowed_signers. KEY is an OpenSSH key file (a passphrase-protected one is
+                                    signed with by ssh-keygen, which asks) or KEY.pub of a key in ssh-agent;
+                                    default $KEEL_KEY, else each key of ssh-agent (SSH_AUTH_SOCK) in turn
   --fingerprint sha256:HEX          require this certificate and pin it (as printed on the node's console)
   --known-nodes FILE                pinned certificates (default $KEEL_KNOWN_NODES, else ~/.config/keel/known_nodes)
 
@@ -71,6 +80,7 @@ pub struct Opts {
     pub output: Option<String>,
     pub follow: bool,
     pub machine_id: Option<String>,
+    pub days: Option<String>,
     pub files: Vec<PathBuf>,
 }
 
@@ -109,6 +119,7 @@ fn parse(command: &str, args: Vec<OsString>) -> Result<Opts, Failure> {
             Arg::Long("dry-run") => o.dry_run = true,
             Arg::Short('o') | Arg::Long("output") => o.output = Some(value(&mut p, command)?),
             Arg::Long("machine-id") => o.machine_id = Some(value(&mut p, command)?),
+            Arg::Long("days") => o.days = Some(value(&mut p, command)?),
             Arg::Value(v) => o.files.push(v.into()),
             other => return Err(usage(other.unexpected())),
         }
@@ -143,6 +154,7 @@ fn run(args: Vec<OsString>) -> Result<(), Failure> {
         "logs" => remote::logs(parse(&command, rest)?),
         "upgrade" => upgrade::upgrade(parse(&command, rest)?),
         "reboot" | "poweroff" => remote::power(parse(&command, rest)?, &command),
+        "metrics-token" => commands::metrics_token(parse(&command, rest)?),
         "completions" => {
             let o = parse(&command, rest)?;
             let shell = match o.files.as_slice() {

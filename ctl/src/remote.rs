@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use keel_config::net::normalize_machine_id;
-use keel_config::sshsig::{self, HashAlg, PrivateKey, Signature};
+use keel_config::sshsig::{self, Signature};
 use keel_config::{Config, LoadError, NAMESPACE};
 use serde_json::{json, Value};
 
@@ -16,7 +16,7 @@ use crate::view::View;
 use crate::{cmddoc, status, Failure, Opts};
 
 fn client(o: &Opts, command: &str) -> Result<Client, Failure> {
-    Client::new(command, o.node.clone(), o.fingerprint.clone(), o.known_nodes.clone())
+    Ok(Client::new(command, o.node.clone(), o.fingerprint.clone(), o.known_nodes.clone())?.with_key(o.key.clone()))
 }
 
 fn no_files(o: &Opts, command: &str) -> Result<(), Failure> {
@@ -39,14 +39,10 @@ fn load_valid(file: &Path, bytes: &[u8]) -> Result<Config, Failure> {
     })
 }
 
-fn read_key(path: &Path) -> Result<PrivateKey, Failure> {
-    PrivateKey::parse(&read_text(path)?).map_err(|e| Failure::Failed(format!("{}: {e}", path.display())))
-}
-
 /// `--key`: sign now; else the `.sig` beside the file, checked against the file before anything is sent.
 fn signature(o: &Opts, file: &Path, bytes: &[u8]) -> Result<String, Failure> {
     if let Some(key) = &o.key {
-        return Ok(sshsig::sign(bytes, &read_key(key)?, NAMESPACE, HashAlg::Sha512));
+        return crate::signer::one(Some(key), "apply")?.sign_armored(bytes, NAMESPACE);
     }
     let sig_path = o.sig.clone().unwrap_or_else(|| with_suffix(file, ".sig"));
     if !sig_path.exists() {
@@ -208,10 +204,7 @@ fn command_hint(reason: &str) -> &'static str {
 /// `reboot` / `poweroff`: a signed command document, POSTed.
 pub fn power(o: Opts, action: &str) -> Result<(), Failure> {
     no_files(&o, action)?;
-    let key_path = o.key.clone().ok_or_else(|| {
-        Failure::Usage(format!("{action}: --key KEY is required (a key allowed for keel-command on the node)"))
-    })?;
-    let key = read_key(&key_path)?;
+    let signer = crate::signer::one(o.key.as_deref(), action)?;
     let client = client(&o, action)?;
     let node = match &o.machine_id {
         Some(id) => normalize_machine_id(id).ok_or_else(|| {
@@ -227,7 +220,7 @@ pub fn power(o: Opts, action: &str) -> Result<(), Failure> {
     };
     let nonce = cmddoc::nonce().map_err(|e| Failure::Failed(format!("/dev/urandom: {e}; cannot make a nonce")))?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let body = cmddoc::request(action, &node, &nonce, now, &key);
+    let body = cmddoc::request(action, &node, &nonce, now, &signer).map_err(Failure::Failed)?;
     let path = format!("/v1/{action}");
     let (status, v) = client.json("POST", &path, Some(&body), READ_TIMEOUT)?;
     if (200..300).contains(&status) && v.get("accepted").and_then(Value::as_bool) != Some(false) {

@@ -1,7 +1,7 @@
 //! `keelctl upgrade IMAGE`: sends a signed slot image (`make upgrade-image`) to a node, which writes it to its
 //! inactive boot slot, verifies it, and reboots into it for a trial (README, "Upgrades").
 
-use keel_config::sshsig::{self, HashAlg, PrivateKey, Signature};
+use keel_config::sshsig::{self, Signature};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -14,9 +14,7 @@ pub const NAMESPACE: &str = "keel-image";
 /// `--key`: sign now; else IMAGE.sig (or `--sig`), checked against the image before anything is sent.
 fn signature(o: &Opts, file: &std::path::Path, image: &[u8]) -> Result<String, Failure> {
     if let Some(key) = &o.key {
-        let key =
-            PrivateKey::parse(&read_text(key)?).map_err(|e| Failure::Failed(format!("{}: {e}", key.display())))?;
-        return Ok(sshsig::sign(image, &key, NAMESPACE, HashAlg::Sha512));
+        return crate::signer::one(Some(key), "upgrade")?.sign_armored(image, NAMESPACE);
     }
     let sig_path = o.sig.clone().unwrap_or_else(|| with_suffix(file, ".sig"));
     let text = read_text(&sig_path).map_err(|_| {
@@ -48,7 +46,8 @@ pub fn body(sig: &str, image: &[u8]) -> Vec<u8> {
 
 pub fn upgrade(o: Opts) -> Result<(), Failure> {
     let file = one_file(&o, "upgrade")?;
-    let client = Client::new("upgrade", o.node.clone(), o.fingerprint.clone(), o.known_nodes.clone())?;
+    let client =
+        Client::new("upgrade", o.node.clone(), o.fingerprint.clone(), o.known_nodes.clone())?.with_key(o.key.clone());
     let image = read(&file)?;
     let sig = signature(&o, &file, &image)?;
     let sha: String = Sha256::digest(&image).iter().map(|b| format!("{b:02x}")).collect();
@@ -77,6 +76,13 @@ pub fn upgrade(o: Opts) -> Result<(), Failure> {
             };
             Err(Failure::Failed(format!("{}: refused the upgrade: {reason}{detail}; {after}", client.key)))
         }
+        // The credential was refused: the node read nothing of the image.
+        None if matches!(response.status, 401 | 403) => Err(Failure::Failed(format!(
+            "{}: refused the upgrade: HTTP {}: {}; nothing was written",
+            client.key,
+            response.status,
+            crate::client::describe_error(&v)
+        ))),
         None => Err(client.http_error(what, response.status, &bytes)),
     }
 }

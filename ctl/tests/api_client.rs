@@ -38,11 +38,22 @@ impl Scratch {
         std::fs::read_to_string(self.path("known_nodes")).unwrap_or_default()
     }
 
-    /// keelctl in this directory, HOME here, no KEEL_* from the caller's environment.
+    /// keelctl in this directory, HOME here, no KEEL_* or agent from the caller's environment; it proves
+    /// access with the trusted key (KEEL_KEY=key).
     fn keelctl(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_keelctl"));
-        cmd.current_dir(&self.0).env("HOME", &self.0).env_remove("KEEL_NODE").env_remove("KEEL_KNOWN_NODES");
+        let mut cmd = self.bare();
+        cmd.env("KEEL_KEY", self.path("key"));
         cmd.args(args).output().unwrap()
+    }
+
+    /// keelctl with no key at all (no KEEL_KEY, no agent).
+    fn bare(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_keelctl"));
+        cmd.current_dir(&self.0).env("HOME", &self.0);
+        for var in ["KEEL_NODE", "KEEL_KNOWN_NODES", "KEEL_KEY", "SSH_AUTH_SOCK"] {
+            cmd.env_remove(var);
+        }
+        cmd
     }
 
     /// keelctl COMMAND --node NODE --known-nodes known_nodes ARGS…
@@ -84,6 +95,7 @@ const NEW_CONFIG: &str =
 
 #[test]
 fn first_use_pins_then_reconnects_quietly() {
+    // (Every request of these tests carries a verified connection proof: the test node answers 401 otherwise.)
     let server = Server::start(false);
     let dir = Scratch::new("tofu");
     let out = dir.at(&server, "status", &[]);
@@ -95,6 +107,7 @@ fn first_use_pins_then_reconnects_quietly() {
     ok(&again);
     assert_eq!(text(&again.stderr), "");
     assert_eq!(dir.known().lines().count(), 1);
+    assert!(server.requests().iter().all(|r| r.who.as_deref() == Some("ops@test")), "every request proved its key");
 }
 
 #[test]
@@ -252,8 +265,12 @@ fn reboot_is_a_signed_command_for_this_node() {
     let err = fails(&dir.at(&server, "reboot", &["--key", "key", "--machine-id", &"f".repeat(32)]));
     assert!(err.contains(": refused reboot: wrong-node: the command is for ffff"), "{err}");
     assert!(err.ends_with("; leave out --machine-id to ask the node for its id\n"), "{err}");
-    let err = text(&dir.at(&server, "reboot", &[]).stderr);
-    assert!(err.contains("reboot: --key KEY is required"), "{err}");
+    // No key at all (no --key, KEEL_KEY or agent): a usage error, and nothing sent.
+    let node = server.node();
+    let out = dir.bare().args(["reboot", "--node", &node, "--known-nodes", "known_nodes"]).output().unwrap();
+    let err = text(&out.stderr);
+    assert!(out.status.code() == Some(2) && err.contains("reboot: which key? pass --key KEY"), "{err}");
+    assert_eq!(server.requests().len(), 4);
 }
 
 #[test]
@@ -290,6 +307,8 @@ fn keel_node_and_keel_known_nodes_from_the_environment() {
         .env("HOME", &dir.0)
         .env("KEEL_NODE", server.node())
         .env("KEEL_KNOWN_NODES", known)
+        .env("KEEL_KEY", dir.path("key"))
+        .env_remove("SSH_AUTH_SOCK")
         .args(["status", "-o", "json"])
         .output()
         .unwrap();

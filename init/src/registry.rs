@@ -191,17 +191,7 @@ mod tests {
     use std::time::Duration;
 
     fn volume(phase: Phase) -> VolumeStatus {
-        VolumeStatus {
-            name: "data".into(),
-            selector: "serial:d".into(),
-            phase,
-            device: None,
-            size: None,
-            fs: None,
-            mount: "/var/lib/data".into(),
-            free: None,
-            formatted: false,
-        }
+        VolumeStatus::for_tests("data", phase)
     }
 
     #[test]

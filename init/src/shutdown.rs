@@ -127,6 +127,11 @@ pub async fn execute(
         0
     };
     log::info!("shutdown.stopped killed={killed}");
+    // Blocking work of PID 1's own (a durable write on /var, the API's first key) would keep a filesystem busy.
+    let pending = crate::fsutil::quiesce(Duration::from_secs(5)).await;
+    if pending > 0 {
+        log::warn!("shutdown.pending_io count={pending} after_s=5");
+    }
     nix::unistd::sync();
     let u = unmount_all();
     nix::unistd::sync();

@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256, Sha512};
 pub use allowed::{match_list, AllowedSigners, AllowedSignersError, Entry};
 pub use key::PublicKey;
 pub use private::{KeyFileError, PrivateKey};
+pub use wire::{b64_decode as wire_b64_decode, b64_encode as wire_b64_encode};
 use wire::{Reader, Writer};
 
 use crate::time::Timestamp;
@@ -40,7 +41,7 @@ impl HashAlg {
         }
     }
 
-    fn digest(self, message: &[u8]) -> Vec<u8> {
+    pub fn digest(self, message: &[u8]) -> Vec<u8> {
         match self {
             HashAlg::Sha256 => Sha256::digest(message).to_vec(),
             HashAlg::Sha512 => Sha512::digest(message).to_vec(),
@@ -87,8 +88,13 @@ pub enum VerifyError {
 impl Signature {
     pub fn from_armored(text: &str) -> Result<Signature, VerifyError> {
         let bytes = wire::dearmor(LABEL, text).map_err(VerifyError::Armor)?;
+        Signature::from_bytes(&bytes)
+    }
+
+    /// The binary SSHSIG structure (what the armor's base64 holds).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Signature, VerifyError> {
         let format = |e: &str| VerifyError::Format(e.to_string());
-        let mut r = Reader::new(&bytes);
+        let mut r = Reader::new(bytes);
         if r.take(MAGIC.len()).map_err(format)? != MAGIC {
             return Err(format("does not start with SSHSIG"));
         }
@@ -112,18 +118,39 @@ impl Signature {
     }
 
     pub fn to_armored(&self) -> String {
+        wire::armor(LABEL, &self.to_bytes())
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
         let mut w = Writer::default();
         w.raw(MAGIC).u32(VERSION).string(&self.key.blob()).string(self.namespace.as_bytes()).string(b"");
         w.string(self.hash.name().as_bytes()).string(&self.blob);
-        wire::armor(LABEL, &w.buf)
+        w.buf
+    }
+
+    /// Checks the signature over a message whose hash (by `self.hash`) is `digest`, for `namespace`: for
+    /// messages hashed as they stream by. Says nothing about whether the key is trusted.
+    pub fn verify_digest(&self, namespace: &str, digest: &[u8]) -> Result<(), VerifyError> {
+        if self.namespace != namespace {
+            return Err(VerifyError::Namespace { expected: namespace.to_string(), got: self.namespace.clone() });
+        }
+        let data = signed_data_for_digest(namespace, self.hash, digest);
+        self.key
+            .verify(&data, &self.blob)
+            .map_err(|detail| VerifyError::Invalid { fingerprint: self.key.fingerprint(), detail })
     }
 }
 
 /// What the key signs: the magic, the namespace, an empty reserved field, the hash name and the message's hash.
 /// Public for signers other than [`sign`] (an agent, a security key, tests).
 pub fn signed_data(namespace: &str, hash: HashAlg, message: &[u8]) -> Vec<u8> {
+    signed_data_for_digest(namespace, hash, &hash.digest(message))
+}
+
+/// [`signed_data`] for a message already hashed with `hash`.
+pub fn signed_data_for_digest(namespace: &str, hash: HashAlg, digest: &[u8]) -> Vec<u8> {
     let mut w = Writer::default();
-    w.raw(MAGIC).string(namespace.as_bytes()).string(b"").string(hash.name().as_bytes()).string(&hash.digest(message));
+    w.raw(MAGIC).string(namespace.as_bytes()).string(b"").string(hash.name().as_bytes()).string(digest);
     w.buf
 }
 
@@ -156,10 +183,15 @@ pub fn verify(
 
 /// Signs `message` for `namespace` with an ed25519 key; returns the armored `.sig` text ssh-keygen accepts.
 pub fn sign(message: &[u8], key: &PrivateKey, namespace: &str, hash: HashAlg) -> String {
+    sign_signature(message, key, namespace, hash).to_armored()
+}
+
+/// [`sign`], as the parsed structure.
+pub fn sign_signature(message: &[u8], key: &PrivateKey, namespace: &str, hash: HashAlg) -> Signature {
     let raw = key.sign_raw(&signed_data(namespace, hash, message));
     let mut blob = Writer::default();
     blob.string(key::ED25519.as_bytes()).string(&raw);
-    Signature { key: key.public_key(), namespace: namespace.to_string(), hash, blob: blob.buf }.to_armored()
+    Signature { key: key.public_key(), namespace: namespace.to_string(), hash, blob: blob.buf }
 }
 
 #[cfg(test)]

@@ -1,11 +1,13 @@
-//! A small in-test node API: HTTPS with a fresh self-signed certificate, just enough of docs/api.md for keelctl.
-//! Every request is recorded for the test to look at.
+//! A small in-test node API: HTTPS with a fresh self-signed certificate, just enough of docs/api.md for keelctl,
+//! including its credential check (a connection proof over the TLS exporter: 401 without a valid one). Every
+//! request is recorded for the test to look at.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use keel_config::credential::{self, Credential};
 use keel_config::sshsig::{self, AllowedSigners, PrivateKey};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
@@ -29,6 +31,8 @@ pub struct Request {
     pub method: String,
     pub path: String,
     pub body: String,
+    /// Who the connection proof named (the principal), when it verified.
+    pub who: Option<String>,
 }
 
 pub struct Server {
@@ -87,6 +91,7 @@ fn serve(tcp: TcpStream, config: Arc<ServerConfig>, recorded: &Mutex<Vec<Request
     let mut words = line.split_whitespace();
     let (method, path) = (words.next().unwrap_or("").to_string(), words.next().unwrap_or("").to_string());
     let mut length = 0;
+    let mut auth = None;
     loop {
         let mut h = String::new();
         r.read_line(&mut h)?;
@@ -98,12 +103,22 @@ fn serve(tcp: TcpStream, config: Arc<ServerConfig>, recorded: &Mutex<Vec<Request
             if name.eq_ignore_ascii_case("content-length") {
                 length = value.trim().parse().unwrap_or(0);
             }
+            if name.eq_ignore_ascii_case("authorization") {
+                auth = Some(value.trim().to_string());
+            }
         }
     }
+    let exporter = r.get_ref().conn.export_keying_material([0u8; 32], credential::EXPORTER_LABEL, None).unwrap();
+    let who = auth.as_deref().and_then(|a| match credential::parse(a).ok()? {
+        Credential::Proof(sig) => credential::verify_proof(&sig, &exporter, &allowed_signers(), SystemTime::now()).ok(),
+        Credential::Metrics(_) => None,
+    });
+    let who = who.map(|id| id.principal);
     let mut body = vec![0; length];
     r.read_exact(&mut body)?;
     let body = String::from_utf8_lossy(&body).into_owned();
-    recorded.lock().unwrap().push(Request { method: method.clone(), path: path.clone(), body: body.clone() });
+    let request = Request { method: method.clone(), path: path.clone(), body: body.clone(), who: who.clone() };
+    recorded.lock().unwrap().push(request);
     let mut stream = r.into_inner();
     let mut send = |status: &str, content_type: &str, body: &str| -> std::io::Result<()> {
         let head = format!(
@@ -116,6 +131,10 @@ fn serve(tcp: TcpStream, config: Arc<ServerConfig>, recorded: &Mutex<Vec<Request
         stream.flush()
     };
     let json = |v: Value| v.to_string();
+    if who.is_none() {
+        let v = json!({"error": "unauthenticated", "detail": "this endpoint needs a credential"});
+        return send("401 Unauthorized", "application/json", &json(v));
+    }
     match (method.as_str(), path.as_str()) {
         ("GET", "/v1/status") => send("200 OK", "application/json", &json(status(fp))),
         ("GET", "/v1/config") => send("200 OK", "application/json", &json(running_config())),

@@ -1,9 +1,11 @@
-//! The node API: HTTPS on port 7443, served by PID 1 (docs/api.md). TLS terminates here with rustls on the ring
-//! provider; each connection is one task, with a cap on how many run at once (more wait their turn) and
-//! deadlines on the handshake and on reading a request, so a slow or hostile client costs little and never
-//! blocks the init.
+//! The node API: HTTPS on port 7443, served by PID 1 (docs/api.md). TLS 1.3 terminates here with rustls on the
+//! ring provider; each connection is one task. Every endpoint but `/healthz` needs a credential bound to the
+//! connection ([`auth`]); [`limits`] caps what unauthenticated and authenticated clients can hold, so a slow or
+//! hostile client costs little, never blocks the init, and never locks out a signed write.
 
+pub mod auth;
 pub mod command;
+pub mod limits;
 pub mod request;
 pub mod routes;
 pub mod status;
@@ -18,15 +20,13 @@ use tokio::sync::Semaphore;
 
 pub const PORT: u16 = 7443;
 const TLS_DIR: &str = "/var/lib/keel/api";
-/// Connections served at once (TLS and HTTP state each).
-const MAX_CONNECTIONS: usize = 64;
-/// Connections accepted and waiting, unencrypted and idle, for one of those slots. Held here rather than in the
-/// kernel's queue: the node's kernel has no SYN cookies, so a long listen queue drops connection attempts (the
-/// load test's 200 readers saw resets); beyond this, the kernel's queue takes the rest.
-const MAX_WAITING: usize = 256;
-/// Counted from when the connection gets its slot: generous, because a node busy with many clients handshakes
-/// slowly.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections accepted and not yet authenticated, waiting for or holding a first-stage place ([`limits`]).
+/// Held here rather than in the kernel's queue: the node's kernel has no SYN cookies, so a long listen queue
+/// drops connection attempts (the load test's 200 readers saw resets); beyond this, the kernel's queue takes
+/// the rest.
+const MAX_WAITING: usize = 384;
+/// How often a connection's watchdog looks at its deadlines.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Parts {
     pub machine_id: String,
@@ -49,8 +49,9 @@ pub async fn start(parts: Parts) {
     let names = vec![parts.hostname.clone(), format!("keel-{}", &parts.machine_id[..8.min(parts.machine_id.len())])];
     // Off the event loop: a first boot makes a key (the kernel's entropy pool may not be ready yet) and writes
     // it durably; the network, the reaper and everything else go on meanwhile, and the API listens when it is done.
-    let made = tokio::task::spawn_blocking(move || tls::load_or_create(std::path::Path::new(TLS_DIR), names)).await;
-    let identity = match made.map_err(|e| e.to_string()).and_then(|r| r) {
+    let made =
+        crate::fsutil::off_loop("tls identity", move || tls::load_or_create(std::path::Path::new(TLS_DIR), names));
+    let identity = match made.await.and_then(|r| r) {
         Ok(id) => id,
         Err(e) => return log::error!("api.tls_failed error={}", crate::logging::q(&e)),
     };
@@ -68,7 +69,10 @@ pub async fn start(parts: Parts) {
         if identity.created { "new" } else { "kept" }
     );
     let trust = crate::config::trust::allowed_signers();
+    let gates = Arc::new(limits::Gates::default());
     let state: AppState = Arc::new(Inner {
+        gates: gates.clone(),
+        status_cache: Mutex::new(None),
         machine_id: parts.machine_id,
         fingerprint: identity.fingerprint.clone(),
         config: parts.config,
@@ -81,15 +85,14 @@ pub async fn start(parts: Parts) {
                 .with_floor(Box::new(crate::trust::floor::Places::system())),
         ),
     });
-    serve(listener, tls_config, routes::router(state)).await
+    serve(listener, tls_config, routes::router(state), gates).await
 }
 
-async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, router: axum::Router) {
+async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, router: axum::Router, gates: Arc<limits::Gates>) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let admitted = Arc::new(Semaphore::new(MAX_CONNECTIONS + MAX_WAITING));
+    let admitted = Arc::new(Semaphore::new(MAX_WAITING));
     loop {
-        // Backpressure, not refusal: clients beyond the slots wait for one instead of being dropped.
+        // Backpressure, not refusal: clients beyond the first-stage places wait for one instead of being dropped.
         let Ok(admission) = admitted.clone().acquire_owned().await else { return };
         let (tcp, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -99,25 +102,49 @@ async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, router: ax
                 continue;
             }
         };
-        let acceptor = acceptor.clone();
-        let router = router.clone();
-        let slots = slots.clone();
+        let (acceptor, router, gates) = (acceptor.clone(), router.clone(), gates.clone());
         tokio::spawn(async move {
-            let _admission = admission;
-            let Ok(_slot) = slots.acquire_owned().await else { return };
-            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+            let Ok(Some(mut first_stage)) = tokio::time::timeout(limits::ADMIT_WAIT, gates.admit(peer.ip())).await
+            else {
+                return log::debug!("api.admit_timeout peer={peer}");
+            };
+            first_stage.push(admission);
+            let accepted = tokio::time::Instant::now();
+            let handshake = async {
+                let _turn = gates.handshakes.clone().acquire_owned().await;
+                acceptor.accept(tcp).await
+            };
+            let stream = match tokio::time::timeout(limits::PREAUTH_DEADLINE, handshake).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => return log::debug!("api.handshake_failed peer={peer} error={e}"),
                 Err(_) => return log::debug!("api.handshake_timeout peer={peer}"),
             };
+            let label = keel_config::credential::EXPORTER_LABEL;
+            let Ok(exporter) = stream.get_ref().1.export_keying_material([0u8; 32], label, None) else {
+                return log::debug!("api.exporter_failed peer={peer}");
+            };
+            let conn = Arc::new(limits::Conn::new(exporter, gates, first_stage));
             let io = hyper_util::rt::TokioIo::new(stream);
-            let service = hyper_util::service::TowerToHyperService::new(router);
-            let conn = hyper::server::conn::http1::Builder::new()
+            let service = hyper_util::service::TowerToHyperService::new(router.layer(axum::Extension(conn.clone())));
+            let served = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(10))
                 .serve_connection(io, service);
-            if let Err(e) = conn.await {
-                log::debug!("api.connection_error peer={peer} error={e}");
+            tokio::pin!(served);
+            loop {
+                tokio::select! {
+                    done = &mut served => {
+                        if let Err(e) = done {
+                            log::debug!("api.connection_error peer={peer} error={e}");
+                        }
+                        return;
+                    }
+                    _ = tokio::time::sleep(WATCH_EVERY) => {
+                        if limits::should_close(&conn, accepted) {
+                            return log::debug!("api.connection_closed peer={peer} authenticated={}", conn.is_authenticated());
+                        }
+                    }
+                }
             }
         });
     }

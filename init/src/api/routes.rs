@@ -34,6 +34,8 @@ pub struct Inner {
     pub power: mpsc::Sender<Request>,
     pub allowed: Result<AllowedSigners, String>,
     pub nonces: Mutex<Nonces>,
+    pub gates: Arc<super::limits::Gates>,
+    pub status_cache: Mutex<Option<StatusCache>>,
 }
 
 pub type AppState = Arc<Inner>;
@@ -56,17 +58,47 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/poweroff", post(|s, b| command(s, b, Action::Poweroff)))
         .route("/v1/logs", get(logs))
         .route("/metrics", get(metrics))
-        .route(
-            "/v1/upgrade",
-            axum::routing::put(super::upgrade::put_upgrade)
-                .layer(DefaultBodyLimit::max(super::upgrade::MAX_UPGRADE_BODY)),
-        )
+        .route("/v1/upgrade", axum::routing::put(super::upgrade::put_upgrade))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not-found", "no such endpoint; see docs/api.md") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), super::auth::authorize))
         .with_state(state)
 }
 
-async fn get_status(State(s): State<AppState>) -> Json<Value> {
+/// How long a rendered `/v1/status` is served again: under many readers, the node renders it four times a
+/// second instead of once per request. A config accepted, converged or refused in between makes a fresh one at
+/// once, so a client that pushed reads its own push's outcome.
+const STATUS_FRESH: Duration = Duration::from_millis(250);
+
+/// A rendered status and what it was rendered for.
+pub struct StatusCache {
+    at: tokio::time::Instant,
+    generations: (Option<u64>, Option<u64>),
+    rejection: Option<(&'static str, String, String)>,
+    body: axum::body::Bytes,
+}
+
+async fn get_status(State(s): State<AppState>) -> Response {
+    let applied = s.config.applied.borrow().as_ref().map(|a| a.generation);
+    let generations = (applied, *s.config.converged.borrow());
+    let rejection = s.config.rejection.borrow().as_ref().map(|r| (r.code, r.detail.clone(), r.source.clone()));
+    let mut cache = s.status_cache.lock().unwrap_or_else(|p| p.into_inner());
+    let body = match cache.as_ref() {
+        Some(c) if c.generations == generations && c.rejection == rejection && c.at.elapsed() < STATUS_FRESH => {
+            c.body.clone()
+        }
+        _ => {
+            let body = axum::body::Bytes::from(render_status(&s).to_string());
+            let at = tokio::time::Instant::now();
+            *cache = Some(StatusCache { at, generations, rejection, body: body.clone() });
+            body
+        }
+    };
+    drop(cache);
+    ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn render_status(s: &Inner) -> Value {
     let net = s.net.as_ref().map(|n| status::network(&n.borrow()));
     let hostname = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok());
     let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1000.0;
@@ -79,13 +111,13 @@ async fn get_status(State(s): State<AppState>) -> Json<Value> {
     {
         b.extend(sb);
     }
-    Json(json!({
+    json!({
         "version": env!("CARGO_PKG_VERSION"),
         "machine_id": s.machine_id,
         "hostname": hostname,
         "uptime_s": crate::clock::uptime().as_secs_f64(),
         "boot": boot,
-        "api": {"fingerprint": s.fingerprint, "port": super::PORT},
+        "api": {"fingerprint": s.fingerprint, "port": super::PORT, "free": super::limits::free(&s.gates)},
         "config": status::config(&s.config),
         "controllers": status::controllers(&s.config),
         "network": net,
@@ -94,7 +126,7 @@ async fn get_status(State(s): State<AppState>) -> Json<Value> {
         "storage": status::storage(&s.config),
         "rollback": crate::trust::floor::status_json(),
         "rss_kib": crate::procfs::self_rss_kib(),
-    }))
+    })
 }
 
 async fn get_config(State(s): State<AppState>) -> Json<Value> {
@@ -177,22 +209,42 @@ fn log_line(e: &crate::logging_ring::Entry) -> String {
     format!("{:>10.3} {:<5} {source}: {}\n", e.uptime_ms as f64 / 1000.0, e.level, e.text)
 }
 
-/// The ring buffer as text; with `?follow=1` new lines keep coming until the client goes away.
-async fn logs(axum::extract::Query(q): axum::extract::Query<LogQuery>) -> Response {
+/// The ring buffer as text; with `?follow=1` new lines keep coming until the client goes away (at most
+/// [`MAX_FOLLOWERS`](super::limits::MAX_FOLLOWERS) streams at once).
+async fn logs(
+    State(s): State<AppState>,
+    conn: Option<axum::Extension<Arc<super::limits::Conn>>>,
+    axum::extract::Query(q): axum::extract::Query<LogQuery>,
+) -> Response {
+    let follow = matches!(q.follow.as_deref(), Some("1") | Some("true"));
+    let permit = match follow {
+        false => None,
+        true => match s.gates.followers.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                let detail = format!("{} log streams are open already; try later", super::limits::MAX_FOLLOWERS);
+                return error(StatusCode::SERVICE_UNAVAILABLE, "busy", detail);
+            }
+        },
+    };
     let entries = crate::logging_ring::since(0);
     let next = entries.last().map_or(0, |e| e.seq + 1);
     let text: String = entries.iter().map(log_line).collect();
-    if !matches!(q.follow.as_deref(), Some("1") | Some("true")) {
+    if !follow {
         return ([("content-type", "text/plain; charset=utf-8")], text).into_response();
     }
+    if let Some(axum::Extension(c)) = conn {
+        c.streaming();
+    }
     let first = futures_util::stream::once(async move { Ok::<_, std::convert::Infallible>(text) });
-    let rest = futures_util::stream::unfold(next, |next| async move {
+    // The permit lives in the stream's state: the place frees when the client goes away.
+    let rest = futures_util::stream::unfold((next, permit), |(next, permit)| async move {
         loop {
             tokio::time::sleep(Duration::from_millis(250)).await;
             let fresh = crate::logging_ring::since(next);
             if let Some(last) = fresh.last() {
                 let chunk: String = fresh.iter().map(log_line).collect();
-                return Some((Ok(chunk), last.seq + 1));
+                return Some((Ok(chunk), (last.seq + 1, permit)));
             }
         }
     });
@@ -203,10 +255,27 @@ async fn logs(axum::extract::Query(q): axum::extract::Query<LogQuery>) -> Respon
 async fn metrics(State(s): State<AppState>) -> Response {
     let generation = s.config.applied.borrow().as_ref().map(|a| a.generation as f64).unwrap_or(0.0);
     let rss = crate::procfs::self_rss_kib() as f64 * 1024.0;
+    let count = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed) as f64;
     let text = crate::metrics::render(&[
         ("keel_config_generation", "The config generation the node runs.", generation),
         ("keel_pid1_rss_bytes", "PID 1's resident set size.", rss),
         ("keel_uptime_seconds", "Time since the kernel started.", crate::clock::uptime().as_secs_f64()),
+        (
+            "keel_api_unauthenticated_total",
+            "API requests refused with 401 (no or bad credential).",
+            count(&super::auth::UNAUTHENTICATED),
+        ),
+        ("keel_api_forbidden_total", "API requests refused with 403 (missing role).", count(&super::auth::FORBIDDEN)),
+        (
+            "keel_api_deadline_expired_total",
+            "API requests that ran out of time.",
+            count(&super::limits::DEADLINE_EXPIRED),
+        ),
+        (
+            "keel_api_unauthenticated_closed_total",
+            "Connections closed for not authenticating in time.",
+            count(&super::limits::PREAUTH_CLOSED),
+        ),
     ]);
     ([("content-type", "text/plain; version=0.0.4")], text).into_response()
 }

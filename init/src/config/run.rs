@@ -83,7 +83,7 @@ pub fn start(
             // Signature checks and the durable store (three fsyncs) run on a blocking thread, never on PID 1's
             // event loop; submissions stay in order, one at a time.
             let (source, signed) = (s.source, s.signed);
-            let done = tokio::task::spawn_blocking(move || {
+            let done = crate::fsutil::off_loop("config pipeline", move || {
                 let result = pipeline.submit(&source, &signed, Mode::New);
                 (pipeline, result)
             })
@@ -96,7 +96,7 @@ pub fn start(
                     }
                 }
                 // Only a panic gets here, and the panic hook has taken the node down already.
-                Err(e) => return log::error!("config.pipeline_stopped error={}", crate::logging::q(&e.to_string())),
+                Err(e) => return log::error!("config.pipeline_stopped error={}", crate::logging::q(&e)),
             }
         }
     });

@@ -32,12 +32,8 @@ pub fn write_if_changed(path: &Path, content: &str) -> std::io::Result<bool> {
     if std::fs::read_to_string(path).map(|c| c == content).unwrap_or(false) {
         return Ok(false);
     }
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, content)?;
-    std::fs::rename(&tmp, path)?;
+    // The init's one atomic write (on /run, a tmpfs, its fsyncs cost nothing).
+    crate::reconcile::files::write_atomic(path, content.as_bytes(), 0o644, None)?;
     Ok(true)
 }
 

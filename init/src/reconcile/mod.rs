@@ -86,7 +86,7 @@ pub async fn run<R: Resource>(
         let current = desired.borrow_and_update().clone();
         let mut wait = RESYNC;
         if let Some((generation, d)) = current {
-            let done = tokio::task::spawn_blocking(move || {
+            let done = crate::fsutil::off_loop(R::NAME, move || {
                 let out = pass(&mut resource, generation, &d);
                 (resource, out)
             })
@@ -98,7 +98,7 @@ pub async fn run<R: Resource>(
                 }
                 Err(e) => {
                     // Only a panic gets here, and the panic hook has taken the node down already.
-                    return log::error!("{}.stopped error={}", R::NAME, crate::logging::q(&e.to_string()));
+                    return log::error!("{}.stopped error={}", R::NAME, crate::logging::q(&e));
                 }
             };
             let converged = items.iter().all(|(_, s)| *s == ItemState::Converged);

@@ -46,17 +46,7 @@ mod tests {
     use std::time::Duration;
 
     fn volume(name: &str, phase: Phase) -> VolumeStatus {
-        VolumeStatus {
-            name: name.into(),
-            selector: "serial:data".into(),
-            phase,
-            device: None,
-            size: None,
-            fs: None,
-            mount: "/var/lib/data".into(),
-            free: None,
-            formatted: false,
-        }
+        VolumeStatus::for_tests(name, phase)
     }
 
     #[tokio::test(start_paused = true)]

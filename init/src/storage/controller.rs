@@ -271,17 +271,7 @@ mod tests {
 
     #[test]
     fn convergence_waits_for_waiting_and_formatting_volumes_and_reports_blocked_ones() {
-        let v = |name: &str, phase: Phase| VolumeStatus {
-            name: name.into(),
-            selector: "serial:disk1".into(),
-            phase,
-            device: None,
-            size: None,
-            fs: None,
-            mount: "/var/lib/data".into(),
-            free: None,
-            formatted: false,
-        };
+        let v = VolumeStatus::for_tests;
         let s = |volumes| StorageStatus { generation: Some(2), volumes };
         assert!(s(vec![]).converged() && s(vec![]).settled(), "no volumes: nothing to wait for");
         let mounted = v("a", Phase::Mounted);

@@ -89,6 +89,22 @@ pub struct VolumeStatus {
 }
 
 impl VolumeStatus {
+    /// A volume named `name` on /var/lib/data in `phase`, nothing else known: for the tests of what reads it.
+    #[cfg(test)]
+    pub fn for_tests(name: &str, phase: Phase) -> VolumeStatus {
+        VolumeStatus {
+            name: name.into(),
+            selector: "serial:disk1".into(),
+            phase,
+            device: None,
+            size: None,
+            fs: None,
+            mount: "/var/lib/data".into(),
+            free: None,
+            formatted: false,
+        }
+    }
+
     fn new(spec: &VolumeSpec, phase: Phase) -> VolumeStatus {
         VolumeStatus {
             name: spec.name.clone(),

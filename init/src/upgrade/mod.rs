@@ -16,6 +16,7 @@ pub mod manifest;
 pub mod record;
 pub mod slots;
 pub mod source;
+pub mod stream;
 pub mod trial;
 pub mod watchdog;
 
@@ -85,30 +86,39 @@ pub fn install(
     sha256: Option<&str>,
     allowed: &keel_config::sshsig::AllowedSigners,
 ) -> Result<Installed, image::Refusal> {
-    use image::Refusal;
-    let (layout, running) = {
-        let mut s = STATUS.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(why) = &s.unsupported {
-            return Err(Refusal::new("unsupported", why.clone()));
-        }
-        if s.writing {
-            return Err(Refusal::new("busy", "another upgrade is being written"));
-        }
-        if let Some(p) = &s.pending {
-            return Err(Refusal::new("pending", format!("slot {} waits for its trial boot; reboot first", p.slot)));
-        }
-        match (s.layout.clone(), s.running) {
-            (Some(l), Some(r)) => {
-                s.writing = true;
-                (l, r)
-            }
-            _ => return Err(Refusal::new("unsupported", "no Keel boot slots found")),
-        }
-    };
+    let (layout, running) = begin()?;
     let result = install_to(&layout, running, sig, img, sha256, allowed);
+    finish(running, &result);
+    result
+}
+
+/// Claims the writer's place: the slot layout and the running slot, unless upgrades are impossible, another is
+/// being written, or one waits for its trial. [`finish`] releases it.
+fn begin() -> Result<(Layout, Slot), image::Refusal> {
+    use image::Refusal;
+    let mut s = STATUS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(why) = &s.unsupported {
+        return Err(Refusal::new("unsupported", why.clone()));
+    }
+    if s.writing {
+        return Err(Refusal::new("busy", "another upgrade is being written"));
+    }
+    if let Some(p) = &s.pending {
+        return Err(Refusal::new("pending", format!("slot {} waits for its trial boot; reboot first", p.slot)));
+    }
+    match (s.layout.clone(), s.running) {
+        (Some(l), Some(r)) => {
+            s.writing = true;
+            Ok((l, r))
+        }
+        _ => Err(Refusal::new("unsupported", "no Keel boot slots found")),
+    }
+}
+
+fn finish(running: Slot, result: &Result<Installed, image::Refusal>) {
     update(|s| {
         s.writing = false;
-        if let Ok(done) = &result {
+        if let Ok(done) = result {
             s.pending = Some(Pending {
                 slot: done.slot,
                 from: running,
@@ -118,7 +128,6 @@ pub fn install(
             });
         }
     });
-    result
 }
 
 fn install_to(
@@ -155,6 +164,25 @@ fn install_to(
     };
     let sha = image::write_and_verify(&target.node, img).map_err(|e| fail("write-failed", e))?;
     log::info!("upgrade.verified slot={} sha256={sha} ms={}", target.slot, crate::clock::ms(started.elapsed()));
+    stage(layout, running, target.slot, sha, signer, img.len())
+}
+
+/// After the image is on the slot and verified: the pending record, then `BootNext`.
+fn stage(
+    layout: &Layout,
+    running: Slot,
+    slot: Slot,
+    sha: String,
+    signer: String,
+    bytes: usize,
+) -> Result<Installed, image::Refusal> {
+    use crate::logging::q;
+    use image::Refusal;
+    let fail = |code: &'static str, detail: String| {
+        log::error!("upgrade.failed step={code} detail={}", q(&detail));
+        Refusal::new(code, detail)
+    };
+    let target = layout.part(slot);
     let store = record::Store::system();
     let mut rec = store.load().map_err(|e| fail("record-unreadable", e))?;
     // The record before BootNext: a power cut in between boots the old slot, which then finds the record and
@@ -174,5 +202,5 @@ fn install_to(
         }
     };
     log::info!("upgrade.staged slot={} boot_next={} sha256={sha}", target.slot, load_option::boot_name(entry));
-    Ok(Installed { slot: target.slot, sha256: sha, signer, bytes: img.len() })
+    Ok(Installed { slot: target.slot, sha256: sha, signer, bytes })
 }

@@ -163,7 +163,8 @@ async fn attempt(want: &Upgrade, generation: u64) -> Attempt {
         }
     };
     let sha = want.sha256.clone();
-    let done = tokio::task::spawn_blocking(move || super::install(&sig, &image, Some(&sha), &allowed)).await;
+    let done =
+        crate::fsutil::off_loop("upgrade install", move || super::install(&sig, &image, Some(&sha), &allowed)).await;
     match done {
         Ok(Ok(_)) => Attempt::Installed,
         Ok(Err(r)) => {

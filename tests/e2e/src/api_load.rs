@@ -1,10 +1,12 @@
-//! Load on a node's API from the host: many threads each reading `GET /v1/status` back to back, one TLS
-//! connection per request as keelctl does, until stopped. Used by the load test (tests/api_load.rs) and by
-//! `make bench` (the status latency under load).
+//! Load on a node's API from the host: many authenticated threads each reading `GET /v1/status` back to back on
+//! a keep-alive connection (one proof per connection, TLS sessions resumed on reconnects), until stopped; and
+//! hostile load: anonymous clients streaming upload bodies, and slow clients that connect and say nothing. Used
+//! by the load tests (tests/api_load.rs, tests/api_flood.rs) and by `make bench`.
 
 use crate::api_client::{Api, CONNECT, HANDSHAKE};
-use crate::{field, free_port, Vm, VmConfig, BOOT_TIMEOUT, STEP_TIMEOUT};
-use std::sync::atomic::{AtomicBool, Ordering};
+use crate::{build_dir, field, free_port, Vm, VmConfig, BOOT_TIMEOUT, STEP_TIMEOUT};
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -12,6 +14,7 @@ use std::time::Instant;
 #[derive(Default)]
 struct ReaderStats {
     latencies_ms: Vec<f64>,
+    first_ms: Vec<f64>,
     errors: usize,
     unconnected: usize,
     first_errors: Vec<String>,
@@ -21,8 +24,11 @@ struct ReaderStats {
 /// What the readers saw.
 #[derive(Debug, Default)]
 pub struct LoadReport {
-    /// Every successful read's time, request sent (connect included) to the whole answer read, in ms.
+    /// Every successful read's time on an established keep-alive connection, request sent to the whole answer
+    /// read, in ms.
     pub latencies_ms: Vec<f64>,
+    /// Each reader's first read, connect, TLS handshake and proof included, in ms.
+    pub first_ms: Vec<f64>,
     pub errors: usize,
     /// Requests that failed before the TLS handshake completed (connect or handshake reset): under QEMU's user
     /// network these come from the host side, whose `hostfwd` listens with a backlog of 1 (see
@@ -40,31 +46,46 @@ pub struct Readers {
 }
 
 /// Boots a node named `name` with machine uuid `uuid` and its API forwarded to a free host port, waits until it
-/// converged its embedded config, and returns it with a client pinned to the fingerprint it printed.
+/// converged its embedded config, and returns it with a client pinned to the fingerprint it printed, signing
+/// with the development key.
 pub fn boot_api_node(name: &str, uuid: &str) -> (Vm, Api) {
-    let port = free_port();
-    let cfg = VmConfig { uuid: Some(uuid.into()), hostfwd: vec![(port, 7443)], ..VmConfig::default() };
+    boot_api_node_with(name, VmConfig { uuid: Some(uuid.into()), ..VmConfig::default() }).0
+}
+
+/// [`boot_api_node`] with a given VM config; also returns the port the demo (8080) is forwarded to.
+pub fn boot_api_node_with(name: &str, mut cfg: VmConfig) -> ((Vm, Api), u16) {
+    let (port, demo) = (free_port(), free_port());
+    cfg.hostfwd.extend([(port, 7443), (demo, 8080)]);
     let mut vm = Vm::boot(name, &cfg);
     vm.expect_ready();
     let listening = vm.expect("keel: api.listening ", BOOT_TIMEOUT);
-    let api = Api::new(port, field(&listening, "fingerprint"));
+    let api = Api::new(port, field(&listening, "fingerprint")).with_key(&build_dir().join("keys/dev_ed25519"));
     vm.expect_anywhere("keel: config.converged generation=1 ", STEP_TIMEOUT);
-    (vm, api)
+    ((vm, api), demo)
 }
 
-/// Starts `n` reader threads.
+/// Starts `n` reader threads, 10 ms apart (clients arrive over a moment, not in one instant: the node's kernel
+/// has no SYN cookies, so a burst of hundreds of connects loses some SYNs to seconds of retransmits).
 pub fn start_readers(api: &Api, n: usize) -> Readers {
     let stop = Arc::new(AtomicBool::new(false));
     let handles = (0..n)
-        .map(|_| {
+        .map(|i| {
             let (api, stop) = (api.clone(), stop.clone());
             std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(10 * i as u64));
                 let mut s = ReaderStats::default();
+                let mut session = api.session();
+                let mut first = true;
                 while !stop.load(Ordering::Relaxed) {
                     let t = Instant::now();
-                    match api.status() {
+                    match session.status() {
                         Ok(v) => {
-                            s.latencies_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+                            let ms = t.elapsed().as_secs_f64() * 1000.0;
+                            if std::mem::take(&mut first) {
+                                s.first_ms.push(ms);
+                            } else {
+                                s.latencies_ms.push(ms);
+                            }
                             s.max_rss_kib = s.max_rss_kib.max(v["rss_kib"].as_u64().unwrap_or(0));
                         }
                         Err(e) if e.starts_with(CONNECT) || e.starts_with(HANDSHAKE) => s.unconnected += 1,
@@ -91,6 +112,7 @@ impl Readers {
         for h in self.handles {
             let s = h.join().unwrap_or_default();
             r.latencies_ms.extend(s.latencies_ms);
+            r.first_ms.extend(s.first_ms);
             r.errors += s.errors;
             r.unconnected += s.unconnected;
             if r.first_errors.len() < 5 {
@@ -99,6 +121,101 @@ impl Readers {
             r.max_rss_kib = r.max_rss_kib.max(s.max_rss_kib);
         }
         r
+    }
+}
+
+/// Hostile clients running until stopped, and what they did.
+pub struct Hostile {
+    stop: Arc<AtomicBool>,
+    handles: Vec<JoinHandle<()>>,
+    /// Connections made.
+    pub connections: Arc<AtomicU64>,
+    /// Answers with status 401 (the uploads).
+    pub refused: Arc<AtomicU64>,
+}
+
+impl Hostile {
+    fn new() -> Hostile {
+        let zero = || Arc::new(AtomicU64::new(0));
+        Hostile { stop: Arc::new(AtomicBool::new(false)), handles: Vec::new(), connections: zero(), refused: zero() }
+    }
+
+    /// `n` anonymous clients, each sending `PUT /v1/upgrade` with a `bytes`-long body over and over: the head,
+    /// then the body in 1 MiB writes until the node closes the connection; then the answer, if any.
+    pub fn uploads(api: &Api, n: usize, bytes: usize) -> Hostile {
+        let mut h = Hostile::new();
+        let chunk = Arc::new(vec![0x5Au8; 1 << 20]);
+        for _ in 0..n {
+            let (api, stop, conns, refused, chunk) =
+                (api.anonymous(), h.stop.clone(), h.connections.clone(), h.refused.clone(), chunk.clone());
+            h.handles.push(std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok(mut s) = api.connect() else {
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                        continue;
+                    };
+                    conns.fetch_add(1, Ordering::Relaxed);
+                    let head =
+                        format!("PUT /v1/upgrade HTTP/1.1\r\nHost: keel-node\r\nContent-Length: {bytes}\r\n\r\n");
+                    let mut left = bytes;
+                    let mut ok = s.write_all(head.as_bytes()).is_ok();
+                    while ok && left > 0 && !stop.load(Ordering::Relaxed) {
+                        let n = left.min(chunk.len());
+                        ok = s.write_all(&chunk[..n]).is_ok();
+                        left -= n;
+                    }
+                    let mut answer = [0u8; 12];
+                    if s.read_exact(&mut answer).is_ok() && answer.starts_with(b"HTTP/1.1 401") {
+                        refused.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }));
+        }
+        h
+    }
+
+    /// `n` clients that open a TCP connection to `port` and send nothing, reconnecting when the node closes it.
+    pub fn slow(port: u16, n: usize) -> Hostile {
+        let mut h = Hostile::new();
+        for _ in 0..n {
+            let (stop, conns) = (h.stop.clone(), h.connections.clone());
+            h.handles.push(std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                        continue;
+                    };
+                    conns.fetch_add(1, Ordering::Relaxed);
+                    let _ = s.set_read_timeout(Some(std::time::Duration::from_millis(500)));
+                    let mut b = [0u8; 1];
+                    // Wait (checking for the stop) until the node closes the connection.
+                    loop {
+                        match s.read(&mut b) {
+                            Ok(0) => break,
+                            Err(e)
+                                if matches!(
+                                    e.kind(),
+                                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                                ) =>
+                            {
+                                if stop.load(Ordering::Relaxed) {
+                                    break;
+                                }
+                            }
+                            _ => break,
+                        }
+                    }
+                }
+            }));
+        }
+        h
+    }
+
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for h in self.handles {
+            let _ = h.join();
+        }
     }
 }
 

@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 #[derive(Default)]
 struct State {
     lines: Vec<String>,
+    /// When each line arrived (same index as `lines`): the benchmarks time boot phases by the host's clock, which
+    /// a guest's clock under a loaded TCG host does not keep.
+    arrived: Vec<Instant>,
     closed: bool,
 }
 
@@ -39,7 +42,10 @@ impl Console {
                                 let _ = writeln!(f, "{line}");
                             }
                             let (lock, cv) = &*shared;
-                            lock.lock().unwrap_or_else(|p| p.into_inner()).lines.push(line);
+                            let mut state = lock.lock().unwrap_or_else(|p| p.into_inner());
+                            state.lines.push(line);
+                            state.arrived.push(Instant::now());
+                            drop(state);
                             cv.notify_all();
                         }
                     }
@@ -95,6 +101,13 @@ impl Console {
             }
             state = cv.wait_timeout(state, deadline - now).map(|(s, _)| s).unwrap_or_else(|p| p.into_inner().0);
         }
+    }
+
+    /// The first line of the whole transcript containing `needle`, and when it arrived; `None` if none has yet.
+    pub fn arrival(&self, needle: &str) -> Option<(String, Instant)> {
+        let state = self.shared.0.lock().unwrap_or_else(|p| p.into_inner());
+        let i = state.lines.iter().position(|l| l.contains(needle))?;
+        Some((state.lines[i].clone(), *state.arrived.get(i)?))
     }
 
     pub fn all(&self) -> Vec<String> {

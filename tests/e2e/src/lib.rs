@@ -294,6 +294,14 @@ pub fn keelctl() -> PathBuf {
     panic!("keelctl is not built under {}: run 'cargo build -p keelctl' (make e2e does)", target.display())
 }
 
+/// keelctl, authenticating to nodes with the development key (`KEEL_KEY`), and never with an ssh-agent the
+/// test runner happens to have.
+pub fn keelctl_cmd() -> Command {
+    let mut cmd = Command::new(keelctl());
+    cmd.env("KEEL_KEY", build_dir().join("keys/dev_ed25519")).env_remove("SSH_AUTH_SOCK");
+    cmd
+}
+
 /// TCG by default; `KEEL_KVM=1` opts in to KVM where nested virtualisation works.
 pub fn accel_args() -> Vec<String> {
     if std::env::var("KEEL_KVM").as_deref() == Ok("1") {

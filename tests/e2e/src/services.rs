@@ -22,7 +22,7 @@ impl Ctl {
 
     /// `GET /v1/status` as JSON (`keelctl status -o json`); panics with keelctl's output when it fails.
     pub fn status(&self) -> serde_json::Value {
-        let out = Command::new(crate::keelctl())
+        let out = crate::keelctl_cmd()
             .args(["status", "-o", "json", "--node", &self.node, "--known-nodes"])
             .arg(&self.known)
             .output()

@@ -106,6 +106,11 @@ fn newc_file(path: &str, mode: u32, data: &[u8]) -> Vec<u8> {
 
 /// `build/initramfs.cpio.zst` with `/etc/keel/ca.pem` = `ca_pem` added, written to `out`.
 pub fn initrd_with_ca(ca_pem: &[u8], out: &Path) -> PathBuf {
+    initrd_with_file("/etc/keel/ca.pem", ca_pem, out)
+}
+
+/// `build/initramfs.cpio.zst` with the file `path` (mode 0644) = `data` added or replaced, written to `out`.
+pub fn initrd_with_file(path: &str, data: &[u8], out: &Path) -> PathBuf {
     let production = crate::build_dir().join("initramfs.cpio.zst");
     let mut image = std::fs::read(&production)
         .unwrap_or_else(|e| panic!("{}: {e} (build it with 'make image')", production.display()));
@@ -115,7 +120,7 @@ pub fn initrd_with_ca(ca_pem: &[u8], out: &Path) -> PathBuf {
         .stdout(Stdio::piped())
         .spawn()
         .expect("run zstd (make setup installs it)");
-    let cpio = newc_file("/etc/keel/ca.pem", 0o644, ca_pem);
+    let cpio = newc_file(path, 0o644, data);
     zstd.stdin.take().expect("zstd stdin").write_all(&cpio).expect("feed zstd");
     let extra = zstd.wait_with_output().expect("zstd output");
     assert!(extra.status.success() && !extra.stdout.is_empty(), "zstd failed");

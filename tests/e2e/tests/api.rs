@@ -4,11 +4,11 @@
 
 use keel_e2e::api_client::Api;
 use keel_e2e::http_server::{ssh_keygen, ssh_sign};
-use keel_e2e::{build_dir, field, free_port, keelctl, Vm, VmConfig, BOOT_TIMEOUT, STEP_TIMEOUT};
+use keel_e2e::{build_dir, field, free_port, keelctl_cmd, Vm, VmConfig, BOOT_TIMEOUT, STEP_TIMEOUT};
 use serde_json::json;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const UUID: &str = "6b65656c-0000-4000-8000-0000000000a1";
@@ -21,7 +21,7 @@ struct Ctl {
 impl Ctl {
     /// Runs keelctl; returns (success, stdout + stderr).
     fn run(&self, args: &[&str]) -> (bool, String) {
-        let out = Command::new(keelctl())
+        let out = keelctl_cmd()
             .args(args)
             .args(["--node", &self.node, "--known-nodes"])
             .arg(&self.known)
@@ -86,10 +86,16 @@ fn qemu_keelctl_status_push_refuse_plan_and_signed_reboot() {
     let (ok, out) = ctl.run(&["status", "-o", "json"]);
     assert!(ok && out.contains("\"converged_generation\": 2"), "status json: {out}");
 
-    // Refused: signed by a stranger, or older than what runs. The node keeps generation 2.
+    // Refused: signed by a stranger (with the stranger's key as the credential too, the node does not even
+    // read it: 401; with a trusted credential and the stranger's .sig, the pipeline refuses it), or older than
+    // what runs. The node keeps generation 2.
     let strange = write(&dir, "stranger.toml", &config(3, "stranger"));
     let (ok, out) =
         ctl.run(&["apply", strange.to_str().unwrap_or_default(), "--key", stranger.to_str().unwrap_or_default()]);
+    assert!(!ok && out.contains("HTTP 401: unknown-key"), "stranger's key: {out}");
+    std::fs::write(strange.with_extension("toml.sig"), ssh_sign(&config(3, "stranger"), &stranger, "keel-config"))
+        .expect("write the stranger's signature");
+    let (ok, out) = ctl.run(&["apply", strange.to_str().unwrap_or_default()]);
     assert!(!ok && out.contains("unknown-key"), "stranger's config: {out}");
     let old = write(&dir, "old.toml", &config(1, "old"));
     let (ok, out) =
@@ -137,7 +143,7 @@ fn assert_refused(api: &Api, what: &str, config: &str, sig: &str, reason: &str, 
 
 /// `keelctl logs -f` running in the background; its lines arrive on a channel.
 fn follow_logs(ctl: &Ctl) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
-    let mut child = Command::new(keelctl())
+    let mut child = keelctl_cmd()
         .args(["logs", "-f", "--node", &ctl.node, "--known-nodes"])
         .arg(&ctl.known)
         .stdout(Stdio::piped())
@@ -192,7 +198,7 @@ fn qemu_api_refusals_logs_follow_replay_and_reboot_with_state() {
     vm.expect("keel: storage.state mode=volume", STEP_TIMEOUT);
     let listening = vm.expect("keel: api.listening ", BOOT_TIMEOUT);
     let fingerprint = field(&listening, "fingerprint").unwrap_or_default().to_string();
-    let api = Api::new(port, Some(&fingerprint));
+    let api = Api::new(port, Some(&fingerprint)).with_key(&dev_key);
 
     let good = write(&dir, "good.toml", &config(2, "api-node"));
     let (ok, out) =

@@ -1,5 +1,5 @@
-//! End to end, under load: 200 threads on the host read `GET /v1/status` back to back (one TLS connection per
-//! request, as keelctl) while signed configs with increasing generations are pushed, for 60 s
+//! End to end, under load: 200 authenticated threads on the host read `GET /v1/status` back to back (each on a
+//! keep-alive connection with one proof) while signed configs with increasing generations are pushed, for 60 s
 //! (KEEL_LOAD_SECONDS overrides). PID 1 survives, every read is answered, every accepted push converged (its
 //! answer says so and status shows it), and PID 1's RSS stays within 8 MiB of where it started.
 

@@ -6,7 +6,7 @@
 
 use keel_e2e::http_server::{ssh_sign, FileServer};
 use keel_e2e::tls::{initrd_with_ca, TestCa};
-use keel_e2e::{build_dir, free_port, keelctl, Initrd, Vm, VmConfig, STEP_TIMEOUT};
+use keel_e2e::{build_dir, free_port, Initrd, Vm, VmConfig, STEP_TIMEOUT};
 use std::path::PathBuf;
 
 const UUID: &str = "0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9";
@@ -126,7 +126,7 @@ fn qemu_https_pull_without_a_ca_bundle_says_so_and_keeps_trying() {
 
     // Status shows it too, and the node runs the image's default config meanwhile.
     let status = |args: &[&str]| {
-        let out = std::process::Command::new(keelctl())
+        let out = keel_e2e::keelctl_cmd()
             .arg("status")
             .args(args)
             .args(["--node", &format!("127.0.0.1:{api}"), "--known-nodes"])

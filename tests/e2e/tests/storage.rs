@@ -6,7 +6,7 @@
 //! e2fsck before it mounts. A disk that already holds a filesystem with data is never written.
 
 use keel_e2e::http_server::{ssh_sign, FileServer};
-use keel_e2e::{build_dir, field, free_port, keelctl, Vm, VmConfig, STEP_TIMEOUT};
+use keel_e2e::{build_dir, field, free_port, Vm, VmConfig, STEP_TIMEOUT};
 use std::path::{Path, PathBuf};
 
 const CONFIG: &str = "version = 1\ngeneration = 2\n\
@@ -195,7 +195,7 @@ fn qemu_a_disk_with_data_is_left_untouched_and_reported_blocked() {
     }
     // The status says so too, under the id the node settled on.
     vm.expect_anywhere("keel: api.listening ", STEP_TIMEOUT);
-    let out = std::process::Command::new(keelctl())
+    let out = keel_e2e::keelctl_cmd()
         .args(["status", "-o", "json", "--node", &format!("127.0.0.1:{port}"), "--known-nodes"])
         .arg(scratch.join("known_nodes"))
         .output()
