@@ -105,6 +105,7 @@ fn keelctl_status(port: u16, known: &Path) -> String {
     let out = Command::new(keelctl())
         .args(["status", "--node", &format!("127.0.0.1:{port}"), "--known-nodes"])
         .arg(known)
+        .env("KEEL_KEY", build_dir().join("keys/dev_ed25519"))
         .output()
         .expect("run keelctl");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
@@ -142,7 +143,7 @@ fn qemu_secure_boot_disk_refuses_bad_ukis_and_boots_the_signed_one() {
     vm.expect("keel: ready ", UEFI_BOOT_TIMEOUT);
     let listening = vm.expect("keel: api.listening ", STEP_TIMEOUT);
     assert_only_signed_ran(&vm);
-    let api = Api::new(port, field(&listening, "fingerprint"));
+    let api = Api::new(port, field(&listening, "fingerprint")).with_key(&build_dir().join("keys/dev_ed25519"));
     assert_secure(&api.status().expect("status"));
     let out = keelctl_status(port, &dir.join("known_nodes"));
     assert!(out.contains("secure_boot: true, image signed for CN=Keel development Secure Boot db key"), "{out}");
@@ -203,7 +204,7 @@ fn qemu_secure_pxe_refuses_bad_ukis_and_a_diskless_node_keeps_its_floor_across_a
     let listening = vm.expect("keel: api.listening ", STEP_TIMEOUT);
     vm.expect("keel: net.ready ", STEP_TIMEOUT);
     assert_only_signed_ran(&vm);
-    let api = Api::new(port, field(&listening, "fingerprint"));
+    let api = Api::new(port, field(&listening, "fingerprint")).with_key(&build_dir().join("keys/dev_ed25519"));
     let st = api.status().expect("status");
     assert_secure(&st);
     assert_eq!(st["rollback"]["state"].as_str(), Some("none"), "diskless: {}", st["rollback"]);
@@ -237,7 +238,7 @@ fn qemu_secure_pxe_refuses_bad_ukis_and_a_diskless_node_keeps_its_floor_across_a
     assert_eq!(field(&line, "generation"), Some("5"), "the UEFI variable must hold generation 5: {line}");
     let listening = vm.expect("keel: api.listening ", STEP_TIMEOUT);
     vm.expect("keel: net.ready ", STEP_TIMEOUT);
-    let api = Api::new(port, field(&listening, "fingerprint"));
+    let api = Api::new(port, field(&listening, "fingerprint")).with_key(&build_dir().join("keys/dev_ed25519"));
     let (code, v) = push(&api, 3);
     assert_eq!((code, v["reason"].as_str()), (409, Some("not-newer")), "generation 3 after the power cycle: {v}");
     let (code, v) = api.json("POST", "/v1/reboot", Some(&body)).expect("replay POST /v1/reboot");
