@@ -51,6 +51,7 @@ setup:
 	  /usr/bin/python3 -m pip show -q $$p >/dev/null 2>&1 || { echo "setup: installing $$p (PyPI)"; \
 	    /usr/bin/python3 -m pip install -q --root-user-action=ignore --break-system-packages $$p; }; done
 	@$(RUSTUP) target list --installed | grep -qx $(TARGET) || $(RUSTUP) target add $(TARGET)
+	@$(SB_TOOLS_INSTALL)
 	@for t in $(CARGO_TOOLS); do \
 	  test -x $(HOME)/.cargo/bin/$$t || command -v $$t >/dev/null || { echo "setup: installing $$t (cargo)"; \
 	    $(CARGO) install --quiet --locked $$t; }; done
@@ -209,6 +210,7 @@ clean:
 	rm -rf $(BUILD) target
 
 include image/storage.mk
+include image/secureboot.mk
 include image/media.mk
 include image/tls.mk
 include image/firmware.mk

@@ -5,7 +5,11 @@ PXE_DIR   := $(BUILD)/pxe
 UKI       := $(BUILD)/keel.efi
 DISK_IMG  := $(BUILD)/keel.img
 DISK_QCOW := $(BUILD)/keel.qcow2
+# The image's version (in the UKI's .osrel, inside what Secure Boot and the slot signature cover): the node refuses
+# to install an image older than the newest it committed. Defaults to the workspace version.
+ifndef KEEL_VERSION
 KEEL_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+endif
 
 # The command line PXE and disk boots start from.
 KEEL_CMDLINE ?= console=ttyS0 panic=-1
@@ -36,12 +40,15 @@ UKI_CMDLINE = $(call media_raw,KEEL_CMDLINE)' '$(call media_raw,KEEL_DISK_APPEND
 
 .PHONY: pxe uki disk upgrade-image media-reproducible
 
-## pxe: build/pxe/ = vmlinuz, initramfs.cpio.zst and boot.ipxe, to serve over TFTP or HTTP.
-pxe: image
+## pxe: build/pxe/ = keel.efi, the signed UKI that UEFI firmware fetches itself (PXE over TFTP, or HTTP boot)
+## and verifies with Secure Boot; and for the legacy iPXE path (which trusts the network), vmlinuz,
+## initramfs.cpio.zst and boot.ipxe, to serve over TFTP or HTTP.
+pxe: image uki
 	@rm -rf $(PXE_DIR) && mkdir -p $(PXE_DIR)
-	@cp $(BUILD)/vmlinuz $(BUILD)/initramfs.cpio.zst $(PXE_DIR)/
+	@cp $(UKI) $(BUILD)/vmlinuz $(BUILD)/initramfs.cpio.zst $(PXE_DIR)/
 	@$(PXE_VARS) image/boot-ipxe.sh $(PXE_DIR)/boot.ipxe
-	@printf 'pxe:   %-28s %8s bytes\n' "$(PXE_DIR)/ (3 files)" $$(cat $(PXE_DIR)/* | wc -c)
+	@printf 'pxe:   %-28s %8s bytes\n' "keel.efi (UEFI, signed)" $$(stat -c %s $(PXE_DIR)/keel.efi) \
+	  "iPXE: 3 files" $$(cat $(PXE_DIR)/vmlinuz $(PXE_DIR)/initramfs.cpio.zst $(PXE_DIR)/boot.ipxe | wc -c)
 
 ## uki: build/keel.efi, the Unified Kernel Image (systemd EFI stub + kernel + initramfs + command line).
 uki: image
@@ -59,7 +66,7 @@ disk: uki
 ## signature build/keel-upgrade.img.sig, for `keelctl upgrade` (README, "Upgrades").
 UPGRADE_IMG := $(BUILD)/keel-upgrade.img
 upgrade-image: uki
-	@image/upgrade-image.sh $(UKI) $(UPGRADE_IMG)
+	@KEEL_VERSION=$(KEEL_VERSION) image/upgrade-image.sh $(UKI) $(UPGRADE_IMG)
 	@rm -f $(UPGRADE_IMG).sig && ssh-keygen -q -Y sign -n keel-image -f $(KEEL_SIGNING_KEY) $(UPGRADE_IMG)
 	@printf 'upgrade: %-26s %8s bytes\n' keel-upgrade.img $$(stat -c %s $(UPGRADE_IMG))
 
@@ -68,7 +75,7 @@ media-reproducible: disk upgrade-image
 	@mkdir -p $(BUILD)/repro
 	@image/uki.sh $(BUILD)/vmlinuz $(BUILD)/initramfs.cpio.zst $(UKI_CMDLINE) $(KEEL_VERSION) $(BUILD)/repro/keel.efi
 	@$(DISK_VARS) image/disk.sh $(BUILD)/repro/keel.efi $(BUILD)/repro/keel.img $(BUILD)/repro/keel.qcow2
-	@image/upgrade-image.sh $(BUILD)/repro/keel.efi $(BUILD)/repro/keel-upgrade.img
+	@KEEL_VERSION=$(KEEL_VERSION) image/upgrade-image.sh $(BUILD)/repro/keel.efi $(BUILD)/repro/keel-upgrade.img
 	@for f in keel.efi keel.img keel.qcow2 keel-upgrade.img; do cmp $(BUILD)/$$f $(BUILD)/repro/$$f; done
 	@rm -f $(BUILD)/repro/keel.img $(BUILD)/repro/keel.qcow2 $(BUILD)/repro/keel-upgrade.img
 	@echo "reproducible: UKI, keel.img, keel.qcow2 and keel-upgrade.img rebuilt byte-identical"

@@ -5,6 +5,12 @@
 # Debian 12 has no ukify, so this is the objcopy recipe: each section goes at its own virtual address, after the
 # stub's last section and after the previous one, aligned to 4 KiB (a multiple of the stub's SectionAlignment).
 # The stub finds the sections by name (.osrel .cmdline .linux .initrd). KEEL_EFI_STUB overrides the stub.
+#
+# With KEEL_SB_KEY and KEEL_SB_CERT (PEM key and certificate of a key in the firmware's db; `make` passes its
+# development pair when none is given) the result is signed for UEFI Secure Boot with sbsign, and checked with
+# sbverify. RSA PKCS#1 v1.5 signatures are deterministic, but sbsign puts the signing time into the signature:
+# it runs under faketime at the build time (KEEL_BUILD_TIME, else SOURCE_DATE_EPOCH, else 1980-01-01), so a signed
+# UKI is as byte-identical from build to build as an unsigned one (make reproducible checks it).
 set -euo pipefail
 
 kernel=${1:?usage: image/uki.sh KERNEL INITRD CMDLINE VERSION OUT}
@@ -44,4 +50,18 @@ le32() { printf "$(printf '\\x%02x\\x%02x\\x%02x\\x%02x' $(($1 & 255)) $(($1 >> 
 pe=$(od -An -t u4 -j 60 -N 4 "$out.tmp" | tr -d ' ')
 le32 "${SOURCE_DATE_EPOCH:-0}" | dd of="$out.tmp" bs=1 seek=$((pe + 8)) conv=notrunc status=none
 le32 0 | dd of="$out.tmp" bs=1 seek=$((pe + 24 + 64)) conv=notrunc status=none
+if [ -n "${KEEL_SB_KEY:-}" ]; then
+    [ -r "$KEEL_SB_KEY" ] && [ -r "${KEEL_SB_CERT:-}" ] || {
+        echo "uki: KEEL_SB_KEY=$KEEL_SB_KEY and KEEL_SB_CERT=${KEEL_SB_CERT:-} must both be readable" >&2
+        exit 1
+    }
+    sign_at=${KEEL_BUILD_TIME:-${SOURCE_DATE_EPOCH:-0}}
+    [ "$sign_at" -gt 315532800 ] 2>/dev/null || sign_at=315532800
+    faketime -f "$(date -u -d "@$sign_at" '+%Y-%m-%d %H:%M:%S')" \
+        sbsign --key "$KEEL_SB_KEY" --cert "$KEEL_SB_CERT" --output "$out.signed" "$out.tmp" 2>"$work/sbsign.log" ||
+        { cat "$work/sbsign.log" >&2; exit 1; }
+    sbverify --cert "$KEEL_SB_CERT" "$out.signed" >"$work/sbverify.log" 2>&1 ||
+        { cat "$work/sbverify.log" >&2; echo "uki: the signed UKI does not verify against $KEEL_SB_CERT" >&2; exit 1; }
+    mv -f "$out.signed" "$out.tmp"
+fi
 mv -f "$out.tmp" "$out"

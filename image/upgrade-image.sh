@@ -26,4 +26,8 @@ mib=$((($(stat -Lc %s "$uki") + 1048575) / 1048576 + 1))
 [ "${KEEL_SLOT_IMAGE_MIB:-0}" -gt "$mib" ] && mib=$KEEL_SLOT_IMAGE_MIB
 fat "$work/slot.img" "$mib" KEEL_SLOT 4b45454c 16
 put "$work/slot.img" "$work/keel.efi" /keel.efi
+# The slot manifest: 4 KiB after the FAT (which the firmware reads alone), inside what the keel-image signature
+# covers: the image's version, so the node can refuse an older image (init/src/upgrade/manifest.rs).
+version=${KEEL_VERSION:?upgrade-image: KEEL_VERSION (the image version) is not set}
+{ printf 'keel-slot-manifest 1\nversion=%s\n' "$version"; head -c 4096 /dev/zero; } | head -c 4096 >>"$work/slot.img"
 mv -f "$work/slot.img" "$out"

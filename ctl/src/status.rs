@@ -55,6 +55,30 @@ fn items(v: Option<&Value>) -> Vec<&Value> {
     v.and_then(Value::as_array).map(|a| a.iter().collect()).unwrap_or_default()
 }
 
+/// UEFI Secure Boot (README, "Secure Boot"): whether the firmware verified the running image, and its signer.
+pub fn secure_boot(st: &Value) -> Option<String> {
+    let boot = st.get("boot")?;
+    let on = boot.get("secure_boot").and_then(Value::as_bool)?;
+    let mut text = format!("secure_boot: {on}");
+    if boot.get("setup_mode").and_then(Value::as_bool) == Some(true) {
+        text.push_str(" (firmware in setup mode: no platform key, nothing enforced)");
+    } else if !on && boot.get("uefi").and_then(Value::as_bool) == Some(false) {
+        text.push_str(" (not booted by UEFI firmware)");
+    }
+    if let Some(signer) = s(boot, "signer") {
+        let _ = write!(text, ", image signed for {signer}");
+        if let Some(fp) = s(boot, "signer_sha256") {
+            let _ = write!(text, " (sha256 {}…)", &fp[..fp.len().min(16)]);
+        }
+        match boot.get("signer_enrolled").and_then(Value::as_bool) {
+            Some(true) => text.push_str(", enrolled in db"),
+            Some(false) => text.push_str(", NOT in the firmware's db"),
+            None => {}
+        }
+    }
+    Some(text)
+}
+
 /// The A/B boot slots (README, "Upgrades"): which runs, which waits for its trial, how the last upgrade ended.
 pub fn slots(st: &Value) -> Option<String> {
     let boot = st.get("boot")?;
@@ -155,6 +179,9 @@ pub fn render(st: &Value) -> String {
         line("", text);
     }
 
+    if let Some(text) = secure_boot(st) {
+        line("trust", text);
+    }
     if let Some(text) = slots(st) {
         line("slots", text);
     }
@@ -368,6 +395,20 @@ services
         assert_eq!(render(&json!({})), "node\nconfig     none applied\n");
         let odd = json!({"hostname": 5, "config": {"generation": "x"}, "network": [], "controllers": {"a": 1}});
         assert_eq!(render(&odd), "node\nconfig     none applied\ncontrollers\n  a        ?\n");
+    }
+
+    #[test]
+    fn secure_boot_and_signer() {
+        assert_eq!(secure_boot(&json!({"boot": {}})), None);
+        let st = json!({"boot": {"secure_boot": true, "uefi": true, "setup_mode": false, "signer": "CN=Keel db",
+                        "signer_sha256": "0123456789abcdef0123", "signer_enrolled": true}});
+        assert_eq!(
+            secure_boot(&st).as_deref(),
+            Some("secure_boot: true, image signed for CN=Keel db (sha256 0123456789abcdef…), enrolled in db")
+        );
+        let st = json!({"boot": {"secure_boot": false, "uefi": false, "signer": null}});
+        assert_eq!(secure_boot(&st).as_deref(), Some("secure_boot: false (not booted by UEFI firmware)"));
+        assert!(render(&st).contains("trust      secure_boot: false"));
     }
 
     #[test]

@@ -26,6 +26,7 @@ mod shutdown;
 mod storage;
 // Not wired into boot yet: the integrator calls time::rtc and spawns time::run.
 mod time;
+mod trust;
 mod upgrade;
 
 fn main() {

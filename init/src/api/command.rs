@@ -28,6 +28,7 @@ impl Refusal {
             "unsigned" | "bad-signature" | "unknown-key" => 403,
             "malformed" => 422,
             "not-persisted" => 500,
+            "too-many" => 429,
             _ => 409,
         }
     }
@@ -44,10 +45,28 @@ struct Document {
 
 /// Nonces seen, each kept until its command expires. With a file (on the state volume), the memory outlives a
 /// reboot: a reboot command captured on the wire cannot reboot the node again once it is back.
+///
+/// The rollback floor (`trust::floor`: a UEFI variable, and the state volume) holds them too, with the latest
+/// time the node trusted: a diskless node still refuses a replay after a power cycle, and a nonce is forgotten
+/// only once its command expired before that time, below which the clock never goes. So replay protection does
+/// not rest on the wall clock alone.
 #[derive(Default)]
 pub struct Nonces {
     seen: BTreeMap<String, u64>,
     file: Option<PathBuf>,
+    floor: Option<Box<dyn Floor>>,
+}
+
+/// At most this many unexpired commands are remembered in the floor (a UEFI variable has little room); one more is
+/// refused (`too-many`) until some expire, at most [`MAX_AHEAD`] later.
+pub const MAX_NONCES: usize = 64;
+
+/// A memory that outlives power cycles without a disk (the node's rollback floor, `trust::floor`).
+pub trait Floor: Send {
+    /// The latest time the node trusted (seconds since 1970) and the nonces it holds, with their expiry.
+    fn read(&self) -> (u64, BTreeMap<String, u64>);
+    /// Keeps `nonce` (until `expires`) and raises the trusted time to `now`; Err when it could be kept nowhere.
+    fn remember(&self, nonce: &str, expires: u64, now: u64) -> Result<(), String>;
 }
 
 pub struct Verified {
@@ -73,7 +92,13 @@ impl Nonces {
                 Some((nonce.to_string(), expires.trim().parse().ok()?))
             })
             .collect();
-        Nonces { seen, file: Some(file) }
+        Nonces { seen, file: Some(file), floor: None }
+    }
+
+    /// Also remembers in (and consults) `floor`.
+    pub fn with_floor(mut self, floor: Box<dyn Floor>) -> Nonces {
+        self.floor = Some(floor);
+        self
     }
 
     /// Written before the command is acted on: temp file, fsync, rename.
@@ -126,7 +151,8 @@ impl Nonces {
         if !ok_nonce {
             return Err(Refusal::new("malformed", "nonce must be 16..128 of A-Z a-z 0-9 - _"));
         }
-        let now = now_secs(now);
+        let (floor_time, kept) = self.floor.as_ref().map(|f| f.read()).unwrap_or_default();
+        let now = now_secs(now).max(floor_time);
         self.seen.retain(|_, expires| *expires >= now);
         if doc.expires < now {
             return Err(Refusal::new("expired", format!("expired {} s ago", now - doc.expires)));
@@ -134,11 +160,21 @@ impl Nonces {
         if doc.expires > now + MAX_AHEAD.as_secs() {
             return Err(Refusal::new("too-far", format!("expires more than {} s ahead", MAX_AHEAD.as_secs())));
         }
-        if self.seen.contains_key(&doc.nonce) {
+        if self.seen.contains_key(&doc.nonce) || kept.contains_key(&doc.nonce) {
             return Err(Refusal::new("replayed", format!("nonce {} was used already", doc.nonce)));
         }
+        if self.floor.is_some() && kept.values().filter(|e| **e >= now).count() >= MAX_NONCES {
+            return Err(Refusal::new(
+                "too-many",
+                format!("{MAX_NONCES} commands are still unexpired; try again when one expires"),
+            ));
+        }
         self.seen.insert(doc.nonce.clone(), doc.expires);
-        if let Err(e) = self.save() {
+        let kept = match &self.floor {
+            Some(f) => f.remember(&doc.nonce, doc.expires, now),
+            None => Ok(()),
+        };
+        if let Err(e) = self.save().map_err(|e| e.to_string()).and(kept) {
             self.seen.remove(&doc.nonce);
             return Err(Refusal::new(
                 "not-persisted",
@@ -197,6 +233,34 @@ mod tests {
         let other = doc("reboot", ID, "nonce-000000000009", t + 60);
         let sig = sign(other.as_bytes(), &stranger, NAMESPACE, HashAlg::Sha512);
         assert_eq!(code(nonces.verify(&other, &sig, &allowed, ID, "reboot", now)), Some("unknown-key"));
+    }
+
+    #[test]
+    fn a_diskless_node_remembers_nonces_in_the_floor_and_never_goes_below_its_time() {
+        let (k, allowed) = key();
+        let now = SystemTime::now();
+        let t = now_secs(now);
+        let dir = std::env::temp_dir().join(format!("keel-nonce-floor-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("efivars")).unwrap();
+        let places = crate::trust::floor::Places {
+            efi: Some(crate::upgrade::efivar::Vars { dir: dir.join("efivars") }),
+            file: None,
+        };
+        let fresh = || Nonces::default().with_floor(Box::new(places.clone()));
+        let cmd = doc("reboot", ID, "nonce-in-the-floor-01", t + 60);
+        let sig = sign(cmd.as_bytes(), &k, NAMESPACE, HashAlg::Sha512);
+        assert!(fresh().verify(&cmd, &sig, &allowed, ID, "reboot", now).is_ok());
+        // Power cycle: no file, a new PID 1; the UEFI variable remembers.
+        let again = fresh().verify(&cmd, &sig, &allowed, ID, "reboot", now);
+        assert_eq!(again.err().map(|r| r.code), Some("replayed"));
+        // The clock turned back an hour: a command that expired before the floor's time stays expired.
+        let earlier = now - Duration::from_secs(3600);
+        let old = doc("reboot", ID, "nonce-in-the-floor-02", t - 30);
+        let sig = sign(old.as_bytes(), &k, NAMESPACE, HashAlg::Sha512);
+        let r = fresh().verify(&old, &sig, &allowed, ID, "reboot", earlier);
+        assert_eq!(r.err().map(|r| r.code), Some("expired"));
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

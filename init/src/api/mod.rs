@@ -80,7 +80,10 @@ pub async fn start(parts: Parts) {
         time: parts.time,
         power: parts.power,
         allowed: trust,
-        nonces: Mutex::new(command::Nonces::load(std::path::Path::new(TLS_DIR).join("command-nonces"))),
+        nonces: Mutex::new(
+            command::Nonces::load(std::path::Path::new(TLS_DIR).join("command-nonces"))
+                .with_floor(Box::new(crate::trust::floor::Places::system())),
+        ),
     });
     serve(listener, tls_config, routes::router(state), gates).await
 }

@@ -24,7 +24,7 @@ fn http_status(code: &str) -> StatusCode {
     match code {
         "unsigned" | "bad-signature" | "unknown-key" => StatusCode::FORBIDDEN,
         "malformed" | "wrong-hash" | "too-big" | "not-a-slot-image" => StatusCode::UNPROCESSABLE_ENTITY,
-        "unsupported" | "busy" | "pending" => StatusCode::CONFLICT,
+        "unsupported" | "busy" | "pending" | "downgrade" => StatusCode::CONFLICT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -86,6 +86,10 @@ pub fn early(exec_at: Duration) -> Node {
         clock::ms(clock::uptime())
     );
 
+    crate::trust::secureboot::log_boot();
+    // The rollback floor's time as the UEFI variable holds it (the state volume's part follows once mounted).
+    crate::trust::clamp_clock(&crate::trust::floor::current());
+
     // The kernel does not set the clock from the RTC (no RTC_HCTOSYS): PID 1 does, forward only.
     let rtc = crate::time::rtc::set_system_clock_from_rtc(std::path::Path::new(crate::time::rtc::DEVICE));
     if let Err(e) = &rtc {
@@ -215,6 +219,7 @@ pub async fn run(exec_at: Duration) -> ! {
 /// Mounts the state volume on /var and settles the machine id with it (see `machine_id`).
 async fn mount_state_and_settle_id(node: &mut Node, reaper: &Reaper) -> crate::storage::state::StateStatus {
     let state = crate::storage::mount_state(&node.settings.state, reaper).await;
+    crate::trust::after_state(&node.settings, &state);
     let persistent = state.mode == crate::storage::state::StateMode::Volume;
     let fixed = node.settings.hostname.is_some();
     crate::machine_id::adopt(&mut node.machine_id, &mut node.hostname, fixed, persistent);

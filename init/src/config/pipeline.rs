@@ -89,7 +89,9 @@ impl Pipeline {
         store: Store,
     ) -> (Pipeline, AppliedRx, RejectionRx) {
         let allowed = allowed_signers.and_then(|text| super::trust::parse(&text));
-        let highest = store.highest();
+        // The stricter of the state volume's record and the rollback floor (UEFI variable + state volume).
+        let floor = crate::trust::floor::current();
+        let highest = store.highest().max(floor.generation);
         let (publish, applied) = watch::channel(None);
         let (last_rejection, rejections) = watch::channel(None);
         (Pipeline { allowed, machine_id, store, highest, publish, last_rejection }, applied, rejections)
@@ -118,9 +120,18 @@ impl Pipeline {
         let applied = result?;
         let generation = applied.generation;
         if mode == Mode::New {
-            if let Err(e) = self.store.save(signed, generation) {
-                let r =
-                    Rejection { code: "not-persisted", detail: format!("cannot save it: {e}"), source: source.into() };
+            let saved =
+                self.store.save(signed, generation).map_err(|e| format!("cannot save it: {e}")).and_then(|()| {
+                    let now = crate::trust::floor::now_at_least(&crate::trust::floor::Floor::default());
+                    crate::trust::floor::raise(|f| {
+                        f.generation = Some(generation);
+                        f.time = now;
+                    })
+                    .map(drop)
+                    .map_err(|e| format!("cannot raise the rollback floor, so it could be rolled back: {e}"))
+                });
+            if let Err(e) = saved {
+                let r = Rejection { code: "not-persisted", detail: e, source: source.into() };
                 log::error!(
                     "config.rejected reason={} source={source} detail={}",
                     r.code,
@@ -150,11 +161,27 @@ impl Pipeline {
         let verified = sshsig::verify(&signed.text, &armored, allowed, None, keel_config::NAMESPACE, SystemTime::now())
             .map_err(|e| reject(&Reason::from(&e)))?;
         let config = keel_config::parse_bytes(source, &signed.text).map_err(|e| reject(&Reason::from(&e)))?;
-        let facts = NodeFacts { machine_id: self.machine_id.clone(), macs: node_macs(), now: SystemTime::now() };
+        // Expiry against the node's clock, never below the rollback floor's time.
+        let floor = crate::trust::floor::current();
+        let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(crate::trust::floor::now_at_least(&floor));
+        let facts = NodeFacts { machine_id: self.machine_id.clone(), macs: node_macs(), now };
         check_target(&config, &facts).map_err(|r| reject(&r))?;
-        match (mode, self.highest) {
-            (Mode::Boot, Some(h)) if config.generation == h => {}
-            (_, highest) => check_generation(config.generation, highest).map_err(|r| reject(&r))?,
+        if mode == Mode::New && crate::trust::floor::state_lost() && floor.generation.is_none() {
+            return Err(Rejection {
+                code: "state-unavailable",
+                detail: "keel.state names a state volume that could not be mounted and no UEFI variable holds the \
+                         rollback floor: the node cannot prove which generations it has seen"
+                    .into(),
+                source: source.into(),
+            });
+        }
+        let highest = self.highest.max(floor.generation);
+        // The same generation as the highest is no rollback while the node runs nothing newer: at boot, and for
+        // a diskless node fetching its current config again after a power cycle.
+        let running = self.publish.borrow().as_ref().map(|a| a.generation);
+        match highest {
+            Some(h) if config.generation == h && running != Some(h) => {}
+            _ => check_generation(config.generation, highest).map_err(|r| reject(&r))?,
         }
         Ok(Applied {
             generation: config.generation,

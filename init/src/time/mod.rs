@@ -15,7 +15,7 @@ pub mod rtc;
 pub mod schedule;
 pub mod sntp;
 pub mod sync;
-mod system;
+pub mod system;
 
 #[cfg(test)]
 mod tests;

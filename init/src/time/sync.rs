@@ -56,6 +56,24 @@ fn clean(servers: &[String]) -> Vec<String> {
     out
 }
 
+/// Steps beyond this (either way) need at least [`QUORUM`] servers that agree.
+pub const MAX_SINGLE_STEP_S: i64 = 24 * 3600;
+pub const QUORUM: usize = 2;
+
+/// Whether a measured offset may be applied: never below the rollback floor (the image's build time or the latest
+/// time the node trusted), and a step beyond [`MAX_SINGLE_STEP_S`] only when [`QUORUM`] servers agree on it, so
+/// one lying server (they may come from DHCP) cannot move the clock a year either way.
+pub fn judge(now_s: u64, offset_ns: i64, floor_s: u64, agreeing: usize) -> Result<(), &'static str> {
+    let target = i128::from(now_s) + i128::from(offset_ns / 1_000_000_000);
+    if target < i128::from(floor_s) {
+        return Err("below-floor");
+    }
+    if (offset_ns / 1_000_000_000).abs() > MAX_SINGLE_STEP_S && agreeing < QUORUM {
+        return Err("large-step-needs-agreement");
+    }
+    Ok(())
+}
+
 fn ms(ns: i64) -> f64 {
     ns as f64 / 1e6
 }
@@ -181,7 +199,29 @@ impl<C: Clock> Task<C> {
             }
         }
         match sntp::best(&results).cloned() {
-            Some(best) => self.apply(best),
+            Some(best) => {
+                // Servers whose answers agree with the best within a second: a large step needs more than one.
+                let agree = results
+                    .iter()
+                    .filter(|(_, r)| r.as_ref().is_ok_and(|m| (m.offset_ns - best.offset_ns).abs() < 1_000_000_000))
+                    .count();
+                let now = self.clock.now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                match judge(now, best.offset_ns, crate::trust::floor::current().time, agree) {
+                    Ok(()) => self.apply(best),
+                    Err(why) => {
+                        log::warn!(
+                            "time.refused reason={why} offset_ms={:.3} server={} agreeing={agree}",
+                            ms(best.offset_ns),
+                            q(&best.server)
+                        );
+                        self.failed(format!(
+                            "{why}: {} offers a step of {:.0} s",
+                            best.server,
+                            best.offset_ns / 1_000_000_000
+                        ))
+                    }
+                }
+            }
             None => {
                 let first = results.iter().find_map(|(s, r)| r.as_ref().err().map(|e| format!("{s}: {e}")));
                 self.failed(first.unwrap_or_else(|| "no server answered".into()))
@@ -235,6 +275,19 @@ impl<C: Clock> Task<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn steps_never_go_below_the_floor_and_large_ones_need_two_servers() {
+        let now = 1_800_000_000;
+        let year = 365 * 24 * 3600 * 1_000_000_000i64;
+        assert_eq!(judge(now, -year, now - 3600, 3), Err("below-floor"));
+        assert_eq!(judge(now, -1_000_000_000, now, 1), Err("below-floor"));
+        assert_eq!(judge(now, year, now, 1), Err("large-step-needs-agreement"));
+        assert_eq!(judge(now, year, now, 2), Ok(()));
+        assert_eq!(judge(now, -year, 0, 1), Err("large-step-needs-agreement"));
+        assert_eq!(judge(now, 5_000_000_000, now, 1), Ok(()));
+        assert_eq!(judge(now, -3_600_000_000_000, 0, 1), Ok(()));
+    }
 
     #[test]
     fn threshold_chooses_step_or_slew() {

@@ -12,6 +12,7 @@ pub mod boot_entries;
 pub mod efivar;
 pub mod image;
 pub mod load_option;
+pub mod manifest;
 pub mod record;
 pub mod slots;
 pub mod source;
@@ -144,6 +145,11 @@ fn install_to(
         image::verify(img, sig, sha256, allowed, target.bytes, std::time::SystemTime::now()).inspect_err(|r| {
             log::warn!("upgrade.refused reason={} detail={}", r.code, q(&r.detail));
         })?;
+    // No downgrades: an image older than the newest committed would bring back the keys that image trusted.
+    if let Err((code, detail)) = manifest::check(img, crate::trust::floor::current().image.as_ref()) {
+        log::warn!("upgrade.refused reason={code} detail={}", q(&detail));
+        return Err(Refusal::new(code, detail));
+    }
     let started = std::time::Instant::now();
     log::info!(
         "upgrade.write slot={} device={} bytes={} signer={}",

@@ -56,7 +56,7 @@ pub fn start(
             (!persistent_var).then(|| "no state volume: the upgrade record would not survive the reboot".into());
     });
     match record::decide(&rec, running) {
-        Decision::Nothing => {}
+        Decision::Nothing => raise_image_floor(),
         Decision::FellBack(p) => {
             let reason = format!("slot {} did not come up; booted slot {running} instead", p.slot);
             log::warn!("upgrade.rolled_back slot={} running={running} reason={}", p.slot, q(&reason));
@@ -73,6 +73,24 @@ pub fn start(
         }
     }
 }
+
+/// The running image is committed (a normal boot, or a trial that converged): the rollback floor's image version
+/// rises to its version (`/etc/keel/version`, built in), so no older image installs from now on.
+fn raise_image_floor() {
+    let Some(v) = std::fs::read_to_string(VERSION_FILE).ok().and_then(|t| crate::trust::floor::Version::parse(&t))
+    else {
+        return log::warn!("upgrade.no_version file={VERSION_FILE}");
+    };
+    match crate::trust::floor::raise(|f| f.image = Some(v.clone())) {
+        Ok(f) => {
+            log::info!("upgrade.image_floor version={v} floor={}", f.image.map_or("none".into(), |i| i.to_string()))
+        }
+        Err(e) => log::error!("upgrade.image_floor_failed version={v} error={}", q(&e)),
+    }
+}
+
+/// The running image's version, as the build wrote it (the same as its UKI's .osrel and slot manifest).
+pub const VERSION_FILE: &str = "/etc/keel/version";
 
 fn unsupported(reason: String) {
     log::info!("upgrade.unsupported reason={}", q(&reason));
@@ -125,6 +143,7 @@ async fn judge(
                     order.join(","),
                     crate::clock::ms(started.elapsed())
                 );
+                raise_image_floor();
                 return finish(&store, &rec, Verdict::Committed, &reason);
             }
             Err(e) => {

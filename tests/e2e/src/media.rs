@@ -7,6 +7,8 @@ use std::process::Command;
 
 pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE.fd";
 pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS.fd";
+/// OVMF that enforces Secure Boot (SMM-protected variables), for [`Boot::SecureBoot`].
+pub const OVMF_CODE_SB: &str = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Boot {
@@ -21,6 +23,21 @@ pub enum Boot {
     /// Like `Uefi`, but the raw `disk` is written in place and `vars` is the UEFI variable store as is (a copy the
     /// test made with [`ovmf_vars`]): both survive QEMU restarts, like a machine's disk and NVRAM.
     UefiPersistent { disk: PathBuf, vars: PathBuf },
+    /// OVMF enforcing Secure Boot (q35 with SMM, `OVMF_CODE_4M.secboot.fd`) with `vars` as its variable store, in
+    /// place (a copy made with [`sb_vars`]: it survives QEMU restarts, like a machine's NVRAM). The firmware
+    /// tries, in this order, each of `disks` (throwaway overlays), then UEFI PXE (OVMF's own network stack, no
+    /// option ROM) on one NIC per name in `bootfiles`, each served from `tftp` by its own QEMU user network. The
+    /// last NIC is the one with the host forwards; the others are named `pxe0`, `pxe1`, … (`set_link` them down
+    /// once the firmware is past them, so the node has one network).
+    SecureBoot { vars: PathBuf, disks: Vec<PathBuf>, tftp: Option<PathBuf>, bootfiles: Vec<String> },
+}
+
+/// `build/OVMF_VARS_4M.keel-sb.fd` (`make sb-vars`: the build's PK, KEK and db enrolled, Secure Boot on), copied
+/// to `dest` for one machine.
+pub fn sb_vars(dest: &Path) -> PathBuf {
+    let src = built("OVMF_VARS_4M.keel-sb.fd", "sb-vars");
+    std::fs::copy(&src, dest).unwrap_or_else(|e| panic!("copy {} to {}: {e}", src.display(), dest.display()));
+    dest.to_path_buf()
 }
 
 /// A fresh writable copy of OVMF's variable store at `dest`, for [`Boot::UefiPersistent`].
@@ -122,6 +139,46 @@ pub(crate) fn qemu_args(boot: &Boot, scratch: &Path, net: &str) -> (Vec<String>,
             let format = if disk.extension().is_some_and(|e| e == "qcow2") { "qcow2" } else { "raw" };
             args.extend(uefi_disk(&format!("format={format},snapshot=on,file={}", disk.display()), net));
             (args, files)
+        }
+        Boot::SecureBoot { vars, disks, tftp, bootfiles } => {
+            let mut args = s(&[
+                "-machine",
+                "q35,smm=on",
+                "-global",
+                "driver=cfi.pflash01,property=secure,value=on",
+                "-drive",
+                &format!("if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE_SB}"),
+                "-drive",
+                &format!("if=pflash,format=raw,unit=1,file={}", vars.display()),
+                // PXE over IPv4 only: QEMU's user network has no DHCPv6, so the IPv6 attempt would only wait.
+                "-fw_cfg",
+                "name=opt/org.tianocore/IPv6PXESupport,string=n",
+            ]);
+            for (i, disk) in disks.iter().enumerate() {
+                let format = if disk.extension().is_some_and(|e| e == "qcow2") { "qcow2" } else { "raw" };
+                args.extend(s(&[
+                    "-drive",
+                    &format!("if=none,id=sbd{i},format={format},snapshot=on,file={}", disk.display()),
+                    "-device",
+                    &format!("virtio-blk-pci,drive=sbd{i},bootindex={i}"),
+                ]));
+            }
+            let tftp = tftp.as_ref().map(|d| d.display().to_string()).unwrap_or_default();
+            for (j, file) in bootfiles.iter().enumerate() {
+                let last = j + 1 == bootfiles.len();
+                let id = if last { "n0".to_string() } else { format!("pxe{j}") };
+                let base = if last { net.to_string() } else { format!("user,id={id}") };
+                args.extend(s(&[
+                    "-netdev",
+                    &format!("{base},tftp={tftp},bootfile={file}"),
+                    "-device",
+                    &format!("virtio-net-pci,netdev={id},id={id}dev,romfile=,bootindex={}", disks.len() + j),
+                ]));
+            }
+            if bootfiles.is_empty() {
+                args.extend(s(&["-netdev", net, "-device", "virtio-net-pci,netdev=n0,romfile="]));
+            }
+            (args, vec![])
         }
         Boot::UefiPersistent { disk, vars } => {
             let mut args = s(&[

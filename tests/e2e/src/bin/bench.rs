@@ -170,17 +170,33 @@ fn boot_media(name: &str, cfg: &VmConfig) -> f64 {
 fn media_rows(runs: usize, uuid: Option<String>, direct_dhcp: f64) {
     let pxe_cfg =
         VmConfig { boot: Boot::Pxe { dir: media::pxe_dir(), uefi: false }, uuid: uuid.clone(), ..VmConfig::default() };
-    let disk_cfg = VmConfig { boot: Boot::Uefi { disk: media::disk_image() }, uuid, ..VmConfig::default() };
-    let (mut pxe, mut disk) = (Vec::new(), Vec::new());
+    let disk_cfg =
+        VmConfig { boot: Boot::Uefi { disk: media::disk_image() }, uuid: uuid.clone(), ..VmConfig::default() };
+    // Secure Boot enforcing (make sb-vars): the same disk, and the UKI over the firmware's own PXE.
+    let vars = std::env::temp_dir().join(format!("keel-bench-sb-{}.fd", std::process::id()));
+    let sb = |disks: Vec<std::path::PathBuf>, bootfiles: Vec<String>| VmConfig {
+        boot: Boot::SecureBoot { vars: vars.clone(), disks, tftp: Some(keel_e2e::build_dir().join("pxe")), bootfiles },
+        uuid: uuid.clone(),
+        ..VmConfig::default()
+    };
+    let (sb_disk_cfg, sb_pxe_cfg) = (sb(vec![media::disk_image()], vec![]), sb(vec![], vec!["keel.efi".into()]));
+    let (mut pxe, mut disk, mut sb_disk, mut sb_pxe) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for i in 0..runs {
         pxe.push(boot_media(&format!("bench-pxe-{i}"), &pxe_cfg));
         disk.push(boot_media(&format!("bench-uefi-{i}"), &disk_cfg));
+        media::sb_vars(&vars);
+        sb_disk.push(boot_media(&format!("bench-sb-disk-{i}"), &sb_disk_cfg));
+        media::sb_vars(&vars);
+        sb_pxe.push(boot_media(&format!("bench-sb-pxe-{i}"), &sb_pxe_cfg));
     }
+    let _ = std::fs::remove_file(&vars);
     println!("Boot media: {runs} boots each, QEMU TCG, medians, DHCP");
     let row = |name: &str, v: f64, unit: &str| println!("{name:<36} {v:>9.1} {unit:<3} {:>14}", "-");
     row("QEMU start -> ready, direct kernel", direct_dhcp, "ms");
     row("QEMU start -> ready, PXE (iPXE+TFTP)", median(pxe), "ms");
     row("QEMU start -> ready, UEFI disk (OVMF)", median(disk), "ms");
+    row("... UEFI disk, Secure Boot enforcing", median(sb_disk), "ms");
+    row("... UEFI PXE of the signed UKI, SB on", median(sb_pxe), "ms");
     for (name, bytes) in media::sizes() {
         row(name, bytes as f64 / 1024.0, "KiB");
     }
