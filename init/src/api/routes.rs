@@ -66,19 +66,22 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// How long a rendered `/v1/status` is served again: under many readers, the node renders it four times a
-/// second instead of once per request. A config accepted or converged in between makes a fresh one at once.
+/// second instead of once per request. A config accepted or converged, or any write request answered (a refused
+/// push changes `last_rejection`), makes a fresh one at once.
 const STATUS_FRESH: Duration = Duration::from_millis(250);
 
 /// A rendered status and what it was rendered for.
 pub struct StatusCache {
     at: tokio::time::Instant,
-    generations: (Option<u64>, Option<u64>),
+    /// Applied and converged generations, and write requests answered, when it was rendered.
+    generations: (Option<u64>, Option<u64>, u64),
     body: axum::body::Bytes,
 }
 
 async fn get_status(State(s): State<AppState>) -> Response {
     let applied = s.config.applied.borrow().as_ref().map(|a| a.generation);
-    let generations = (applied, *s.config.converged.borrow());
+    let writes = s.gates.writes_done.load(std::sync::atomic::Ordering::Relaxed);
+    let generations = (applied, *s.config.converged.borrow(), writes);
     let mut cache = s.status_cache.lock().unwrap_or_else(|p| p.into_inner());
     let body = match cache.as_ref() {
         Some(c) if c.generations == generations && c.at.elapsed() < STATUS_FRESH => c.body.clone(),
