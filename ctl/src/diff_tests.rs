@@ -13,7 +13,7 @@ fn example_json() -> Value {
     json!({
         "version": 1, "generation": 7,
         "node": {"uuid": "0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9", "mac": "52:54:00:12:34:56",
-                 "expires": "2026-12-31T00:00:00Z", "hostname": "edge-1"},
+                 "expires": "2099-12-31T00:00:00Z", "hostname": "edge-1"},
         "sysctl": {"net.ipv4.ip_forward": "1", "net.ipv4.conf.eth0.rp_filter": "2"},
         "network": {
             "nameservers": ["10.0.2.3", "fd00::3"], "search": ["example.org"], "ntp": ["10.0.2.2", "pool.ntp.org"],
@@ -71,7 +71,7 @@ fn model_shaped_json_with_other_spellings_is_read_too() {
     o.insert(
         "node".into(),
         json!({"uuid": "0A1B2C3D4E5F60718293A4B5C6D7E8F9", "mac": "52:54:00:12:34:56",
-                                   "expires": 1798675200, "hostname": "edge-1", "extra": "ignored"}),
+                                   "expires": 4102358400_i64, "hostname": "edge-1", "extra": "ignored"}),
     );
     let wrapped = json!({"config": j, "signer": "ops"});
     let d = diff(&View::from_json(&wrapped), &local(EXAMPLE));
@@ -84,7 +84,7 @@ fn a_node_without_config_gets_everything_added() {
     for want in [
         "generation: (none) → 7\n",
         "hostname: (default) → edge-1\n",
-        "node:\n  expires (none) → 2026-12-31T00:00:00Z\n  mac (none) → 52:54:00:12:34:56\n",
+        "node:\n  expires (none) → 2099-12-31T00:00:00Z\n  mac (none) → 52:54:00:12:34:56\n",
         "  + net.ipv4.ip_forward = \"1\"\n",
         "  ~ nameservers [] → [10.0.2.3, fd00::3]\n",
         "  + link eth0: dhcp4 false, mtu 1500, up true; addresses [10.0.2.15/24, fd00::15/64]\n",

@@ -27,7 +27,7 @@ fn the_example_parses_into_the_typed_config() {
     assert_eq!(c.generation, 7);
     assert_eq!(c.target.machine_id.as_deref(), Some("0a1b2c3d4e5f60718293a4b5c6d7e8f9"));
     assert_eq!(c.target.mac.unwrap().to_string(), "52:54:00:12:34:56");
-    assert_eq!(c.target.expires.unwrap().to_string(), "2026-12-31T00:00:00Z");
+    assert_eq!(c.target.expires.unwrap().to_string(), "2099-12-31T00:00:00Z");
     assert_eq!(c.target.hostname.as_deref(), Some("edge-1"));
     assert_eq!(c.sysctl["net.ipv4.ip_forward"], "1");
     let net = &c.network;
