@@ -120,7 +120,11 @@ pub async fn authorize(
         };
         next.run(req).await
     };
-    match tokio::time::timeout(deadline(role), answer).await {
+    let answered = tokio::time::timeout(deadline(role), answer).await;
+    if identity.roles.writes() && !matches!(role, Role::Read | Role::Metrics) {
+        s.gates.writes_done.fetch_add(1, Ordering::Relaxed);
+    }
+    match answered {
         Ok(r) => r,
         Err(_) => {
             limits::DEADLINE_EXPIRED.fetch_add(1, Ordering::Relaxed);

@@ -62,6 +62,8 @@ pub struct Gates {
     pub upload: Arc<Semaphore>,
     pub reading: Arc<Semaphore>,
     pub handshakes: Arc<Semaphore>,
+    /// Bumped after every write request (push, command, upgrade): a shared `/v1/status` from before is stale.
+    pub writes_done: AtomicU64,
 }
 
 impl Default for Gates {
@@ -75,6 +77,7 @@ impl Default for Gates {
             upload: Arc::new(Semaphore::new(1)),
             reading: Arc::new(Semaphore::new(MAX_READS_IN_FLIGHT)),
             handshakes: Arc::new(Semaphore::new(MAX_HANDSHAKES)),
+            writes_done: AtomicU64::new(0),
         }
     }
 }

@@ -66,31 +66,28 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// How long a rendered `/v1/status` is served again: under many readers, the node renders it four times a
-/// second instead of once per request. A config accepted, converged or refused in between makes a fresh one at
-/// once, so a client that pushed reads its own push's outcome.
+/// second instead of once per request. A config accepted or converged, or any write request answered (a refused
+/// push changes `last_rejection`), makes a fresh one at once.
 const STATUS_FRESH: Duration = Duration::from_millis(250);
 
 /// A rendered status and what it was rendered for.
 pub struct StatusCache {
     at: tokio::time::Instant,
-    generations: (Option<u64>, Option<u64>),
-    rejection: Option<(&'static str, String, String)>,
+    /// Applied and converged generations, and write requests answered, when it was rendered.
+    generations: (Option<u64>, Option<u64>, u64),
     body: axum::body::Bytes,
 }
 
 async fn get_status(State(s): State<AppState>) -> Response {
     let applied = s.config.applied.borrow().as_ref().map(|a| a.generation);
-    let generations = (applied, *s.config.converged.borrow());
-    let rejection = s.config.rejection.borrow().as_ref().map(|r| (r.code, r.detail.clone(), r.source.clone()));
+    let writes = s.gates.writes_done.load(std::sync::atomic::Ordering::Relaxed);
+    let generations = (applied, *s.config.converged.borrow(), writes);
     let mut cache = s.status_cache.lock().unwrap_or_else(|p| p.into_inner());
     let body = match cache.as_ref() {
-        Some(c) if c.generations == generations && c.rejection == rejection && c.at.elapsed() < STATUS_FRESH => {
-            c.body.clone()
-        }
+        Some(c) if c.generations == generations && c.at.elapsed() < STATUS_FRESH => c.body.clone(),
         _ => {
             let body = axum::body::Bytes::from(render_status(&s).to_string());
-            let at = tokio::time::Instant::now();
-            *cache = Some(StatusCache { at, generations, rejection, body: body.clone() });
+            *cache = Some(StatusCache { at: tokio::time::Instant::now(), generations, body: body.clone() });
             body
         }
     };
@@ -106,11 +103,6 @@ fn render_status(s: &Inner) -> Value {
     if let (Some(b), Value::Object(slots)) = (boot.as_object_mut(), crate::upgrade::status_json()) {
         b.extend(slots);
     }
-    if let (Some(b), Value::Object(sb)) =
-        (boot.as_object_mut(), crate::trust::secureboot::to_json(crate::trust::secureboot::current()))
-    {
-        b.extend(sb);
-    }
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "machine_id": s.machine_id,
@@ -124,7 +116,6 @@ fn render_status(s: &Inner) -> Value {
         "time": status::time(&s.time.borrow()),
         "services": status::services(&s.config),
         "storage": status::storage(&s.config),
-        "rollback": crate::trust::floor::status_json(),
         "rss_kib": crate::procfs::self_rss_kib(),
     })
 }
