@@ -87,3 +87,6 @@ build-time:
 	  if ! cmp -s $$f.tmp $$f; then mv $$f.tmp $$f; else rm -f $$f.tmp; fi; done
 
 image reproducible: build-time
+
+# The Secure Boot e2e tests boot with the enrolled variable store.
+e2e bench: sb-vars

@@ -103,6 +103,11 @@ fn render_status(s: &Inner) -> Value {
     if let (Some(b), Value::Object(slots)) = (boot.as_object_mut(), crate::upgrade::status_json()) {
         b.extend(slots);
     }
+    if let (Some(b), Value::Object(sb)) =
+        (boot.as_object_mut(), crate::trust::secureboot::to_json(crate::trust::secureboot::current()))
+    {
+        b.extend(sb);
+    }
     json!({
         "version": env!("CARGO_PKG_VERSION"),
         "machine_id": s.machine_id,
@@ -116,6 +121,7 @@ fn render_status(s: &Inner) -> Value {
         "time": status::time(&s.time.borrow()),
         "services": status::services(&s.config),
         "storage": status::storage(&s.config),
+        "rollback": crate::trust::floor::status_json(),
         "rss_kib": crate::procfs::self_rss_kib(),
     })
 }
