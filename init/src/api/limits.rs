@@ -1,8 +1,9 @@
 //! What one client, or many, can take from the node (docs/api.md, "Limits"). A connection passes two stages:
 //!
 //! 1. **Unauthenticated**: it needs a place among [`MAX_PREAUTH`] (at most [`MAX_PREAUTH_PER_ADDRESS`] from one
-//!    address), and must finish its TLS handshake and send a request with a valid credential within
-//!    [`PREAUTH_DEADLINE`]; else it is closed. Clients beyond the cap wait their turn (fair, first come first
+//!    address), must send its TLS ClientHello within [`HELLO_DEADLINE`] (only then does it wait for one of
+//!    [`MAX_HANDSHAKES`] turns, so silent clients cannot hold the turns), and must finish its handshake and send
+//!    a request with a valid credential within [`PREAUTH_DEADLINE`]; else it is closed. Clients beyond the cap wait their turn (fair, first come first
 //!    served), at most [`ADMIT_WAIT`].
 //! 2. **Authenticated**: it leaves the first stage and takes a place in a lane for its key's roles: readers in
 //!    [`MAX_READERS`], writers (any write role) in their own [`MAX_WRITERS`], so a signed push, reboot or upgrade
@@ -31,6 +32,8 @@ pub const MAX_PREAUTH: usize = 96;
 pub const MAX_PREAUTH_PER_ADDRESS: usize = 48;
 /// From accept to a verified credential.
 pub const PREAUTH_DEADLINE: Duration = Duration::from_secs(15);
+/// From a first-stage place to the TLS ClientHello: a real client sends it at once; a silent one is closed.
+pub const HELLO_DEADLINE: Duration = Duration::from_secs(5);
 /// How long an accepted connection may wait for a first-stage place.
 pub const ADMIT_WAIT: Duration = Duration::from_secs(30);
 /// Authenticated connections of keys that only read.

@@ -110,11 +110,23 @@ async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, router: ax
             };
             first_stage.push(admission);
             let accepted = tokio::time::Instant::now();
+            // A handshake turn is taken only once the ClientHello is in: a client that connects and stays
+            // silent holds its first-stage place until HELLO_DEADLINE, never a turn that others wait for.
+            let hello = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
+            let start = match tokio::time::timeout(limits::HELLO_DEADLINE, hello).await {
+                Ok(Ok(start)) => start,
+                Ok(Err(e)) => return log::debug!("api.handshake_failed peer={peer} error={e}"),
+                Err(_) => {
+                    limits::PREAUTH_CLOSED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return log::debug!("api.hello_timeout peer={peer}");
+                }
+            };
             let handshake = async {
                 let _turn = gates.handshakes.clone().acquire_owned().await;
-                acceptor.accept(tcp).await
+                start.into_stream(acceptor.config().clone()).await
             };
-            let stream = match tokio::time::timeout(limits::PREAUTH_DEADLINE, handshake).await {
+            let left = limits::PREAUTH_DEADLINE.saturating_sub(accepted.elapsed());
+            let stream = match tokio::time::timeout(left, handshake).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => return log::debug!("api.handshake_failed peer={peer} error={e}"),
                 Err(_) => return log::debug!("api.handshake_timeout peer={peer}"),
