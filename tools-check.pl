@@ -28,6 +28,7 @@ while (<$list>) {
         next;
     }
     next if $cmd eq '-';    # a package with no program of its own (a library): installed, not checked here
+    push @problems, "tools.txt:$.: '$cmd' is listed twice" if $listed{$cmd};
     $listed{$cmd} = 1;
     $source{$cmd} = $src;
 }
