@@ -131,9 +131,12 @@ unit: setup
 	@$(CARGO) test -p keel-config -p keelctl --test '*'
 
 ## e2e: boots VMs (at most two at once) against the built images.
+# The tests run in tests/e2e/: the Secure Boot key paths they hand to image/uki.sh (the upgrade tests build UKIs
+# of their own) must not be relative to the repository root.
 e2e: image
 	@$(CARGO) build --quiet -p keelctl
-	@$(CARGO) test -p keel-e2e --tests -- --test-threads=2
+	@KEEL_SB_KEY=$(abspath $(KEEL_SB_KEY)) KEEL_SB_CERT=$(abspath $(KEEL_SB_CERT)) \
+	  $(CARGO) test -p keel-e2e --tests -- --test-threads=2
 
 ## netns: root tests against a real dnsmasq in throwaway network namespaces (~2 min: real lease timers).
 netns: setup
