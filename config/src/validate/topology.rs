@@ -11,6 +11,29 @@ pub const BOND_MODES: [&str; 7] =
     ["802.3ad", "active-backup", "balance-rr", "balance-xor", "broadcast", "balance-tlb", "balance-alb"];
 pub const HASH_POLICIES: [&str; 5] = ["layer2", "layer2+3", "layer3+4", "encap2+3", "encap3+4"];
 
+/// The member interface names of a bond or bridge `name` at `path`: each a valid name, not the link itself, and
+/// a member of no other bond or bridge.
+fn member_names(
+    list: &[At<String>],
+    name: Option<&String>,
+    path: &str,
+    members: &mut Unique<String>,
+    sink: &mut Sink,
+) -> Vec<String> {
+    let mut ms = Vec::new();
+    for (j, m) in list.iter().enumerate() {
+        let p = format!("{path}.members[{j}]");
+        if let Some(n) = ifname(m, &p, sink) {
+            if Some(&n) == name {
+                sink.error(m.span(), &p, format!("{n:?} cannot be a member of itself"));
+            }
+            members.check(sink, n.clone(), &format!("{n:?}"), m.span(), &p);
+            ms.push(n);
+        }
+    }
+    ms
+}
+
 fn ifname(at: &At<String>, path: &str, sink: &mut Sink) -> Option<String> {
     let n = at.get();
     let bad = n.chars().any(|c| c == '/' || c == ':' || c == ',' || c.is_whitespace() || c.is_control());
@@ -52,17 +75,7 @@ pub(super) fn topology(net: &raw::Network, sink: &mut Sink) -> (Vec<Bond>, Vec<V
         if b.members.is_empty() {
             sink.error(at.span(), &format!("{path}.members"), "a bond needs at least one member");
         }
-        let mut ms = Vec::new();
-        for (j, m) in b.members.iter().enumerate() {
-            let p = format!("{path}.members[{j}]");
-            if let Some(n) = ifname(m, &p, sink) {
-                if Some(&n) == name.as_ref() {
-                    sink.error(m.span(), &p, format!("{n:?} cannot be a member of itself"));
-                }
-                members.check(sink, n.clone(), &format!("{n:?}"), m.span(), &p);
-                ms.push(n);
-            }
-        }
+        let ms = member_names(&b.members, name.as_ref(), &path, &mut members, sink);
         let mode = one_of(&b.mode, &format!("{path}.mode"), &BOND_MODES, sink);
         let lacp_rate =
             b.lacp_rate.as_ref().and_then(|r| one_of(r, &format!("{path}.lacp_rate"), &["slow", "fast"], sink));
@@ -97,17 +110,7 @@ pub(super) fn topology(net: &raw::Network, sink: &mut Sink) -> (Vec<Bond>, Vec<V
         if let Some(n) = &name {
             names.check(sink, n.clone(), &format!("{n:?}"), b.name.span(), &format!("{path}.name"));
         }
-        let mut ms = Vec::new();
-        for (j, m) in b.members.iter().enumerate() {
-            let p = format!("{path}.members[{j}]");
-            if let Some(n) = ifname(m, &p, sink) {
-                if Some(&n) == name.as_ref() {
-                    sink.error(m.span(), &p, format!("{n:?} cannot be a member of itself"));
-                }
-                members.check(sink, n.clone(), &format!("{n:?}"), m.span(), &p);
-                ms.push(n);
-            }
-        }
+        let ms = member_names(&b.members, name.as_ref(), &path, &mut members, sink);
         if sink.diags.len() == errors_before {
             bridges.push(Bridge { name: name.unwrap_or_default(), members: ms });
         }
