@@ -9,11 +9,12 @@
 //!   `rootfs/<manifest hex>.complete` (fsynced, after a syncfs of the tree) is written last; a rootfs without it
 //!   is removed and unpacked again by the next [`ensure`].
 //!
-//! Unpacked dir, not overlayfs: measured on this machine (a 3-layer image), the extra copy costs disk once per
-//! image, while overlayfs needs a mount per layer set, kernel support, and a mount that has to be recreated at
-//! every boot; a plain directory bind-mounted read-only is what the runner pivots into, and an unpacked rootfs
-//! is ready after a power cut without any mount. Layer blobs are kept (content-addressed, shared between images)
-//! so a damaged rootfs is redone without the network; [`gc`] removes what no kept image needs.
+//! Unpacked dir, not overlayfs (chosen on reasoning, not yet measured side by side): overlayfs would still
+//! unpack each layer into a directory of its own, then need a mount per image recreated at every boot and
+//! overlayfs in the kernel; it saves disk only when images share layers. A plain directory is what the runner
+//! bind-mounts read-only and pivots into, and it is ready after a power cut without any mount. Layer blobs are
+//! kept (content-addressed, shared between images) so a damaged rootfs is redone without the network; [`gc`]
+//! removes what no kept image needs.
 //!
 //! Setuid/setgid bits are always dropped at unpack: the rootfs is shared by every service naming the image, so
 //! a per-service allowance would need a rootfs per policy (keel_oci::unpack::Options has the switch).
