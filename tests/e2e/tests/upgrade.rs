@@ -270,12 +270,14 @@ fn qemu_upgrade_with_bad_signature_or_hash_is_refused_and_stages_nothing() {
     let mut changed = image.clone();
     changed[100_000] ^= 0xff;
     tampered.extend_from_slice(&changed);
-    let answer = put_raw(&m, &tampered, "");
+    // (Each names the image's version, as keelctl does: the node has a floor, and would refuse it otherwise.)
+    let version = format!("?version={}", env!("CARGO_PKG_VERSION"));
+    let answer = put_raw(&m, &tampered, &version);
     assert!(answer.contains("\"bad-signature\""), "{answer}");
     // The right image and signature, but not the hash the sender expects.
     let mut body = sig.clone();
     body.extend_from_slice(&image);
-    let answer = put_raw(&m, &body, &format!("?sha256={}", "0".repeat(64)));
+    let answer = put_raw(&m, &body, &format!("{version}&sha256={}", "0".repeat(64)));
     assert!(answer.contains("\"wrong-hash\""), "{answer}");
 
     vm.expect_anywhere("keel: upgrade.refused reason=wrong-hash", STEP_TIMEOUT);
