@@ -2,6 +2,7 @@
 //! - every `keelctl …` command shown in the docs names a real subcommand and only flags that subcommand takes
 //!   (the table `keelctl completions bash` is generated from, which keelctl's own tests check against its parser);
 //! - every log event the docs quote as `keel: area.event …` is one PID 1 can print (a string literal in init/src);
+//! - every status field docs/troubleshooting.md names as status `a.b` is a key of the status JSON init/src renders;
 //! - the `/metrics` names docs/api.md lists are exactly the ones init/src serves.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -232,6 +233,47 @@ fn every_log_event_the_docs_quote_is_one_pid1_prints() {
     assert!(failures.is_empty(), "log lines the docs quote that PID 1 does not print:\n{}", failures.join("\n"));
     let troubleshooting = per_file.get("troubleshooting.md").copied().unwrap_or(0);
     assert!(troubleshooting >= 20, "docs/troubleshooting.md quotes only {troubleshooting} log lines as `keel: …`");
+}
+
+/// The status fields the troubleshooting page names: each "status `a.b[].c`" (the `/v1/status` path), with its line.
+fn status_paths(text: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let lower = line.to_ascii_lowercase();
+        for (at, _) in lower.match_indices("status `") {
+            let rest = &line[at + "status `".len()..];
+            if let Some(end) = rest.find('`') {
+                out.push((i + 1, rest[..end].to_string()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_status_field_troubleshooting_names_is_one_the_node_renders() {
+    let mut src = String::new();
+    sources(&root().join("init/src/api"), &mut src);
+    sources(&root().join("init/src/storage"), &mut src);
+    sources(&root().join("init/src/upgrade"), &mut src);
+    sources(&root().join("init/src/trust"), &mut src);
+    let file = root().join("docs/troubleshooting.md");
+    let paths = status_paths(&read(&file));
+    assert!(paths.len() >= 10, "docs/troubleshooting.md names only {} status fields as status `a.b`", paths.len());
+    let mut failures = Vec::new();
+    for (line, path) in &paths {
+        for part in path.split('.').map(|p| p.trim_end_matches("[]")) {
+            // `<name>` stands for a map key (a service's name).
+            if part.starts_with('<') {
+                continue;
+            }
+            if !src.contains(&format!("\"{part}\":")) && !src.contains(&format!("\"{part}\", ")) {
+                failures
+                    .push(format!("{}:{line}: status `{path}`: no field {part:?} in the status JSON", file.display()));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "status fields the docs name that the node does not render:\n{}", failures.join("\n"));
 }
 
 /// The metric names in a text: `keel_…` words.
