@@ -6,30 +6,11 @@
 //! - the `/metrics` names docs/api.md lists are exactly the ones init/src serves.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("ctl/ has a parent").to_path_buf()
-}
-
-/// The Markdown files an operator reads.
-fn docs() -> Vec<PathBuf> {
-    let root = root();
-    let mut files = vec![root.join("README.md"), root.join("config/README.md"), root.join("ctl/README.md")];
-    let mut more: Vec<PathBuf> = std::fs::read_dir(root.join("docs"))
-        .expect("docs/")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "md"))
-        .collect();
-    more.sort();
-    files.extend(more);
-    files
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
+mod doc_files;
+use doc_files::{docs, read, root};
 
 /// Every piece of code a Markdown text shows, with its line number: each line of a fenced block, and each
 /// inline `code span` outside blocks.
