@@ -3,6 +3,7 @@
 //!   (the table `keelctl completions bash` is generated from, which keelctl's own tests check against its parser);
 //! - every log event the docs quote as `keel: area.event …` is one PID 1 can print (a string literal in init/src);
 //! - every status field docs/troubleshooting.md names as status `a.b` is a key of the status JSON init/src renders;
+//! - every `KEEL_*` make variable the docs name is read somewhere, and every `keel.key=` is a command-line key;
 //! - the `/metrics` names docs/api.md lists are exactly the ones init/src serves.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -255,6 +256,71 @@ fn every_status_field_troubleshooting_names_is_one_the_node_renders() {
         }
     }
     assert!(failures.is_empty(), "status fields the docs name that the node does not render:\n{}", failures.join("\n"));
+}
+
+/// Words of a text that start with `prefix` and continue with the characters `more` allows.
+fn words_with(text: &str, prefix: &str, more: fn(char) -> bool) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for (at, _) in text.match_indices(prefix) {
+        let before = text[..at].chars().next_back();
+        if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') {
+            continue;
+        }
+        let tail: String = text[at + prefix.len()..].chars().take_while(|c| more(*c)).collect();
+        if !tail.is_empty() {
+            out.insert(format!("{prefix}{tail}"));
+        }
+    }
+    out
+}
+
+#[test]
+fn every_make_variable_and_kernel_word_the_docs_name_exists() {
+    let root = root();
+    // Where KEEL_* variables are read: the Makefile, its includes and scripts, the e2e harness, the code.
+    let mut build = read(&root.join("Makefile"));
+    for dir in ["image", "kernel-config", "qemu"] {
+        for entry in std::fs::read_dir(root.join(dir)).expect("dir").flatten() {
+            if entry.path().is_file() {
+                build.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+            }
+        }
+    }
+    for dir in ["init/src", "ctl/src", "config/src", "tests/e2e/src", "tests/e2e/tests"] {
+        sources(&root.join(dir), &mut build);
+    }
+    let cmdline = read(&root.join("init/src/cmdline.rs"));
+    let mut failures = Vec::new();
+    let mut seen = 0;
+    for file in docs() {
+        let text = read(&file);
+        for var in words_with(&text, "KEEL_", |c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_') {
+            seen += 1;
+            let var = var.trim_end_matches('_');
+            if !build.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).any(|w| w == var) {
+                failures.push(format!(
+                    "{}: {var} is read nowhere (Makefile, image/, kernel-config/, qemu/, code)",
+                    file.display()
+                ));
+            }
+        }
+        for word in words_with(&text, "keel.", |c| c.is_ascii_lowercase() || c == '_') {
+            // Kernel command-line words are written `keel.key=value`; only those are checked.
+            if !text.contains(&format!("{word}=")) {
+                continue;
+            }
+            seen += 1;
+            if !cmdline.contains(&format!("\"{word}\"")) {
+                failures.push(format!("{}: {word}= is not a key init/src/cmdline.rs reads", file.display()));
+            }
+        }
+    }
+    assert!(seen >= 20, "only {seen} KEEL_* / keel.* words found in the docs: has the notation changed?");
+    assert!(
+        failures.is_empty(),
+        "make variables or kernel words the docs name that do not exist:\n{}",
+        failures.join("\n")
+    );
 }
 
 /// The metric names in a text: `keel_…` words.
