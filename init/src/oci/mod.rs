@@ -39,8 +39,8 @@ use tokio::sync::watch;
 
 pub use store::STORE;
 
-/// What to pull, as the config names it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What to pull, as the config names it. Its `Debug` never shows the token.
+#[derive(Clone, PartialEq, Eq)]
 pub struct PullSpec {
     pub reference: Reference,
     /// http:// instead of https:// (only for a registry the config marks as such).
@@ -50,6 +50,17 @@ pub struct PullSpec {
     pub token: Option<String>,
     /// CA certificates (PEM) for this registry, instead of the image's bundle.
     pub ca_pem: Option<String>,
+}
+
+impl std::fmt::Debug for PullSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PullSpec")
+            .field("reference", &self.reference.to_string())
+            .field("plain_http", &self.plain_http)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("ca_pem", &self.ca_pem.as_ref().map(|p| format!("<{} bytes>", p.len())))
+            .finish()
+    }
 }
 
 /// An image ready to run.
@@ -201,6 +212,9 @@ mod tests {
                 "no-platform"
             ]
         );
+        let r = Reference::parse(&format!("r.example/a@sha256:{}", "b".repeat(64))).unwrap();
+        let spec = PullSpec { reference: r, plain_http: false, token: Some("keel:s3cret".into()), ca_pem: None };
+        assert!(!format!("{spec:?}").contains("s3cret"), "{spec:?}");
         let full = std::io::Error::from_raw_os_error(libc::ENOSPC);
         assert_eq!(PullError::from_io("blobs/x", &full).code(), "out-of-space");
     }
