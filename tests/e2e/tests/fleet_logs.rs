@@ -28,7 +28,7 @@ const HOSTNAME: &str = "keel-6b65656c";
 const ARRIVAL: Duration = Duration::from_secs(150);
 
 /// A child process killed (and waited for) on drop.
-struct Proc(Child, &'static str);
+struct Proc(Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -83,7 +83,7 @@ impl Rsyslog {
             assert!(Instant::now() < deadline, "rsyslogd did not listen on 127.0.0.1:{} within 30s", self.rfc_port);
             std::thread::sleep(Duration::from_millis(100));
         }
-        Proc(child, "rsyslogd")
+        Proc(child)
     }
 }
 
@@ -159,8 +159,7 @@ fn qemu_logs_reach_rsyslog_in_both_formats_across_an_outage_and_prometheus_scrap
     std::fs::set_permissions(&scraper_path, std::fs::Permissions::from_mode(0o600)).expect("chmod the key");
     let trusted =
         std::fs::read_to_string(build_dir().join("keys/allowed_signers")).expect("build/keys/allowed_signers");
-    let signers =
-        format!("{trusted}scraper namespaces=\"keel-metrics\" {}\n", scraper.public_key().to_openssh());
+    let signers = format!("{trusted}scraper namespaces=\"keel-metrics\" {}\n", scraper.public_key().to_openssh());
     let initrd = initrd_with_file("/etc/keel/allowed_signers", signers.as_bytes(), &dir.join("initramfs.cpio.zst"));
 
     let rs = Rsyslog { dir: dir.clone(), rfc_port: free_port(), json_port: free_port() };
@@ -192,7 +191,9 @@ fn qemu_logs_reach_rsyslog_in_both_formats_across_an_outage_and_prometheus_scrap
     // Both formats: a keel: line, a kernel line (the boot's, kept for a collector configured later) and the
     // demo's output, each with the machine id and the host name.
     let sd = format!("machine_id=\"{MACHINE_ID}\"");
-    for (app, needle) in [("keel", "config.accepted generation=2"), ("kernel", "Linux version"), ("demo", "/before-outage")] {
+    for (app, needle) in
+        [("keel", "config.accepted generation=2"), ("kernel", "Linux version"), ("demo", "/before-outage")]
+    {
         let line = wait_line(&rs.rfc(), &format!("an rfc5424 {app} line with {needle:?}"), |l| {
             l.starts_with(&format!("app={app} host={HOSTNAME} sd=[keel@32473 {sd}")) && l.contains(needle)
         });
@@ -229,11 +230,15 @@ fn qemu_logs_reach_rsyslog_in_both_formats_across_an_outage_and_prometheus_scrap
     let _rsyslog = rs.start();
     assert!(poke(demo_port, "/after-recovery"), "the demo stopped answering");
     for (file, url) in [(rs.rfc(), &rfc_url), (rs.json(), &json_url)] {
-        let line = wait_line(&file, "the dropped-lines notice", |l| l.contains(&format!("logfwd.dropped destination={url} lines=")));
+        let line = wait_line(&file, "the dropped-lines notice", |l| {
+            l.contains(&format!("logfwd.dropped destination={url} lines="))
+        });
         assert!(line.contains(MACHINE_ID), "{line}");
     }
     wait_line(&rs.rfc(), "an rfc5424 line logged after recovery", |l| l.contains("/after-recovery"));
-    json_line(&rs.json(), "a json line logged after recovery", |v| v["msg"].as_str().is_some_and(|m| m.contains("/after-recovery")));
+    json_line(&rs.json(), "a json line logged after recovery", |v| {
+        v["msg"].as_str().is_some_and(|m| m.contains("/after-recovery"))
+    });
     let st = api.status().unwrap_or_else(|e| panic!("status: {e}"));
     let r = dest(&st, &rfc_url);
     assert!(r["dropped"].as_u64() > Some(0) && r["sent"].as_u64() > Some(0), "{r}");
@@ -270,7 +275,6 @@ fn qemu_logs_reach_rsyslog_in_both_formats_across_an_outage_and_prometheus_scrap
             .stderr(std::fs::File::create(dir.join("prometheus.log")).map(Stdio::from).unwrap_or(Stdio::null()))
             .spawn()
             .expect("run prometheus (make setup installs Debian's prometheus)"),
-        "prometheus",
     );
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut last = String::new();
@@ -293,7 +297,8 @@ fn qemu_logs_reach_rsyslog_in_both_formats_across_an_outage_and_prometheus_scrap
         }
         std::thread::sleep(Duration::from_secs(2));
     }
-    let rss = keel_e2e::http_get(prom_port, "/api/v1/query?query=keel_pid1_rss_bytes", STEP_TIMEOUT).unwrap_or_default();
+    let rss =
+        keel_e2e::http_get(prom_port, "/api/v1/query?query=keel_pid1_rss_bytes", STEP_TIMEOUT).unwrap_or_default();
     assert!(rss.contains("\"keel_pid1_rss_bytes\""), "{rss}");
     drop(vm);
     let _ = std::fs::remove_dir_all(&dir);
