@@ -308,3 +308,7 @@ mod tests {
         assert_eq!(json.lines().count(), 2);
     }
 }
+
+#[cfg(test)]
+#[path = "dest_tests.rs"]
+mod socket_tests;
