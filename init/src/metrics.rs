@@ -127,4 +127,4 @@ pub fn render(extra: &[(&str, &str, f64)]) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub mod tests;

@@ -5,7 +5,7 @@ use super::*;
 use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Debug, Default)]
-struct Parsed {
+pub struct Parsed {
     /// name -> type
     types: BTreeMap<String, String>,
     /// (name, sorted labels) -> value
@@ -69,7 +69,8 @@ fn value(s: &str) -> Result<f64, String> {
     }
 }
 
-fn parse(text: &str) -> Result<Parsed, String> {
+/// Parses a whole exposition strictly; the error names the line.
+pub fn parse(text: &str) -> Result<Parsed, String> {
     let mut p = Parsed::default();
     let mut helped = BTreeSet::new();
     // The family whose samples are being read: samples of one family are contiguous.
@@ -133,7 +134,7 @@ fn parse(text: &str) -> Result<Parsed, String> {
     Ok(p)
 }
 
-fn get(p: &Parsed, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+pub fn get(p: &Parsed, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     let mut ls: Vec<(String, String)> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     ls.sort();
     p.samples.get(&(name.to_string(), ls)).copied()

@@ -239,9 +239,24 @@ fn qemu_logs_reach_rsyslog_in_both_formats_across_an_outage_and_prometheus_scrap
     json_line(&rs.json(), "a json line logged after recovery", |v| {
         v["msg"].as_str().is_some_and(|m| m.contains("/after-recovery"))
     });
-    let st = api.status().unwrap_or_else(|e| panic!("status: {e}"));
-    let r = dest(&st, &rfc_url);
-    assert!(r["dropped"].as_u64() > Some(0) && r["sent"].as_u64() > Some(0), "{r}");
+    // The status catches up within a couple of seconds (the forwarder publishes every second).
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    loop {
+        let st = api.status().unwrap_or_else(|e| panic!("status: {e}"));
+        let ok = [&rfc_url, &json_url].iter().all(|url| {
+            let d = dest(&st, url);
+            d["connected"] == true && d["dropped"].as_u64() > Some(0) && d["sent"].as_u64() > Some(0)
+        });
+        if ok {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the status does not show the collectors back with their drops: {}",
+            st["logs"]
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
 
     // Prometheus, scraping through the hostfwd with a metrics token, TLS verified against the node's own
     // certificate (fetched here, pinned by the fingerprint the console printed) under its SAN keel-<id>.
