@@ -180,6 +180,11 @@ fn qemu_logs_reach_rsyslog_in_both_formats_across_an_outage_and_prometheus_scrap
         let (code, body) = api.push(text, &sig).unwrap_or_else(|e| panic!("PUT /v1/config: {e}"));
         assert_eq!(code, 200, "{body}");
     };
+    let rss = |what: &str| {
+        let st = api.status().unwrap_or_else(|e| panic!("status ({what}): {e}"));
+        st["rss_kib"].as_u64().unwrap_or_else(|| panic!("no rss_kib in the status: {st}"))
+    };
+    let rss_before = rss("before forwarding");
     push(&config(2, rs.rfc_port, rs.json_port, ""));
     vm.expect_anywhere("keel: logfwd.connected destination=tcp://10.0.2.2:", STEP_TIMEOUT);
     let deadline = Instant::now() + STEP_TIMEOUT;
@@ -227,6 +232,7 @@ fn qemu_logs_reach_rsyslog_in_both_formats_across_an_outage_and_prometheus_scrap
         std::thread::sleep(Duration::from_secs(1));
     }
 
+    let restarted = Instant::now();
     let _rsyslog = rs.start();
     assert!(poke(demo_port, "/after-recovery"), "the demo stopped answering");
     for (file, url) in [(rs.rfc(), &rfc_url), (rs.json(), &json_url)] {
@@ -236,6 +242,7 @@ fn qemu_logs_reach_rsyslog_in_both_formats_across_an_outage_and_prometheus_scrap
         assert!(line.contains(MACHINE_ID), "{line}");
     }
     wait_line(&rs.rfc(), "an rfc5424 line logged after recovery", |l| l.contains("/after-recovery"));
+    let recovery = restarted.elapsed();
     json_line(&rs.json(), "a json line logged after recovery", |v| {
         v["msg"].as_str().is_some_and(|m| m.contains("/after-recovery"))
     });
@@ -257,6 +264,13 @@ fn qemu_logs_reach_rsyslog_in_both_formats_across_an_outage_and_prometheus_scrap
         );
         std::thread::sleep(Duration::from_secs(1));
     }
+
+    eprintln!(
+        "fleet_logs: pid1 rss_kib before forwarding={rss_before} after the outage={} collector back -> lines \
+         arrive in {:.1}s",
+        rss("after the outage"),
+        recovery.as_secs_f64()
+    );
 
     // Prometheus, scraping through the hostfwd with a metrics token, TLS verified against the node's own
     // certificate (fetched here, pinned by the fingerprint the console printed) under its SAN keel-<id>.
