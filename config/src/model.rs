@@ -22,6 +22,8 @@ pub struct Config {
     pub services: Vec<Service>,
     /// The `[upgrade]` table: a signed slot image to install (A/B upgrade).
     pub upgrade: Option<Upgrade>,
+    /// The `[rollout]` table: when this node applies the generation (see [`crate::rollout`]).
+    pub rollout: Option<crate::rollout::Rollout>,
 }
 
 /// A slot image by URL and SHA-256 (64 lowercase hex digits); its `keel-image` signature is at `url` + ".sig".

@@ -74,6 +74,8 @@ pub struct Document {
     /// An A/B upgrade: the slot image (`make upgrade-image`) at `url`, whose SHA-256 is `sha256`, signed for the
     /// `keel-image` namespace at `url` + ".sig". The node installs it once, unless its last upgrade was this image.
     pub upgrade: Option<At<Artifact>>,
+    /// A staged rollout: how fast this generation reaches the fleet (see config/README.md, "Staged rollouts").
+    pub rollout: Option<crate::rollout::RawRollout>,
 }
 
 /// Targeting: every key given must match the node.
