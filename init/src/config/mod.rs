@@ -5,6 +5,7 @@ pub mod apply;
 pub mod http;
 pub mod pipeline;
 pub mod pull;
+pub mod rollout;
 pub mod run;
 pub mod store;
 pub mod submit;
