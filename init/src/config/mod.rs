@@ -2,6 +2,8 @@
 //! config goes through, and the mapping from an accepted config to each controller's desired state.
 
 pub mod apply;
+#[cfg(test)]
+mod fleet_bench;
 pub mod http;
 pub mod pipeline;
 pub mod pull;
