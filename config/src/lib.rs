@@ -20,6 +20,7 @@ pub mod model;
 pub mod net;
 pub mod raw;
 pub mod rollout;
+pub mod slot_manifest;
 pub mod sshsig;
 pub mod status;
 pub mod storage;
