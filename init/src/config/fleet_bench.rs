@@ -289,6 +289,11 @@ fn fleet_bench_10000_nodes_one_nginx_origin() {
     let after_total: u64 = after.iter().map(|s| s.0).sum();
     let after_peak = after.iter().map(|s| s.0).max().unwrap_or(0);
     let first10: Vec<String> = after[..10].iter().map(|s| s.0.to_string()).collect();
+    // The backoff is capped at 5 min ±20%: the fleet comes back over the following minutes, not in one burst.
+    let minutes: Vec<String> = (0..7)
+        .map(|m| OUTAGE_END as usize + 60 * m)
+        .map(|from| per_second[from..from + 60].iter().map(|s| s.0).sum::<u64>().to_string())
+        .collect();
     println!(
         "fleet bench nodes={n} interval_s={} simulated_s={HOUR} real_s={:.0}",
         INTERVAL.as_secs(),
@@ -306,11 +311,12 @@ fn fleet_bench_10000_nodes_one_nginx_origin() {
     println!("fleet origin hour requests={total} share_304={:.3}", nm as f64 / total.max(1) as f64);
     println!(
         "fleet outage {}s..{}s recovery_minute requests={after_total} ({:.0}/s, steady {rps:.0}/s) peak_per_s={after_peak} \
-         first_10_s=[{}]",
+         first_10_s=[{}] per_minute_after=[{}]",
         OUTAGE_START,
         OUTAGE_END,
         after_total as f64 / 60.0,
-        first10.join(",")
+        first10.join(","),
+        minutes.join(",")
     );
     let plain = t99(&nodes, 2, PUBLISH_PLAIN);
     let staged = t99(&nodes, 3, PUBLISH_ROLLOUT);
