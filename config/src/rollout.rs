@@ -69,7 +69,6 @@ impl Rollout {
         if n == 1 {
             0
         } else {
-            // ok: n ≥ 2 here, so the divisor is not zero.
             (u128::from(self.duration_s) * step as u128 / (n as u128 - 1)) as u64
         }
     }
