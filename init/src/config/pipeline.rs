@@ -180,6 +180,9 @@ impl Pipeline {
                     keel_config::rollout::slot(&self.machine_id),
                     self.publish.borrow().as_ref().map_or("none".to_string(), |a| a.generation.to_string())
                 );
+                if let Some(before) = &self.held {
+                    log::info!("config.rollout_superseded generation={} by_generation={generation}", before.generation);
+                }
                 self.set_held(Some(Held {
                     source: source.to_string(),
                     signed: signed.clone(),
@@ -232,7 +235,8 @@ impl Pipeline {
         self.highest = Some(self.highest.map_or(generation, |h| h.max(generation)));
         // A newer config supersedes one held for its rollout turn (that is how an operator halts a rollout).
         if self.held.is_some() {
-            log::info!("config.rollout_superseded by_generation={generation} source={source}");
+            let before = self.held.as_ref().map_or(0, |h| h.generation);
+            log::info!("config.rollout_superseded generation={before} by_generation={generation} source={source}");
             self.set_held(None);
         }
         self.publish.send_replace(Some(Arc::new(applied)));
