@@ -24,6 +24,8 @@ pub struct Config {
     pub upgrade: Option<Upgrade>,
     /// The `[[log.forward]]` collectors.
     pub log_forward: Vec<LogForward>,
+    /// The `[rollout]` table: when this node applies the generation (see [`crate::rollout`]).
+    pub rollout: Option<crate::rollout::Rollout>,
 }
 
 /// A slot image by URL and SHA-256 (64 lowercase hex digits); its `keel-image` signature is at `url` + ".sig".

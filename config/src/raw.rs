@@ -76,6 +76,8 @@ pub struct Document {
     pub upgrade: Option<At<Artifact>>,
     /// Where the node sends its log lines (its own, the kernel's, its services').
     pub log: Option<Log>,
+    /// A staged rollout: how fast this generation reaches the fleet (see config/README.md, "Staged rollouts").
+    pub rollout: Option<crate::rollout::RawRollout>,
 }
 
 /// Targeting: every key given must match the node.

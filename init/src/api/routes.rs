@@ -153,6 +153,14 @@ async fn put_config(State(s): State<AppState>, body: Result<Json<Push>, JsonReje
     }
     match outcome.await {
         Ok(Ok(generation)) => {
+            // Held for this node's rollout turn: nothing converges before then, so the answer says when.
+            let held = s.config.waiting.borrow().clone().filter(|w| w.generation == generation);
+            if let Some(w) = held {
+                let waiting = status::rollout_waiting(&w);
+                return Json(json!({"accepted": true, "generation": generation, "converged": false,
+                                   "waiting_rollout": waiting}))
+                .into_response();
+            }
             let done = tokio::time::timeout(CONVERGE_WAIT, converged.wait_for(|g| g.is_some_and(|g| g >= generation)));
             let converged = matches!(done.await, Ok(Ok(_)));
             Json(json!({"accepted": true, "generation": generation, "converged": converged})).into_response()
