@@ -1,0 +1,143 @@
+//! A boot network in miniature: a throwaway network namespace holding one tap device, on which a test starts
+//! real servers (dnsmasq, a web server) and a VM ([`crate::VmConfig`] `netns` + `tap`). The host's own links are
+//! never touched: everything lives in the namespace, which goes away with its guard, also when a test panics.
+//! Needs root (`ip netns add`), as the DHCP netns tests (`make netns`) do.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Namespaces this harness makes are named `keel-boot-<pid>-<tag>`.
+const PREFIX: &str = "keel-boot-";
+
+/// A network namespace with the tap device `tap` in it, addressed and up; deleted on drop.
+pub struct Netns {
+    pub name: String,
+    pub tap: String,
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("run ip {}: {e} (make setup installs iproute2)", args.join(" ")))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("ip {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim()))
+    }
+}
+
+/// Deletes the namespaces of earlier test processes that died without their guard running (SIGKILL).
+fn remove_orphans() {
+    let Ok(dir) = std::fs::read_dir("/run/netns") else { return };
+    for entry in dir.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = name.strip_prefix(PREFIX).and_then(|rest| rest.split('-').next()).and_then(|p| p.parse::<u32>().ok());
+        if let Some(pid) = pid {
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = ip(&["netns", "del", &name]);
+            }
+        }
+    }
+}
+
+impl Netns {
+    /// `keel-boot-<pid>-<tag>` with loopback up and a persistent tap `tap` holding `cidr` (e.g. `10.0.0.1/24`).
+    pub fn with_tap(tag: &str, tap: &str, cidr: &str) -> Netns {
+        remove_orphans();
+        let name = format!("{PREFIX}{}-{tag}", std::process::id());
+        let _ = ip(&["netns", "del", &name]);
+        ip(&["netns", "add", &name]).unwrap_or_else(|e| panic!("{e} (the dnsmasq tests need root)"));
+        // The guard exists from here on: a failure below still deletes the namespace.
+        let ns = Netns { name, tap: tap.to_string() };
+        let n = ns.name.as_str();
+        for args in [
+            &["-n", n, "link", "set", "lo", "up"][..],
+            &["-n", n, "tuntap", "add", "dev", tap, "mode", "tap"],
+            &["-n", n, "addr", "add", cidr, "dev", tap],
+            &["-n", n, "link", "set", tap, "up"],
+        ] {
+            ip(args).unwrap_or_else(|e| panic!("set up namespace {n}: {e}"));
+        }
+        ns
+    }
+
+    /// `program` run inside the namespace (`ip netns exec NAME program`).
+    pub fn command(&self, program: &str) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name, program]);
+        cmd
+    }
+
+    /// Starts `cmd` (from [`Netns::command`]) as a server whose stdout and stderr go to `log`; stopped on drop.
+    pub fn spawn(&self, what: &str, mut cmd: Command, log: &Path) -> Server {
+        let file = std::fs::File::create(log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
+        let err = file.try_clone().unwrap_or_else(|e| panic!("dup {}: {e}", log.display()));
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {what} in {}: {e} (make setup installs it)", self.name));
+        Server { what: what.to_string(), child, log: log.to_path_buf() }
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes the tap in it. The servers (dropped first) must be gone, or the kernel
+        // keeps the namespace alive until they exit.
+        if let Err(e) = ip(&["netns", "del", &self.name]) {
+            eprintln!("netns: could not delete {}: {e}", self.name);
+        }
+    }
+}
+
+/// A server process a test started in a [`Netns`], with its log; killed on drop.
+pub struct Server {
+    what: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Server {
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle`; `Err` with the whole log when it did not within `timeout`, or when
+    /// the server exited.
+    pub fn wait_log(&mut self, needle: &str, timeout: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.log().contains(needle) {
+                return Ok(());
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!(
+                    "{} exited ({status}) before logging {needle:?}; its log:\n{}",
+                    self.what,
+                    self.log()
+                ));
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "{} did not log {needle:?} within {}s; its log:\n{}",
+                    self.what,
+                    timeout.as_secs(),
+                    self.log()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,273 @@
+//! Network boot the way a datacenter does it: a real dnsmasq (DHCP + TFTP) and a web server on a boot network,
+//! not QEMU's built-in user-network servers. Each test makes a throwaway network namespace with a tap device in
+//! it (`netns.rs`), runs dnsmasq there with the configuration block README.md documents, read from README.md
+//! itself (only the interface and the TFTP root are replaced, the words every site changes), and starts QEMU in
+//! the namespace with its NIC on the tap. So the documented settings cannot drift from what is tested.
+//!
+//! - UEFI PXE, Secure Boot enforcing: the firmware gets an address and `keel.efi` from dnsmasq, verifies and boots
+//!   the signed UKI, and Keel's own DHCP client then gets its lease from the same dnsmasq.
+//! - UEFI HTTP boot: the same block, with PXE failing (an empty TFTP root), makes OVMF's HTTP boot ask with
+//!   vendor class `HTTPClient`; it fetches the signed UKI from the documented URL and boots it.
+//! - Legacy: the iPXE block; the virtio NIC's iPXE ROM (SeaBIOS) gets `boot.ipxe`, which loads Keel over TFTP.
+//!
+//! Needs root (network namespaces), like `make netns`.
+
+use keel_e2e::media::{self, Boot};
+use keel_e2e::netns::{Netns, Server};
+use keel_e2e::{build_dir, field, Vm, VmConfig, STEP_TIMEOUT, UEFI_BOOT_TIMEOUT};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const TAP: &str = "ktap0";
+const SERVER_CIDR: &str = "10.0.0.1/24";
+
+/// The lines of README.md's code block that starts with the line `header` (e.g. `# /etc/dnsmasq.d/keel.conf`).
+fn doc_block(header: &str) -> String {
+    let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md");
+    let text = std::fs::read_to_string(&readme).unwrap_or_else(|e| panic!("read {}: {e}", readme.display()));
+    let mut lines = text.lines().skip_while(|l| l.trim() != header);
+    assert!(lines.next().is_some(), "README.md has no code block starting with {header:?}");
+    let block: Vec<&str> = lines.take_while(|l| !l.starts_with("```")).collect();
+    block.join("\n") + "\n"
+}
+
+/// The documented block with the site-specific words replaced: the `interface=` and the `tftp-root=` lines. Each
+/// must be there exactly once (a block without them would not be the one the README shows).
+fn for_site(block: &str, tftp_root: &Path) -> String {
+    // dnsmasq refuses (EACCES) any TFTP path with a `/../` in it, the root's included.
+    let tftp_root =
+        std::fs::canonicalize(tftp_root).unwrap_or_else(|e| panic!("TFTP root {}: {e}", tftp_root.display()));
+    let mut replaced = (0, 0);
+    let lines: Vec<String> = block
+        .lines()
+        .map(|l| {
+            if l.starts_with("interface=") {
+                replaced.0 += 1;
+                format!("interface={TAP}")
+            } else if l.starts_with("tftp-root=") {
+                replaced.1 += 1;
+                format!("tftp-root={}", tftp_root.display())
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    assert_eq!(replaced, (1, 1), "the README block must have one interface= and one tftp-root= line:\n{block}");
+    lines.join("\n") + "\n"
+}
+
+/// A fresh scratch directory for one test.
+fn scratch(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("keel-e2e-dnsmasq-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+    dir
+}
+
+/// dnsmasq in `ns` with `conf` (DHCP and TFTP only: `--port=0` turns DNS off), logging every DHCP exchange.
+fn dnsmasq(ns: &Netns, dir: &Path, conf: &str) -> Server {
+    let conf_file = dir.join("dnsmasq.conf");
+    std::fs::write(&conf_file, conf).unwrap_or_else(|e| panic!("write {}: {e}", conf_file.display()));
+    let mut cmd = ns.command("dnsmasq");
+    cmd.arg("--no-daemon")
+        .arg(format!("--conf-file={}", conf_file.display()))
+        .arg("--port=0")
+        .arg(format!("--pid-file={}", dir.join("dnsmasq.pid").display()))
+        .arg(format!("--dhcp-leasefile={}", dir.join("dnsmasq.leases").display()))
+        .arg("--log-dhcp");
+    let mut server = ns.spawn("dnsmasq", cmd, &dir.join("dnsmasq.log"));
+    // Serving DHCP before the VM starts, or the firmware's first DISCOVER may go unanswered.
+    if let Err(e) = server.wait_log("DHCP, IP range", Duration::from_secs(30)) {
+        panic!("dnsmasq did not start with the README's block:\n{conf}\n{e}");
+    }
+    server
+}
+
+/// A VM on the namespace's tap, with no disk: the firmware can only boot from the network.
+fn on_tap(ns: &Netns, boot: Boot) -> VmConfig {
+    VmConfig { boot, netns: Some(ns.name.clone()), tap: Some(ns.tap.clone()), ..VmConfig::default() }
+}
+
+/// Waits for `needle` on the VM's console; on expiry the panic shows the console's tail and dnsmasq's log.
+fn expect(vm: &mut Vm, needle: &str, timeout: Duration, servers: &[&Server]) -> String {
+    match vm.console.wait_for(|l| l.contains(needle), timeout) {
+        Some(line) => line,
+        None => {
+            let logs: Vec<String> = servers.iter().map(|s| s.log()).collect();
+            panic!(
+                "VM {:?}: no console line containing {needle:?} within {}s; last console lines:\n    {}\nserver logs:\n{}",
+                vm.name,
+                timeout.as_secs(),
+                vm.console.tail(30).join("\n    "),
+                logs.join("\n----\n")
+            )
+        }
+    }
+}
+
+/// Keel is up and leased a 10.0.0.x address from dnsmasq (its own DHCP client, after the firmware's).
+fn assert_keel_leased(vm: &mut Vm, dnsmasq: &Server) {
+    expect(vm, "keel: ready ", UEFI_BOOT_TIMEOUT, &[dnsmasq]);
+    let bound = expect(vm, "keel: net.dhcp.bound ", STEP_TIMEOUT, &[dnsmasq]);
+    let addr = field(&bound, "addr").unwrap_or_default();
+    assert!(addr.starts_with("10.0.0."), "Keel's lease must come from dnsmasq's 10.0.0.100-200 range: {bound}");
+    assert_eq!(field(&bound, "server"), Some("10.0.0.1"), "the lease's server must be dnsmasq: {bound}");
+    let ready = expect(vm, "keel: net.ready ", STEP_TIMEOUT, &[dnsmasq]);
+    assert_eq!(field(&ready, "source"), Some("dhcp"), "{ready}");
+    let log = dnsmasq.log();
+    // The firmware's exchange and Keel's own both end in an ACK from dnsmasq.
+    let ip = addr.split('/').next().unwrap_or_default();
+    let acks = log.lines().filter(|l| l.contains(&format!("DHCPACK(ktap0) {ip} "))).count();
+    assert!(
+        acks >= 2,
+        "dnsmasq must have acknowledged {ip} to the firmware and then Keel ({acks} ACKs); its log:\n{log}"
+    );
+    assert!(
+        log.lines().any(|l| l.contains(&format!("DHCPACK(ktap0) {ip} ")) && l.contains(" keel-")),
+        "Keel's own request (with its hostname) must have been acknowledged; dnsmasq's log:\n{log}"
+    );
+}
+
+/// The directives of a dnsmasq block: its lines without comments, trimmed, empty ones dropped.
+fn directives(block: &str) -> Vec<String> {
+    block
+        .lines()
+        .map(|l| l.split(" #").next().unwrap_or_default().trim().to_string())
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect()
+}
+
+#[test]
+fn the_bare_metal_guide_shows_the_tested_block() {
+    // docs/bare-metal.md shows what to add to a dnsmasq that already serves the network: the README's tested block
+    // without the lines that site already has (interface, range). Every directive it shows must be the README's.
+    let page = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/bare-metal.md");
+    let text = std::fs::read_to_string(&page).unwrap_or_else(|e| panic!("read {}: {e}", page.display()));
+    let header = "# /etc/dnsmasq.d/keel-uefi.conf";
+    let mut lines = text.lines().skip_while(|l| l.trim() != header);
+    assert!(lines.next().is_some(), "docs/bare-metal.md has no block starting with {header:?}");
+    let guide: Vec<&str> = lines.take_while(|l| !l.starts_with("```")).collect();
+    let tested = directives(&doc_block(header));
+    let shown = directives(&guide.join("\n"));
+    assert!(shown.len() >= 6, "docs/bare-metal.md's block is nearly empty: {shown:?}");
+    for line in &shown {
+        assert!(tested.contains(line), "docs/bare-metal.md shows {line:?}, which is not in the README's tested block");
+    }
+}
+
+#[test]
+fn qemu_uefi_pxe_secure_boot_from_dnsmasq_with_the_readme_block() {
+    let dir = scratch("pxe");
+    let ns = Netns::with_tap("pxe", TAP, SERVER_CIDR);
+    let conf = for_site(&doc_block("# /etc/dnsmasq.d/keel-uefi.conf"), &media::pxe_dir());
+    let dnsmasq = dnsmasq(&ns, &dir, &conf);
+    let boot =
+        Boot::SecureBoot { vars: media::sb_vars(&dir.join("vars.fd")), disks: vec![], tftp: None, bootfiles: vec![] };
+    let mut vm = Vm::boot("dnsmasq_uefi_pxe", &on_tap(&ns, boot));
+
+    expect(&mut vm, "NBP file downloaded successfully", UEFI_BOOT_TIMEOUT, &[&dnsmasq]);
+    expect(&mut vm, "EFI stub: UEFI Secure Boot is enabled", UEFI_BOOT_TIMEOUT, &[&dnsmasq]);
+    let line = expect(&mut vm, "keel: trust.secure_boot ", UEFI_BOOT_TIMEOUT, &[&dnsmasq]);
+    assert_eq!(field(&line, "enabled"), Some("true"), "{line}");
+    assert_eq!(field(&line, "enrolled"), Some("true"), "{line}");
+    assert_keel_leased(&mut vm, &dnsmasq);
+
+    let log = dnsmasq.log();
+    assert!(
+        log.contains("vendor class: PXEClient:Arch:00007") && log.contains("tags: efi64, ktap0"),
+        "dnsmasq must have seen a UEFI x86-64 PXE client (client-arch 7, tag efi64); its log:\n{log}"
+    );
+    assert!(
+        log.lines().any(|l| l.contains("dnsmasq-tftp: sent ") && l.contains("/keel.efi to 10.0.0.")),
+        "dnsmasq must have sent keel.efi over TFTP; its log:\n{log}"
+    );
+    eprintln!("dnsmasq UEFI PXE: QEMU start -> ready in {:.1} s", vm.started.elapsed().as_secs_f64());
+    drop(vm);
+    drop(dnsmasq);
+    drop(ns);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn qemu_uefi_http_boot_secure_boot_from_dnsmasq_with_the_readme_block() {
+    let dir = scratch("http");
+    let ns = Netns::with_tap("http", TAP, SERVER_CIDR);
+    // An empty TFTP root: the firmware's PXE attempt gets "file not found" at once and OVMF goes on to its
+    // HTTP boot option, which asks again with vendor class HTTPClient.
+    let empty = dir.join("tftp-empty");
+    std::fs::create_dir_all(&empty).unwrap_or_else(|e| panic!("create {}: {e}", empty.display()));
+    let conf = for_site(&doc_block("# /etc/dnsmasq.d/keel-uefi.conf"), &empty);
+    // The README's URL is http://10.0.0.1/keel/keel.efi: serve build/pxe/ as /keel/ on port 80 in the namespace.
+    let www = dir.join("www");
+    std::fs::create_dir_all(&www).unwrap_or_else(|e| panic!("create {}: {e}", www.display()));
+    let pxe = std::fs::canonicalize(media::pxe_dir()).unwrap_or_else(|e| panic!("build/pxe: {e}"));
+    std::os::unix::fs::symlink(pxe, www.join("keel")).unwrap_or_else(|e| panic!("symlink: {e}"));
+    let mut http = ns.command("python3");
+    http.args(["-m", "http.server", "80", "--bind", "10.0.0.1", "--directory"]).arg(&www);
+    let mut web = ns.spawn("python3 -m http.server", http, &dir.join("http.log"));
+    web.wait_log("Serving HTTP", Duration::from_secs(30)).unwrap_or_else(|e| panic!("{e}"));
+    let dnsmasq = dnsmasq(&ns, &dir, &conf);
+    let boot =
+        Boot::SecureBoot { vars: media::sb_vars(&dir.join("vars.fd")), disks: vec![], tftp: None, bootfiles: vec![] };
+    let mut vm = Vm::boot("dnsmasq_uefi_http", &on_tap(&ns, boot));
+
+    expect(&mut vm, "EFI stub: UEFI Secure Boot is enabled", UEFI_BOOT_TIMEOUT, &[&dnsmasq, &web]);
+    let line = expect(&mut vm, "keel: trust.secure_boot ", UEFI_BOOT_TIMEOUT, &[&dnsmasq, &web]);
+    assert_eq!(field(&line, "enabled"), Some("true"), "{line}");
+    assert_keel_leased(&mut vm, &dnsmasq);
+
+    let log = dnsmasq.log();
+    assert!(
+        log.contains("vendor class: HTTPClient:Arch:00016") && log.contains("httpboot"),
+        "dnsmasq must have seen OVMF's HTTP boot client (vendor class HTTPClient, tag httpboot); its log:\n{log}"
+    );
+    assert!(
+        log.contains("bootfile-name  http://10.0.0.1/keel/keel.efi"),
+        "dnsmasq must have answered with the README's URL; its log:\n{log}"
+    );
+    let served = web.log();
+    assert!(
+        served.lines().any(|l| l.contains("\"GET /keel/keel.efi HTTP/1.1\" 200")),
+        "the firmware must have fetched keel.efi over HTTP; the web server's log:\n{served}"
+    );
+    assert!(
+        !log.contains("dnsmasq-tftp: sent "),
+        "nothing may have come over TFTP in the HTTP boot test; dnsmasq's log:\n{log}"
+    );
+    eprintln!("dnsmasq UEFI HTTP boot: QEMU start -> ready in {:.1} s", vm.started.elapsed().as_secs_f64());
+    drop(vm);
+    drop(dnsmasq);
+    drop(web);
+    drop(ns);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn qemu_bios_ipxe_from_dnsmasq_with_the_readme_block() {
+    let dir = scratch("ipxe");
+    let ns = Netns::with_tap("ipxe", TAP, SERVER_CIDR);
+    let conf = for_site(&doc_block("# /etc/dnsmasq.d/keel.conf"), &media::pxe_dir());
+    let dnsmasq = dnsmasq(&ns, &dir, &conf);
+    // SeaBIOS; QEMU's virtio NIC ROM is iPXE, so the first request already carries user class iPXE.
+    let boot = Boot::Pxe { dir: build_dir().join("pxe"), uefi: false };
+    let mut vm = Vm::boot("dnsmasq_bios_ipxe", &on_tap(&ns, boot));
+    expect(&mut vm, "keel: boot.start ", UEFI_BOOT_TIMEOUT, &[&dnsmasq]);
+    assert_keel_leased(&mut vm, &dnsmasq);
+
+    let log = dnsmasq.log();
+    assert!(
+        log.contains("user class: iPXE") && log.contains("bootfile-name  boot.ipxe"),
+        "dnsmasq must have given iPXE boot.ipxe (tag ipxe); its log:\n{log}"
+    );
+    for file in ["boot.ipxe", "vmlinuz", "initramfs.cpio.zst"] {
+        assert!(
+            log.lines().any(|l| l.contains("dnsmasq-tftp: sent ") && l.contains(&format!("/{file} to 10.0.0."))),
+            "dnsmasq must have sent {file} over TFTP; its log:\n{log}"
+        );
+    }
+    eprintln!("dnsmasq BIOS iPXE: QEMU start -> ready in {:.1} s", vm.started.elapsed().as_secs_f64());
+    drop(vm);
+    drop(dnsmasq);
+    drop(ns);
+    let _ = std::fs::remove_dir_all(dir);
+}
