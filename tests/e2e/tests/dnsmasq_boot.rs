@@ -8,7 +8,9 @@
 //!   the signed UKI, and Keel's own DHCP client then gets its lease from the same dnsmasq.
 //! - UEFI HTTP boot: the same block, with PXE failing (an empty TFTP root), makes OVMF's HTTP boot ask with
 //!   vendor class `HTTPClient`; it fetches the signed UKI from the documented URL and boots it.
-//! - Legacy: the iPXE block; the virtio NIC's iPXE ROM (SeaBIOS) gets `boot.ipxe`, which loads Keel over TFTP.
+//! - Legacy: the iPXE block. OVMF's own PXE (Secure Boot off) gets `ipxe.efi`, which asks again as iPXE and gets
+//!   `boot.ipxe`; under SeaBIOS the virtio NIC's ROM is already iPXE and gets `boot.ipxe` at once. The script
+//!   loads Keel over TFTP.
 //!
 //! Needs root (network namespaces), like `make netns`.
 
@@ -177,10 +179,7 @@ fn qemu_uefi_pxe_secure_boot_from_dnsmasq_with_the_readme_block() {
         log.contains("vendor class: PXEClient:Arch:00007") && log.contains("tags: efi64, ktap0"),
         "dnsmasq must have seen a UEFI x86-64 PXE client (client-arch 7, tag efi64); its log:\n{log}"
     );
-    assert!(
-        log.lines().any(|l| l.contains("dnsmasq-tftp: sent ") && l.contains("/keel.efi to 10.0.0.")),
-        "dnsmasq must have sent keel.efi over TFTP; its log:\n{log}"
-    );
+    assert_sent(&log, "keel.efi");
     eprintln!("dnsmasq UEFI PXE: QEMU start -> ready in {:.1} s", vm.started.elapsed().as_secs_f64());
     drop(vm);
     drop(dnsmasq);
@@ -242,11 +241,70 @@ fn qemu_uefi_http_boot_secure_boot_from_dnsmasq_with_the_readme_block() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// The TFTP root the README's `keel.conf` block describes: `build/pxe/` plus `undionly.kpxe` and `ipxe.efi` from
+/// Debian's `ipxe` package.
+fn ipxe_tftp_root(dir: &Path) -> PathBuf {
+    let root = dir.join("tftp");
+    std::fs::create_dir_all(&root).unwrap_or_else(|e| panic!("create {}: {e}", root.display()));
+    let pxe = media::pxe_dir();
+    let files = ["boot.ipxe", "vmlinuz", "initramfs.cpio.zst"].map(|f| pxe.join(f));
+    let ipxe = ["undionly.kpxe", "ipxe.efi"].map(|f| Path::new("/usr/lib/ipxe").join(f));
+    for src in files.iter().chain(&ipxe) {
+        let name = src.file_name().unwrap_or_default();
+        std::fs::copy(src, root.join(name))
+            .unwrap_or_else(|e| panic!("copy {}: {e} (make setup installs ipxe, make pxe the rest)", src.display()));
+    }
+    root
+}
+
+/// dnsmasq sent `file` over TFTP.
+fn assert_sent(log: &str, file: &str) {
+    assert!(
+        log.lines().any(|l| l.contains("dnsmasq-tftp: sent ") && l.contains(&format!("/{file} to 10.0.0."))),
+        "dnsmasq must have sent {file} over TFTP; its log:\n{log}"
+    );
+}
+
+#[test]
+fn qemu_uefi_pxe_chains_ipxe_from_dnsmasq_with_the_readme_block() {
+    let dir = scratch("ipxe-efi");
+    let ns = Netns::with_tap("ipxe-efi", TAP, SERVER_CIDR);
+    let conf = for_site(&doc_block("# /etc/dnsmasq.d/keel.conf"), &ipxe_tftp_root(&dir));
+    let dnsmasq = dnsmasq(&ns, &dir, &conf);
+    // OVMF's own PXE (no option ROM on the NIC) without enrolled keys: Secure Boot off, as on a server whose owner
+    // chose the legacy path; Debian's ipxe.efi is not signed. The firmware asks without user class iPXE, gets
+    // ipxe.efi, and iPXE asks again and gets boot.ipxe.
+    let vars = dir.join("vars.fd");
+    std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &vars).unwrap_or_else(|e| panic!("OVMF_VARS_4M.fd: {e}"));
+    let boot = Boot::SecureBoot { vars, disks: vec![], tftp: None, bootfiles: vec![] };
+    let mut vm = Vm::boot("dnsmasq_uefi_ipxe", &on_tap(&ns, boot));
+    expect(&mut vm, "keel: boot.start ", UEFI_BOOT_TIMEOUT, &[&dnsmasq]);
+    assert_keel_leased(&mut vm, &dnsmasq);
+
+    let log = dnsmasq.log();
+    assert!(
+        log.contains("tags: efi64, ktap0") && log.contains("bootfile-name  ipxe.efi"),
+        "dnsmasq must have given the UEFI PXE client (tag efi64, not ipxe) ipxe.efi; its log:\n{log}"
+    );
+    assert!(
+        log.contains("tags: ipxe, efi64, ktap0") && log.contains("bootfile-name  boot.ipxe"),
+        "dnsmasq must have given the chained iPXE (tags ipxe, efi64) boot.ipxe; its log:\n{log}"
+    );
+    for file in ["ipxe.efi", "boot.ipxe", "vmlinuz", "initramfs.cpio.zst"] {
+        assert_sent(&log, file);
+    }
+    eprintln!("dnsmasq UEFI PXE -> iPXE: QEMU start -> ready in {:.1} s", vm.started.elapsed().as_secs_f64());
+    drop(vm);
+    drop(dnsmasq);
+    drop(ns);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn qemu_bios_ipxe_from_dnsmasq_with_the_readme_block() {
     let dir = scratch("ipxe");
     let ns = Netns::with_tap("ipxe", TAP, SERVER_CIDR);
-    let conf = for_site(&doc_block("# /etc/dnsmasq.d/keel.conf"), &media::pxe_dir());
+    let conf = for_site(&doc_block("# /etc/dnsmasq.d/keel.conf"), &ipxe_tftp_root(&dir));
     let dnsmasq = dnsmasq(&ns, &dir, &conf);
     // SeaBIOS; QEMU's virtio NIC ROM is iPXE, so the first request already carries user class iPXE.
     let boot = Boot::Pxe { dir: build_dir().join("pxe"), uefi: false };
@@ -260,10 +318,7 @@ fn qemu_bios_ipxe_from_dnsmasq_with_the_readme_block() {
         "dnsmasq must have given iPXE boot.ipxe (tag ipxe); its log:\n{log}"
     );
     for file in ["boot.ipxe", "vmlinuz", "initramfs.cpio.zst"] {
-        assert!(
-            log.lines().any(|l| l.contains("dnsmasq-tftp: sent ") && l.contains(&format!("/{file} to 10.0.0."))),
-            "dnsmasq must have sent {file} over TFTP; its log:\n{log}"
-        );
+        assert_sent(&log, file);
     }
     eprintln!("dnsmasq BIOS iPXE: QEMU start -> ready in {:.1} s", vm.started.elapsed().as_secs_f64());
     drop(vm);
