@@ -76,7 +76,8 @@ pub struct VmConfig {
     pub kernel: Option<PathBuf>,
     /// More QEMU arguments, as given (controllers, NICs and their netdevs: the hardware matrix).
     pub extra_args: Vec<String>,
-    /// Run QEMU inside this network namespace (`ip netns exec NS qemu-system-x86_64 …`), e.g. a [`netns::Netns`].
+    /// Run QEMU inside this network namespace (`ip netns exec NS qemu-system-x86_64 …`), e.g. a [`netns::Netns`];
+    /// QEMU then dies with the thread that booted it (see [`netns::die_with_parent`]).
     pub netns: Option<String>,
     /// The NIC `n0` is this tap device (in `netns`) instead of QEMU's user network: the VM sits on a real Ethernet
     /// segment with whatever the test runs there (dnsmasq, a web server). `hostfwd` does not apply to it.
@@ -156,6 +157,8 @@ impl Vm {
             Some(ns) => {
                 let mut c = Command::new("ip");
                 c.args(["netns", "exec", ns, "qemu-system-x86_64"]);
+                // An orphaned QEMU would keep the test's namespace (and its tap) alive.
+                netns::die_with_parent(&mut c);
                 c
             }
             None => Command::new("qemu-system-x86_64"),

@@ -70,8 +70,11 @@ impl Netns {
         cmd
     }
 
-    /// Starts `cmd` (from [`Netns::command`]) as a server whose stdout and stderr go to `log`; stopped on drop.
+    /// Starts `cmd` (from [`Netns::command`]) as a server whose stdout and stderr go to `log`; stopped on drop,
+    /// and killed by the kernel when the calling thread dies first (a test run killed on a timeout), so no server
+    /// outlives the test. Call it from the thread that owns the returned guard.
     pub fn spawn(&self, what: &str, mut cmd: Command, log: &Path) -> Server {
+        die_with_parent(&mut cmd);
         let file = std::fs::File::create(log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
         let err = file.try_clone().unwrap_or_else(|e| panic!("dup {}: {e}", log.display()));
         let child = cmd
@@ -81,6 +84,23 @@ impl Netns {
             .spawn()
             .unwrap_or_else(|e| panic!("start {what} in {}: {e} (make setup installs it)", self.name));
         Server { what: what.to_string(), child, log: log.to_path_buf() }
+    }
+}
+
+/// The kernel kills `cmd`'s process when the thread that started it dies (PR_SET_PDEATHSIG): a test run killed on
+/// a timeout leaves no server or VM behind in a namespace.
+pub fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches nothing of the parent's; `ip netns exec` execs the program,
+    // which keeps the death signal (neither is set-uid).
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
     }
 }
 
