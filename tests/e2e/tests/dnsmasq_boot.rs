@@ -7,7 +7,8 @@
 //! - UEFI PXE, Secure Boot enforcing: the firmware gets an address and `keel.efi` from dnsmasq, verifies and boots
 //!   the signed UKI, and Keel's own DHCP client then gets its lease from the same dnsmasq.
 //! - UEFI HTTP boot: the same block, with PXE failing (an empty TFTP root), makes OVMF's HTTP boot ask with
-//!   vendor class `HTTPClient`; it fetches the signed UKI from the documented URL and boots it.
+//!   vendor class `HTTPClient`; it refuses an unsigned UKI served at the documented URL (a rogue server), then
+//!   fetches the signed UKI from there and boots it.
 //! - Legacy: the iPXE block. OVMF's own PXE (Secure Boot off) gets `ipxe.efi`, which asks again as iPXE and gets
 //!   `boot.ipxe`, which loads Keel over TFTP; under SeaBIOS the virtio NIC's ROM is already iPXE and gets
 //!   `boot.ipxe` at once, made with `KEEL_PXE_BASE=http://10.0.0.1/keel/`: it loads Keel from the web server.
@@ -219,12 +220,40 @@ fn qemu_uefi_http_boot_secure_boot_from_dnsmasq_with_the_readme_block() {
     let empty = dir.join("tftp-empty");
     std::fs::create_dir_all(&empty).unwrap_or_else(|e| panic!("create {}: {e}", empty.display()));
     let conf = for_site(&doc_block("# /etc/dnsmasq.d/keel-uefi.conf"), &empty);
-    // The README's URL is http://10.0.0.1/keel/keel.efi.
-    let web = web_server(&ns, &dir, &media::pxe_dir());
+    // The README's URL is http://10.0.0.1/keel/keel.efi. First a rogue server's image there: the signed UKI with
+    // its signature removed.
+    let served = dir.join("served");
+    std::fs::create_dir_all(&served).unwrap_or_else(|e| panic!("create {}: {e}", served.display()));
+    let uki = served.join("keel.efi");
+    let signed = media::pxe_dir().join("keel.efi");
+    std::fs::copy(&signed, &uki).unwrap_or_else(|e| panic!("copy {}: {e}", signed.display()));
+    let out = std::process::Command::new("sbattach")
+        .arg("--remove")
+        .arg(&uki)
+        .output()
+        .unwrap_or_else(|e| panic!("run sbattach: {e} (make setup installs sbsigntool)"));
+    assert!(out.status.success(), "sbattach --remove: {}", String::from_utf8_lossy(&out.stderr));
+    let web = web_server(&ns, &dir, &served);
     let dnsmasq = dnsmasq(&ns, &dir, &conf);
     let boot =
         Boot::SecureBoot { vars: media::sb_vars(&dir.join("vars.fd")), disks: vec![], tftp: None, bootfiles: vec![] };
-    let mut vm = Vm::boot("dnsmasq_uefi_http", &on_tap(&ns, boot));
+    // The firmware is reset after the refusal: QEMU must not exit on it.
+    let mut vm = Vm::boot("dnsmasq_uefi_http", &VmConfig { no_reboot: false, ..on_tap(&ns, boot) });
+
+    // The firmware fetches the unsigned image over HTTP and refuses it; then the signed one is served and the
+    // machine reset.
+    let refused = loop {
+        // PXE's failure (the empty TFTP root) comes first.
+        let line = expect(&mut vm, "BdsDxe: failed to load", UEFI_BOOT_TIMEOUT, &[&dnsmasq, &web]);
+        if line.contains("HTTPv4") {
+            break line;
+        }
+    };
+    assert!(refused.contains("Access Denied"), "the firmware must refuse the unsigned UKI: {refused}");
+    assert_got(&web, "keel.efi");
+    assert!(vm.transcript().iter().all(|l| !l.contains("keel:")), "the unsigned UKI ran Keel");
+    std::fs::copy(&signed, &uki).unwrap_or_else(|e| panic!("serve {}: {e}", signed.display()));
+    vm.qmp(r#"{"execute": "system_reset"}"#);
 
     expect(&mut vm, "EFI stub: UEFI Secure Boot is enabled", UEFI_BOOT_TIMEOUT, &[&dnsmasq, &web]);
     let line = expect(&mut vm, "keel: trust.secure_boot ", UEFI_BOOT_TIMEOUT, &[&dnsmasq, &web]);
@@ -245,6 +274,8 @@ fn qemu_uefi_http_boot_secure_boot_from_dnsmasq_with_the_readme_block() {
         !log.contains("dnsmasq-tftp: sent "),
         "nothing may have come over TFTP in the HTTP boot test; dnsmasq's log:\n{log}"
     );
+    let stubs = vm.transcript().iter().filter(|l| l.contains("EFI stub: UEFI Secure Boot is enabled")).count();
+    assert_eq!(stubs, 1, "only the signed UKI may have started a kernel");
     eprintln!("dnsmasq UEFI HTTP boot: QEMU start -> ready in {:.1} s", vm.started.elapsed().as_secs_f64());
     drop(vm);
     drop(dnsmasq);
