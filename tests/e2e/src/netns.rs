@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 /// Namespaces this harness makes are named `keel-boot-<pid>-<tag>`.
 const PREFIX: &str = "keel-boot-";
 
-/// A network namespace with the tap device `tap` in it, addressed and up; deleted on drop.
+/// A network namespace with the tap device `tap` in it, up; deleted on drop.
 pub struct Netns {
     pub name: String,
+    /// The tap a VM's NIC uses (for a [`Netns::peer`]: its end of the veth pair).
     pub tap: String,
 }
 
@@ -61,6 +62,44 @@ impl Netns {
             ip(args).unwrap_or_else(|e| panic!("set up namespace {n}: {e}"));
         }
         ns
+    }
+
+    /// Like [`Netns::with_tap`], but the tap is a port of the bridge `kbr0`, which holds `cidr`, so that more
+    /// servers can join the segment from other namespaces ([`Netns::peer`]).
+    pub fn with_bridged_tap(tag: &str, tap: &str, cidr: &str) -> Netns {
+        let ns = Netns::with_tap(tag, tap, cidr);
+        let n = ns.name.as_str();
+        for args in [
+            &["-n", n, "addr", "del", cidr, "dev", tap][..],
+            &["-n", n, "link", "add", "kbr0", "type", "bridge"],
+            &["-n", n, "link", "set", tap, "master", "kbr0"],
+            &["-n", n, "addr", "add", cidr, "dev", "kbr0"],
+            &["-n", n, "link", "set", "kbr0", "up"],
+        ] {
+            ip(args).unwrap_or_else(|e| panic!("set up the bridge in {n}: {e}"));
+        }
+        ns
+    }
+
+    /// Another namespace, `keel-boot-<pid>-<tag>`, on this one's bridge (see [`Netns::with_bridged_tap`]) through a
+    /// veth pair whose end in it, `kpeer`, holds `cidr`: a second machine on the boot network.
+    pub fn peer(&self, tag: &str, cidr: &str) -> Netns {
+        let name = format!("{PREFIX}{}-{tag}", std::process::id());
+        let _ = ip(&["netns", "del", &name]);
+        ip(&["netns", "add", &name]).unwrap_or_else(|e| panic!("{e} (the dnsmasq tests need root)"));
+        let peer = Netns { name, tap: "kpeer".to_string() };
+        let (n, p) = (self.name.as_str(), peer.name.as_str());
+        for args in [
+            &["-n", n, "link", "add", "kport", "type", "veth", "peer", "name", "kpeer", "netns", p][..],
+            &["-n", n, "link", "set", "kport", "master", "kbr0"],
+            &["-n", n, "link", "set", "kport", "up"],
+            &["-n", p, "link", "set", "lo", "up"],
+            &["-n", p, "addr", "add", cidr, "dev", "kpeer"],
+            &["-n", p, "link", "set", "kpeer", "up"],
+        ] {
+            ip(args).unwrap_or_else(|e| panic!("join {p} to {n}'s bridge: {e}"));
+        }
+        peer
     }
 
     /// `program` run inside the namespace (`ip netns exec NAME program`).

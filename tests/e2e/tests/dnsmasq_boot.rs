@@ -26,17 +26,22 @@ const SERVER_CIDR: &str = "10.0.0.1/24";
 
 /// The lines of README.md's code block that starts with the line `header` (e.g. `# /etc/dnsmasq.d/keel.conf`).
 fn doc_block(header: &str) -> String {
-    let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md");
-    let text = std::fs::read_to_string(&readme).unwrap_or_else(|e| panic!("read {}: {e}", readme.display()));
+    page_block("README.md", header)
+}
+
+/// The lines of the code block in `page` (relative to the repository) that starts with the line `header`.
+fn page_block(page: &str, header: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(page);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     let mut lines = text.lines().skip_while(|l| l.trim() != header);
-    assert!(lines.next().is_some(), "README.md has no code block starting with {header:?}");
+    assert!(lines.next().is_some(), "{page} has no code block starting with {header:?}");
     let block: Vec<&str> = lines.take_while(|l| !l.starts_with("```")).collect();
     block.join("\n") + "\n"
 }
 
 /// The documented block with the site-specific words replaced: the `interface=` and the `tftp-root=` lines. Each
 /// must be there exactly once (a block without them would not be the one the README shows).
-fn for_site(block: &str, tftp_root: &Path) -> String {
+fn for_site(block: &str, interface: &str, tftp_root: &Path) -> String {
     // dnsmasq refuses (EACCES) any TFTP path with a `/../` in it, the root's included.
     let tftp_root =
         std::fs::canonicalize(tftp_root).unwrap_or_else(|e| panic!("TFTP root {}: {e}", tftp_root.display()));
@@ -46,7 +51,7 @@ fn for_site(block: &str, tftp_root: &Path) -> String {
         .map(|l| {
             if l.starts_with("interface=") {
                 replaced.0 += 1;
-                format!("interface={TAP}")
+                format!("interface={interface}")
             } else if l.starts_with("tftp-root=") {
                 replaced.1 += 1;
                 format!("tftp-root={}", tftp_root.display())
@@ -80,7 +85,7 @@ fn dnsmasq(ns: &Netns, dir: &Path, conf: &str) -> Server {
         .arg("--log-dhcp");
     let mut server = ns.spawn("dnsmasq", cmd, &dir.join("dnsmasq.log"));
     // Serving DHCP before the VM starts, or the firmware's first DISCOVER may go unanswered.
-    if let Err(e) = server.wait_log("DHCP, IP range", Duration::from_secs(30)) {
+    if let Err(e) = server.wait_log("dnsmasq-dhcp: DHCP, ", Duration::from_secs(30)) {
         panic!("dnsmasq did not start with the README's block:\n{conf}\n{e}");
     }
     server
@@ -167,14 +172,9 @@ fn directives(block: &str) -> Vec<String> {
 fn the_bare_metal_guide_shows_the_tested_block() {
     // docs/bare-metal.md shows what to add to a dnsmasq that already serves the network: the README's tested block
     // without the lines that site already has (interface, range). Every directive it shows must be the README's.
-    let page = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/bare-metal.md");
-    let text = std::fs::read_to_string(&page).unwrap_or_else(|e| panic!("read {}: {e}", page.display()));
     let header = "# /etc/dnsmasq.d/keel-uefi.conf";
-    let mut lines = text.lines().skip_while(|l| l.trim() != header);
-    assert!(lines.next().is_some(), "docs/bare-metal.md has no block starting with {header:?}");
-    let guide: Vec<&str> = lines.take_while(|l| !l.starts_with("```")).collect();
     let tested = directives(&doc_block(header));
-    let shown = directives(&guide.join("\n"));
+    let shown = directives(&page_block("docs/bare-metal.md", header));
     assert!(shown.len() >= 6, "docs/bare-metal.md's block is nearly empty: {shown:?}");
     for line in &shown {
         assert!(tested.contains(line), "docs/bare-metal.md shows {line:?}, which is not in the README's tested block");
@@ -185,7 +185,7 @@ fn the_bare_metal_guide_shows_the_tested_block() {
 fn qemu_uefi_pxe_secure_boot_from_dnsmasq_with_the_readme_block() {
     let dir = scratch("pxe");
     let ns = Netns::with_tap("pxe", TAP, SERVER_CIDR);
-    let conf = for_site(&doc_block("# /etc/dnsmasq.d/keel-uefi.conf"), &media::pxe_dir());
+    let conf = for_site(&doc_block("# /etc/dnsmasq.d/keel-uefi.conf"), TAP, &media::pxe_dir());
     let dnsmasq = dnsmasq(&ns, &dir, &conf);
     let boot =
         Boot::SecureBoot { vars: media::sb_vars(&dir.join("vars.fd")), disks: vec![], tftp: None, bootfiles: vec![] };
@@ -219,7 +219,7 @@ fn qemu_uefi_http_boot_secure_boot_from_dnsmasq_with_the_readme_block() {
     // HTTP boot option, which asks again with vendor class HTTPClient.
     let empty = dir.join("tftp-empty");
     std::fs::create_dir_all(&empty).unwrap_or_else(|e| panic!("create {}: {e}", empty.display()));
-    let conf = for_site(&doc_block("# /etc/dnsmasq.d/keel-uefi.conf"), &empty);
+    let conf = for_site(&doc_block("# /etc/dnsmasq.d/keel-uefi.conf"), TAP, &empty);
     // The README's URL is http://10.0.0.1/keel/keel.efi. First a rogue server's image there: the signed UKI with
     // its signature removed.
     let served = dir.join("served");
@@ -311,7 +311,7 @@ fn assert_sent(log: &str, file: &str) {
 fn qemu_uefi_pxe_chains_ipxe_from_dnsmasq_with_the_readme_block() {
     let dir = scratch("ipxe-efi");
     let ns = Netns::with_tap("ipxe-efi", TAP, SERVER_CIDR);
-    let conf = for_site(&doc_block("# /etc/dnsmasq.d/keel.conf"), &ipxe_tftp_root(&dir, &media::pxe_dir()));
+    let conf = for_site(&doc_block("# /etc/dnsmasq.d/keel.conf"), TAP, &ipxe_tftp_root(&dir, &media::pxe_dir()));
     let dnsmasq = dnsmasq(&ns, &dir, &conf);
     // OVMF's own PXE (no option ROM on the NIC) without enrolled keys: Secure Boot off, as on a server whose owner
     // chose the legacy path; Debian's ipxe.efi is not signed. The firmware asks without user class iPXE, gets
@@ -350,7 +350,7 @@ fn qemu_bios_ipxe_from_dnsmasq_with_the_readme_block() {
     // initramfs from the web server (TFTP's round trip per block is what makes it slow on real networks).
     let pxe = media::pxe_variant(&dir.join("pxe"), &[("KEEL_PXE_BASE", "http://10.0.0.1/keel/")]);
     let web = web_server(&ns, &dir, &pxe);
-    let conf = for_site(&doc_block("# /etc/dnsmasq.d/keel.conf"), &ipxe_tftp_root(&dir, &pxe));
+    let conf = for_site(&doc_block("# /etc/dnsmasq.d/keel.conf"), TAP, &ipxe_tftp_root(&dir, &pxe));
     let dnsmasq = dnsmasq(&ns, &dir, &conf);
     // SeaBIOS; QEMU's virtio NIC ROM is iPXE, so the first request already carries user class iPXE.
     let boot = Boot::Pxe { dir: build_dir().join("pxe"), uefi: false };
@@ -371,6 +371,54 @@ fn qemu_bios_ipxe_from_dnsmasq_with_the_readme_block() {
     drop(vm);
     drop(dnsmasq);
     drop(web);
+    drop(ns);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn qemu_uefi_pxe_secure_boot_from_a_proxy_dnsmasq_with_the_guide_block() {
+    let dir = scratch("proxy");
+    // The boot network: the VM's tap and the proxy on a bridge (10.0.0.1), and the site's own DHCP server, which
+    // knows nothing of network boot, in a second namespace on the same bridge (10.0.0.2).
+    let ns = Netns::with_bridged_tap("proxy", TAP, SERVER_CIDR);
+    let site = ns.peer("site", "10.0.0.2/24");
+    let site_dir = dir.join("site");
+    std::fs::create_dir_all(&site_dir).unwrap_or_else(|e| panic!("create {}: {e}", site_dir.display()));
+    let site_conf = format!("interface={}\ndhcp-range=10.0.0.100,10.0.0.200,12h\n", site.tap);
+    let site_dhcp = dnsmasq(&site, &site_dir, &site_conf);
+    let block = page_block("docs/bare-metal.md", "# /etc/dnsmasq.d/keel-proxy.conf");
+    let conf = for_site(&block, "kbr0", &media::pxe_dir());
+    let proxy = dnsmasq(&ns, &dir, &conf);
+    let boot =
+        Boot::SecureBoot { vars: media::sb_vars(&dir.join("vars.fd")), disks: vec![], tftp: None, bootfiles: vec![] };
+    let mut vm = Vm::boot("dnsmasq_proxy_pxe", &on_tap(&ns, boot));
+    let servers = [&proxy, &site_dhcp];
+
+    expect(&mut vm, "NBP file downloaded successfully", UEFI_BOOT_TIMEOUT, &servers);
+    expect(&mut vm, "EFI stub: UEFI Secure Boot is enabled", UEFI_BOOT_TIMEOUT, &servers);
+    let line = expect(&mut vm, "keel: trust.secure_boot ", UEFI_BOOT_TIMEOUT, &servers);
+    assert_eq!(field(&line, "enabled"), Some("true"), "{line}");
+    expect(&mut vm, "keel: ready ", UEFI_BOOT_TIMEOUT, &servers);
+    let bound = expect(&mut vm, "keel: net.dhcp.bound ", STEP_TIMEOUT, &servers);
+    assert_eq!(field(&bound, "server"), Some("10.0.0.2"), "Keel must lease from the site's server: {bound}");
+    expect(&mut vm, "keel: net.ready ", STEP_TIMEOUT, &servers);
+
+    let log = proxy.log();
+    assert!(
+        log.contains("PXE(kbr0) 52:54:00:12:34:56 proxy") && log.contains("bootfile name: keel.efi"),
+        "the proxy must have answered the firmware's PXE request with keel.efi; its log:\n{log}"
+    );
+    assert!(!log.contains("DHCPACK"), "a proxy leases nothing; its log:\n{log}");
+    assert_sent(&log, "keel.efi");
+    let site_log = site_dhcp.log();
+    let ip = field(&bound, "addr").unwrap_or_default().split('/').next().unwrap_or_default().to_string();
+    let acks = site_log.lines().filter(|l| l.contains(&format!("DHCPACK(kpeer) {ip} "))).count();
+    assert!(acks >= 2, "the site's server must have leased {ip} to the firmware and to Keel; its log:\n{site_log}");
+    eprintln!("dnsmasq proxy UEFI PXE: QEMU start -> ready in {:.1} s", vm.started.elapsed().as_secs_f64());
+    drop(vm);
+    drop(proxy);
+    drop(site_dhcp);
+    drop(site);
     drop(ns);
     let _ = std::fs::remove_dir_all(dir);
 }
