@@ -1,6 +1,7 @@
 //! Semantic validation: turns the [`raw`](crate::raw) document into a typed [`Config`], collecting every problem
 //! with its place in the file rather than stopping at the first.
 
+mod log;
 mod network;
 mod services;
 mod topology;
@@ -30,6 +31,7 @@ pub(crate) fn document(doc: &raw::Document, sink: &mut Sink) -> Config {
         files: workloads::files(&doc.file, sink),
         services: services::services(&doc.service, &volume_names(doc), sink),
         upgrade: doc.upgrade.as_ref().and_then(|u| services::artifact(u.get(), "upgrade", sink)),
+        log_forward: doc.log.as_ref().map(|l| log::forwards(&l.forward, sink)).unwrap_or_default(),
     }
 }
 
