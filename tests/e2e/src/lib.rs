@@ -12,6 +12,7 @@ mod console;
 pub mod host_listener;
 pub mod http_server;
 pub mod media;
+pub mod netns;
 mod qmp;
 pub mod services;
 mod slots;
@@ -75,6 +76,12 @@ pub struct VmConfig {
     pub kernel: Option<PathBuf>,
     /// More QEMU arguments, as given (controllers, NICs and their netdevs: the hardware matrix).
     pub extra_args: Vec<String>,
+    /// Run QEMU inside this network namespace (`ip netns exec NS qemu-system-x86_64 …`), e.g. a [`netns::Netns`];
+    /// QEMU then dies with the thread that booted it (see [`netns::die_with_parent`]).
+    pub netns: Option<String>,
+    /// The NIC `n0` is this tap device (in `netns`) instead of QEMU's user network: the VM sits on a real Ethernet
+    /// segment with whatever the test runs there (dnsmasq, a web server). `hostfwd` does not apply to it.
+    pub tap: Option<String>,
 }
 
 impl Default for VmConfig {
@@ -92,6 +99,8 @@ impl Default for VmConfig {
             rng: true,
             kernel: None,
             extra_args: Vec::new(),
+            netns: None,
+            tap: None,
         }
     }
 }
@@ -140,7 +149,20 @@ impl Vm {
         let _ = std::fs::create_dir_all(&run_dir);
         let qmp_path = run_dir.join(format!("{name}.qmp"));
         let _ = std::fs::remove_file(&qmp_path);
-        let mut cmd = Command::new("qemu-system-x86_64");
+        assert!(
+            cfg.tap.is_none() || cfg.hostfwd.is_empty(),
+            "VM {name:?}: `hostfwd` needs QEMU's user network; a `tap` NIC has none"
+        );
+        let mut cmd = match &cfg.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "qemu-system-x86_64"]);
+                // An orphaned QEMU would keep the test's namespace (and its tap) alive.
+                netns::die_with_parent(&mut c);
+                c
+            }
+            None => Command::new("qemu-system-x86_64"),
+        };
         cmd.args(accel_args())
             .args(["-m", &cfg.memory_mib.to_string(), "-smp", &cfg.cpus.to_string(), "-nodefaults", "-display", "none"])
             .args(["-serial", "stdio"])
@@ -149,7 +171,8 @@ impl Vm {
         if cfg.rng {
             cmd.args(["-device", "virtio-rng-pci"]);
         }
-        let (media_args, scratch) = media::qemu_args(&cfg.boot, &run_dir.join(name), &netdev(&cfg.hostfwd));
+        let (media_args, scratch) =
+            media::qemu_args(&cfg.boot, &run_dir.join(name), &netdev(cfg.tap.as_deref(), &cfg.hostfwd));
         cmd.args(media_args);
         if let Some((kernel, initrd)) = kernel {
             cmd.arg("-kernel").arg(kernel).arg("-initrd").arg(initrd);
@@ -246,8 +269,12 @@ impl Drop for Vm {
     }
 }
 
-/// QEMU's user network, with the host ports forwarded into the guest.
-fn netdev(hostfwd: &[(u16, u16)]) -> String {
+/// QEMU's user network, with the host ports forwarded into the guest; or the tap device `tap`, as it is (no
+/// scripts: the test made and addressed it).
+fn netdev(tap: Option<&str>, hostfwd: &[(u16, u16)]) -> String {
+    if let Some(tap) = tap {
+        return format!("tap,id=n0,ifname={tap},script=no,downscript=no");
+    }
     let mut spec = "user,id=n0".to_string();
     for (host, guest) in hostfwd {
         spec.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
@@ -329,8 +356,13 @@ mod tests {
 
     #[test]
     fn forwards_host_ports() {
-        assert_eq!(netdev(&[]), "user,id=n0");
-        assert_eq!(netdev(&[(18080, 8080)]), "user,id=n0,hostfwd=tcp:127.0.0.1:18080-:8080");
+        assert_eq!(netdev(None, &[]), "user,id=n0");
+        assert_eq!(netdev(None, &[(18080, 8080)]), "user,id=n0,hostfwd=tcp:127.0.0.1:18080-:8080");
+    }
+
+    #[test]
+    fn a_tap_nic_is_used_as_it_is() {
+        assert_eq!(netdev(Some("ktap0"), &[]), "tap,id=n0,ifname=ktap0,script=no,downscript=no");
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub enum Boot {
     Kernel,
     /// No disk and no `-kernel`: the firmware (SeaBIOS, or OVMF when `uefi`) boots from the network, the virtio
     /// NIC's iPXE ROM gets `boot.ipxe` from `dir` over QEMU's built-in DHCP and TFTP, and the script loads the rest.
+    /// With `VmConfig::tap` the tap's network serves DHCP and TFTP instead (`dir` is unused).
     Pxe { dir: PathBuf, uefi: bool },
     /// OVMF (UEFI) boots this disk image (raw or `.qcow2`) as a virtio disk; writes go to a throwaway overlay.
     Uefi { disk: PathBuf },
@@ -28,7 +29,8 @@ pub enum Boot {
     /// tries, in this order, each of `disks` (throwaway overlays), then UEFI PXE (OVMF's own network stack, no
     /// option ROM) on one NIC per name in `bootfiles`, each served from `tftp` by its own QEMU user network. The
     /// last NIC is the one with the host forwards; the others are named `pxe0`, `pxe1`, … (`set_link` them down
-    /// once the firmware is past them, so the node has one network).
+    /// once the firmware is past them, so the node has one network). With `VmConfig::tap` the NIC `n0` is on the
+    /// tap's network instead, whose DHCP server names the boot file (`tftp` and the bootfile names are unused).
     SecureBoot { vars: PathBuf, disks: Vec<PathBuf>, tftp: Option<PathBuf>, bootfiles: Vec<String> },
 }
 
@@ -130,7 +132,8 @@ pub(crate) fn qemu_args(boot: &Boot, scratch: &Path, net: &str) -> (Vec<String>,
             let (mut args, files) = if *uefi { ovmf() } else { (vec![], vec![]) };
             // virtio-net-pci's default option ROM in Debian's QEMU is iPXE (ipxe-qemu's efi-virtio.rom: BIOS and
             // UEFI). OVMF tries the network by itself when there is no disk; SeaBIOS needs -boot n.
-            let netdev = format!("{net},tftp={},bootfile=boot.ipxe", dir.display());
+            // On a tap NIC the boot network's own DHCP/TFTP server (e.g. a test's dnsmasq) names the file.
+            let netdev = with_tftp(net, &dir.display().to_string(), "boot.ipxe");
             args.extend(s(&["-boot", "n", "-netdev", &netdev, "-device", "virtio-net-pci,netdev=n0"]));
             (args, files)
         }
@@ -170,7 +173,7 @@ pub(crate) fn qemu_args(boot: &Boot, scratch: &Path, net: &str) -> (Vec<String>,
                 let base = if last { net.to_string() } else { format!("user,id={id}") };
                 args.extend(s(&[
                     "-netdev",
-                    &format!("{base},tftp={tftp},bootfile={file}"),
+                    &with_tftp(&base, &tftp, file),
                     "-device",
                     &format!("virtio-net-pci,netdev={id},id={id}dev,romfile=,bootindex={}", disks.len() + j),
                 ]));
@@ -192,6 +195,16 @@ pub(crate) fn qemu_args(boot: &Boot, scratch: &Path, net: &str) -> (Vec<String>,
             args.extend(s(&["-device", "i6300esb"]));
             (args, vec![])
         }
+    }
+}
+
+/// The netdev `net` with QEMU's built-in TFTP server serving `file` from `dir`, when `net` is QEMU's user network;
+/// any other netdev (a tap) as it is: its network has its own DHCP and TFTP server.
+fn with_tftp(net: &str, dir: &str, file: &str) -> String {
+    if net.starts_with("user,") {
+        format!("{net},tftp={dir},bootfile={file}")
+    } else {
+        net.to_string()
     }
 }
 
