@@ -22,6 +22,18 @@ pub struct Config {
     pub services: Vec<Service>,
     /// The `[upgrade]` table: a signed slot image to install (A/B upgrade).
     pub upgrade: Option<Upgrade>,
+    /// The `[install]` table: install to disk from a network boot.
+    pub install: Option<Install>,
+}
+
+/// Where a network-booted node installs itself, and the slot image it writes there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Install {
+    /// A storage selector (validated).
+    pub disk: String,
+    pub image: Upgrade,
+    pub wipe: bool,
+    pub label: Option<String>,
 }
 
 /// A slot image by URL and SHA-256 (64 lowercase hex digits); its `keel-image` signature is at `url` + ".sig".
