@@ -121,6 +121,7 @@ fn render_status(s: &Inner) -> Value {
         "time": status::time(&s.time.borrow()),
         "services": status::services(&s.config),
         "storage": status::storage(&s.config),
+        "install": crate::install::status_json(),
         "rollback": crate::trust::floor::status_json(),
         "rss_kib": crate::procfs::self_rss_kib(),
     })
