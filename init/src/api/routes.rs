@@ -132,12 +132,7 @@ async fn get_config(State(s): State<AppState>) -> Json<Value> {
 }
 
 fn config_status(code: &str) -> u16 {
-    match code {
-        "unsigned" | "bad-signature" | "unknown-key" => 403,
-        "malformed" | "invalid" => 422,
-        "untrusted-image" | "not-persisted" => 500,
-        _ => 409,
-    }
+    super::refusals::status(super::refusals::Kind::Config, code)
 }
 
 async fn put_config(State(s): State<AppState>, body: Result<Json<Push>, JsonRejection>) -> Response {
@@ -173,7 +168,13 @@ async fn command(
     };
     let allowed = match &s.allowed {
         Ok(a) => a,
-        Err(e) => return refusal(500, "untrusted-image", e),
+        Err(e) => {
+            return refusal(
+                super::refusals::status(super::refusals::Kind::Command, "untrusted-image"),
+                "untrusted-image",
+                e,
+            )
+        }
     };
     let name = action.to_string();
     let verified = {
