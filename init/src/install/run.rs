@@ -155,15 +155,15 @@ pub async fn run(
 fn publish(last: &mut Status, s: Status) {
     if (s.phase, &s.reason) != (last.phase, &last.reason) {
         let line = format!(
-            "generation={} disk={} code={} reason={}",
+            "generation={} disk={} detail={}",
             s.generation.unwrap_or(0),
             q(s.disk.as_deref().unwrap_or("")),
-            s.code.as_deref().unwrap_or("-"),
             q(s.reason.as_deref().unwrap_or(""))
         );
+        let code = s.code.as_deref().unwrap_or("-");
         match s.phase {
-            "refused" => log::warn!("install.refused reason={} {line}", s.code.as_deref().unwrap_or("-")),
-            "failed" => log::error!("install.failed {line}"),
+            "refused" => log::warn!("install.refused reason={code} {line}"),
+            "failed" => log::error!("install.failed step={code} {line}"),
             phase => log::info!("install.{phase} {line}"),
         }
     }

@@ -101,9 +101,9 @@ fn qemu_pxe_node_installs_to_its_blank_disk_and_boots_from_it_as_itself() {
 
     let mut vm = Vm::boot("install_pxe", &machine(&vars, &disk, UUID, port, true));
     vm.expect("EFI stub: UEFI Secure Boot is enabled", UEFI_BOOT_TIMEOUT);
-    let state = vm.expect("keel: storage.state ", UEFI_BOOT_TIMEOUT);
-    assert_eq!(field(&state, "mode"), Some("tmpfs"), "a network boot leaves the blank disk alone: {state}");
     let (api, fingerprint) = up(&mut vm, port);
+    let state = vm.expect_anywhere("keel: storage.state ", STEP_TIMEOUT);
+    assert_eq!(field(&state, "mode"), Some("tmpfs"), "a network boot leaves the blank disk alone: {state}");
     let before = api.status().expect("status");
     push(&api, &install_config(2, UUID, server.port, &sha));
     vm.expect("keel: install.installing ", STEP_TIMEOUT);
@@ -117,8 +117,9 @@ fn qemu_pxe_node_installs_to_its_blank_disk_and_boots_from_it_as_itself() {
 
     // The same disk and NVRAM, no network boot: the firmware boots the entry the install made.
     let mut vm = Vm::boot("install_disk", &machine(&vars, &disk, UUID, port, false));
-    vm.expect("keel: upgrade.slot running=A", UEFI_BOOT_TIMEOUT);
     let (api, again) = up(&mut vm, port);
+    vm.expect_anywhere("keel: upgrade.slot running=A", STEP_TIMEOUT);
+    vm.expect_anywhere("keel: install.installed ", STEP_TIMEOUT);
     assert_eq!(again, fingerprint, "the API identity was carried over");
     let st = api.status().expect("status");
     assert_eq!(st["machine_id"], before["machine_id"], "{st:#}");
