@@ -130,6 +130,7 @@ fn qemu_pxe_node_installs_to_its_blank_disk_and_boots_from_it_as_itself() {
     assert!(!transcript.iter().any(|l| l.contains("keel: install.partitioned")), "an installed node writes nothing");
     let out = keelctl_status(port, &dir.join("known_nodes"));
     assert!(out.contains(&fingerprint), "keelctl status pins the same fingerprint: {out}");
+    assert!(out.contains("install    installed on /dev/vda"), "keelctl status shows the install: {out}");
     drop(vm);
     let _ = std::fs::remove_dir_all(dir);
 }
