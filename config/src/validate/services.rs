@@ -192,7 +192,7 @@ pub(crate) fn writable_path_problem(p: &str) -> Option<String> {
     None
 }
 
-/// A download by URL and digest (a service's artifact, the upgrade image): an http:// URL with a host and 64 hex
+/// A download by URL and digest (a service's artifact, the upgrade or install image): an http:// or https:// URL with a host and 64 hex
 /// digits, lower-cased.
 pub(crate) fn artifact(a: &raw::Artifact, path: &str, sink: &mut Sink) -> Option<crate::model::Upgrade> {
     let url = a.url.get();

@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, watch};
 /// How often a settled decision (installed, refused) is looked at again: the disk may have been replaced.
 const RESYNC: Duration = Duration::from_secs(60);
 /// How often a disk that is not there yet is looked for.
-const POLL: Duration = Duration::from_secs(2);
+const POLL: Duration = Duration::from_secs(5);
 const NETWORK_WAIT: Duration = Duration::from_secs(120);
 
 /// The disk the selector names, as the plan and the apply need it.
