@@ -174,6 +174,7 @@ mod tests {
     use super::*;
     use crate::storage::gpt;
     use crate::storage::probe::Fs;
+    use std::path::Path;
 
     fn seen(content: Content, labels: &[&str]) -> Observed {
         let labels = labels.iter().map(|s| s.to_string()).collect();
@@ -232,6 +233,35 @@ mod tests {
         let missing =
             Observed { disk: Err(Found::NotYet("serial \"X\": nothing".into())), ..seen(Content::Blank, &[]) };
         assert!(matches!(decide(&PLAIN, &missing), Decision::Waiting(_)));
+    }
+
+    /// image/disk.sh's sgdisk command, plus the state partition storage adds: byte for byte what we write.
+    #[test]
+    fn identical_to_what_image_disk_sh_s_sgdisk_writes() {
+        let sgdisk = "/usr/sbin/sgdisk";
+        assert!(Path::new(sgdisk).exists(), "{sgdisk} is missing: apt-get install gdisk (make setup does)");
+        let dir = std::env::temp_dir().join(format!("keel-install-gpt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bytes: u64 = 512 << 20;
+        let g = |n: u8| Guid::from_fields(0x5b00_0000 + n as u32, 0, 0x4000, [0x80, 0, 0, 0, 0, 0, 0, n]);
+        let theirs = dir.join("sgdisk.img");
+        std::fs::File::create(&theirs).unwrap().set_len(bytes).unwrap();
+        let out = std::process::Command::new(sgdisk)
+            .args(["-a", "2048", "-U", &g(0).to_string()])
+            .args(["-n", "1:1M:+64M", "-t", "1:ef00", "-c", "1:EFI system partition", "-u", &format!("1:{}", g(1))])
+            .args(["-n", "2:0:+64M", "-t", &format!("2:{SLOT_TYPE}"), "-c", "2:KEEL_A", "-u", &format!("2:{}", g(2))])
+            .args(["-n", "3:0:+64M", "-t", &format!("3:{SLOT_TYPE}"), "-c", "3:KEEL_B", "-u", &format!("3:{}", g(3))])
+            .args(["-n", "4:0:0", "-t", &format!("4:{KEEL_TYPE}"), "-c", "4:KEEL_STATE", "-u", &format!("4:{}", g(4))])
+            .arg(&theirs)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let theirs = std::fs::read(&theirs).unwrap();
+        let parts = layout(512, bytes, [g(1), g(2), g(3), g(4)], STATE).unwrap();
+        let img = gpt::build_parts(512, bytes, g(0), &parts).unwrap();
+        assert!(img.head[..] == theirs[..img.head.len()], "protective MBR, primary header and entries");
+        assert!(img.tail[..] == theirs[img.tail_offset as usize..], "backup entries and header");
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
