@@ -35,7 +35,9 @@ fn example_json() -> Value {
                      "after": ["network", "volume:data", "service:db"]},
                     {"name": "db", "exec": "/usr/bin/db"},
                     {"name": "agent", "exec": "http://10.0.2.2:8000/agent sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
-                     "uid": 65534, "gid": 65534, "after": ["db"]}]
+                     "uid": 65534, "gid": 65534, "after": ["db"]}],
+        "log": {"forward": [{"url": "tcp://10.0.2.2:5514", "format": "rfc5424", "buffer_lines": 5000, "ca": "image"},
+                            {"url": "tls://logs.example.org:6514", "format": "json", "buffer_lines": 10000, "ca": "config"}]}
     })
 }
 
@@ -206,4 +208,22 @@ fn base64_round_trips() {
     for bad in ["YQ=", "Y===", "Y=Q=", "<redacted>"] {
         assert_eq!(base64_decode(bad), None, "{bad}");
     }
+}
+
+#[test]
+fn log_collectors_are_compared_by_url() {
+    let head = "version = 1\ngeneration = 1\n";
+    let old =
+        format!("{head}[[log.forward]]\nurl = \"tcp://10.0.2.2:5514\"\n[[log.forward]]\nurl = \"tcp://old:514\"\n");
+    let new = format!(
+        "{head}[[log.forward]]\nurl = \"tcp://10.0.2.2:5514\"\nbuffer_lines = 5\n\
+         [[log.forward]]\nurl = \"tls://new:6514\"\nformat = \"json\"\n"
+    );
+    let want = "\
+log collectors:
+  + tls://new:6514 (json, buffer 10000 lines)
+  ~ tcp://10.0.2.2:5514: buffer_lines 10000 → 5
+  - tcp://old:514
+";
+    assert_eq!(diff(&local(&old), &local(&new)).to_string(), want);
 }

@@ -9,6 +9,7 @@ mod config;
 mod fsutil;
 mod hostname;
 mod install;
+mod logfwd;
 mod logging;
 mod logging_ring;
 mod machine_id;

@@ -1,6 +1,7 @@
 //! Semantic validation: turns the [`raw`](crate::raw) document into a typed [`Config`], collecting every problem
 //! with its place in the file rather than stopping at the first.
 
+mod log;
 mod network;
 mod services;
 mod topology;
@@ -31,6 +32,7 @@ pub(crate) fn document(doc: &raw::Document, sink: &mut Sink) -> Config {
         services: services::services(&doc.service, &volume_names(doc), sink),
         upgrade: doc.upgrade.as_ref().and_then(|u| services::artifact(u.get(), "upgrade", sink)),
         install: doc.install.as_ref().and_then(|i| workloads::install(i.get(), sink)),
+        log_forward: doc.log.as_ref().map(|l| log::forwards(&l.forward, sink)).unwrap_or_default(),
     }
 }
 

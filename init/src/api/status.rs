@@ -127,6 +127,19 @@ pub fn controllers(c: &ConfigHandle) -> Value {
     json!({"sysctl": controller(&c.sysctl.borrow()), "files": controller(&c.files.borrow())})
 }
 
+/// The log collectors: connection, lines sent, dropped (buffer full, oldest first) and waiting, the last error.
+pub fn logs(s: &crate::logfwd::LogFwdStatus) -> Value {
+    let forward: Vec<Value> = s
+        .destinations
+        .iter()
+        .map(|d| {
+            json!({"url": d.url, "format": d.format, "connected": d.connected, "sent": d.sent, "dropped": d.dropped,
+                   "buffered": d.buffered, "buffer_lines": d.buffer_lines, "error": d.error})
+        })
+        .collect();
+    json!({"generation": s.generation, "forward": forward, "intake_dropped": s.intake_dropped})
+}
+
 /// The state volume (or why /var is tmpfs) and the config's volumes.
 pub fn storage(c: &ConfigHandle) -> Value {
     crate::storage::status_json::storage(&c.storage.borrow(), crate::storage::state::boot_state())
@@ -226,6 +239,8 @@ fn applied_config(a: &crate::config::pipeline::Applied) -> Value {
             "storage": {"volume": volumes},
             "file": files,
             "service": services,
+            "log": {"forward": cfg.log_forward.iter().map(|f| json!({"url": f.url, "format": f.format.as_str(),
+                "ca": if f.ca.is_some() { "config" } else { "image" }, "buffer_lines": f.buffer_lines})).collect::<Vec<_>>()},
         },
     })
 }

@@ -69,6 +69,7 @@ pub async fn run(
             match &result {
                 Ok(()) => s.failures = 0,
                 Err(e) => {
+                    crate::metrics::pulled("error");
                     s.failures = s.failures.saturating_add(1);
                     s.last_error = Some(e.clone());
                 }
@@ -101,11 +102,15 @@ async fn poll_once(
 ) -> Result<(), String> {
     let r = http::get(url, etag.as_deref(), TIMEOUT, MAX_BYTES).await.map_err(|e| e.to_string())?;
     match r.status {
-        304 => return Ok(()),
+        304 => {
+            crate::metrics::pulled("not-modified");
+            return Ok(());
+        }
         200 => {}
         s => return Err(format!("HTTP status {s}")),
     }
     if last_body.as_deref() == Some(r.body.as_slice()) {
+        crate::metrics::pulled("not-modified");
         *etag = r.etag;
         return Ok(());
     }
@@ -124,6 +129,7 @@ async fn poll_once(
     }
     // Accepted or refused, this body has had its answer: remember it so it is not resubmitted every poll.
     let _ = outcome.await;
+    crate::metrics::pulled("changed");
     *etag = r.etag;
     *last_body = Some(r.body);
     Ok(())

@@ -45,6 +45,8 @@ pub struct ConfigHandle {
     pub storage: watch::Receiver<StorageStatus>,
     /// Every controller's status, and what converged means for each.
     pub registry: Registry,
+    /// The log collectors (`[[log.forward]]`).
+    pub logs: watch::Receiver<crate::logfwd::LogFwdStatus>,
 }
 
 fn read_embedded() -> Option<Signed> {
@@ -122,7 +124,10 @@ pub fn start(
     let deps = services::deps::Deps { network: network_ready, volumes: storage.clone() };
     let (services, services_status) = services::start(reaper.clone(), services_rx, deps);
     crate::storage::controller::start(applied.clone(), reaper, services_status.clone(), storage_tx);
+    let (logs_tx, logs_rx) = watch::channel(None);
+    let logs = crate::logfwd::controller::start(machine_id.clone(), logs_rx);
     let registry = Registry {
+        logs: logs.clone(),
         net: net_status,
         sysctl: sysctl_status.clone(),
         files: files_status.clone(),
@@ -142,6 +147,7 @@ pub fn start(
                 }
                 sysctl_tx.send_replace(Some((generation, apply::sysctls(&a.config))));
                 files_tx.send_replace(Some((generation, apply::files(&a.config))));
+                logs_tx.send_replace(Some((generation, a.config.log_forward.clone())));
                 let shown = format!("{generation}\n");
                 if let Err(e) =
                     crate::fsutil::write_atomic_off_loop(GENERATION_FILE.into(), shown.into_bytes(), 0o644).await
@@ -177,6 +183,7 @@ pub fn start(
         storage,
         pull,
         registry: handle_registry,
+        logs,
     }
 }
 
