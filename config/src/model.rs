@@ -26,6 +26,18 @@ pub struct Config {
     pub log_forward: Vec<LogForward>,
     /// The `[rollout]` table: when this node applies the generation (see [`crate::rollout`]).
     pub rollout: Option<crate::rollout::Rollout>,
+    /// The `[install]` table: install to disk from a network boot.
+    pub install: Option<Install>,
+}
+
+/// Where a network-booted node installs itself, and the slot image it writes there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Install {
+    /// A storage selector (validated).
+    pub disk: String,
+    pub image: Upgrade,
+    pub wipe: bool,
+    pub label: Option<String>,
 }
 
 /// A slot image by URL and SHA-256 (64 lowercase hex digits); its `keel-image` signature is at `url` + ".sig".

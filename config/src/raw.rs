@@ -78,6 +78,28 @@ pub struct Document {
     pub log: Option<Log>,
     /// A staged rollout: how fast this generation reaches the fleet (see config/README.md, "Staged rollouts").
     pub rollout: Option<crate::rollout::RawRollout>,
+    /// Install to disk: a node booted from the network partitions this disk as `make disk` does (ESP, slots A
+    /// and B, state), writes the signed slot image at `url` to slot A, carries its identity over and reboots into it.
+    pub install: Option<At<Install>>,
+}
+
+/// `[install]`: which disk a network-booted node installs itself to, and the slot image it writes there.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Install {
+    /// Which disk, as volumes name one: "/dev/vda", "serial:…", "wwn:…", "model:…", "path:…", "blank", …
+    pub disk: At<String>,
+    /// The slot image (`make upgrade-image`), http:// or https://; its `keel-image` signature is at url + ".sig".
+    pub url: At<String>,
+    /// The slot image's SHA-256, 64 hex digits.
+    #[cfg_attr(feature = "schema", schemars(regex(pattern = r"^[0-9a-fA-F]{64}$")))]
+    pub sha256: At<String>,
+    /// Take a disk that is not blank, but only when it carries `label` (a filesystem label or GPT partition name).
+    #[serde(default)]
+    pub wipe: bool,
+    /// The label a non-blank disk must carry for `wipe` to take it.
+    pub label: Option<At<String>>,
 }
 
 /// Targeting: every key given must match the node.

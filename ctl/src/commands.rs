@@ -50,6 +50,10 @@ fn write_replace(path: &Path, contents: &str) -> Result<(), Failure> {
     fs::rename(&tmp, path).map_err(fail)
 }
 
+/// Every role a key can have (keel_config::credential::Role): config pushes, commands, images, reads, metrics.
+/// The one line `keelctl keygen` prints and every example in the docs shows (ctl/tests/docs.rs checks them).
+pub const ALL_NAMESPACES: &str = "keel-config,keel-command,keel-image,keel-read,keel-metrics";
+
 pub fn keygen(o: Opts) -> Result<(), Failure> {
     if !o.files.is_empty() {
         return Err(Failure::Usage("keygen: the key path goes after -f".into()));
@@ -69,7 +73,9 @@ pub fn keygen(o: Opts) -> Result<(), Failure> {
     write_new(&path, &key.to_openssh(), 0o600)?;
     write_new(&public, &key.public_line(), 0o644)?;
     println!("wrote {} and {} ({})", path.display(), public.display(), key.public_key().fingerprint());
-    println!("allowed_signers line: ops@example.org namespaces=\"{NAMESPACE}\" {}", key.public_key().to_openssh());
+    println!("allowed_signers line (every role):");
+    println!("ops@example.org namespaces=\"{ALL_NAMESPACES}\" {}", key.public_key().to_openssh());
+    println!("(one role per key: keep only what this key does, e.g. namespaces=\"keel-read\"; keelctl help)");
     Ok(())
 }
 

@@ -28,7 +28,8 @@ const USAGE: &str = "\
 usage: keelctl <command> [options]
 
 commands:
-  keygen -f KEY [-C COMMENT]        write a new ed25519 signing key: KEY (OpenSSH private key, mode 0600) and KEY.pub
+  keygen -f KEY [-C COMMENT]        write a new ed25519 signing key: KEY (OpenSSH private key, mode 0600) and KEY.pub,
+                                    and print its allowed_signers line with every role (see ROLES below)
   sign [-f KEY] [-n NAMESPACE] FILE validate FILE (for keel-config) and write FILE.sig, an OpenSSH signature
   verify -s ALLOWED_SIGNERS [--sig SIG] [-n NAMESPACE] [-I PRINCIPAL] FILE
                                     check FILE.sig (or SIG) like `ssh-keygen -Y verify`
@@ -43,7 +44,9 @@ commands:
                                     send a signed slot image (make upgrade-image; namespace keel-image, IMAGE.sig
                                     by default): the node writes it to its other boot slot and reboots into it
   reboot|poweroff [--key KEY] [--machine-id ID]
-                                    send a signed command (the machine id is asked from the node if not given)
+                                    send a signed command (the machine id is asked from the node if not given);
+                                    keelctl writes the command (nonce, expiry) at that moment, so there is no
+                                    --sig: KEY may be a passphrase-protected key or an ssh-agent key (below)
   metrics-token [--key KEY] [--machine-id ID] [--days N]
                                     print a metrics-only bearer token (a keel-metrics signature; default: any
                                     node, 365 days) for Prometheus: docs/api.md, \"Prometheus\"
@@ -62,7 +65,13 @@ node options (apply, plan, status, logs, upgrade, reboot, poweroff):
 
 The first connection to a node pins its certificate (trust on first use); a changed certificate is refused.
 NAMESPACE defaults to keel-config. Keys from ssh-keygen work too: `ssh-keygen -t ed25519 -N ''`.
-ALLOWED_SIGNERS lines are `principal [namespaces=\"keel-config\"] ssh-ed25519 AAAA…`, as baked into the image.";
+ALLOWED_SIGNERS lines are `principal namespaces=ROLES ssh-ed25519 AAAA…`, as baked into the image.
+
+ROLES: a key may do what its line's namespaces= lists. Every role (what keygen prints):
+  ops@example.org namespaces=\"keel-config,keel-command,keel-image,keel-read,keel-metrics\" ssh-ed25519 AAAA…
+One role per key limits what a stolen key can do: keel-config (push configs), keel-command (reboot, poweroff),
+keel-image (upgrades), keel-read (status, logs, config), keel-metrics (/metrics only, for a scraper). Each write
+role also reads. A key signing configs is in effect root on the node.";
 
 /// What a command needs, as given on the command line.
 #[derive(Debug, Default)]

@@ -155,6 +155,16 @@ pub fn render(st: &Value) -> String {
         let _ = write!(text, " signed by {signer}");
     }
     line("config", text);
+    if let Some(i) = st.get("install").filter(|i| i.is_object()) {
+        let mut text = format!("{} on {}", s(i, "phase").unwrap_or("?"), s(i, "disk").unwrap_or("?"));
+        if let Some(code) = s(i, "code") {
+            let _ = write!(text, " ({code})");
+        }
+        if let Some(why) = s(i, "reason") {
+            let _ = write!(text, ": {why}");
+        }
+        line("install", text);
+    }
     if let Some(text) = waiting_for(config) {
         line("", text);
     }
@@ -364,6 +374,17 @@ mod tests {
         let done = json!({"config": {"generation": 4, "converged_generation": 4,
             "convergence": [{"kind": "files", "state": "converged"}]}});
         assert_eq!(render(&done), "node\nconfig     generation 4 (converged)\n");
+    }
+
+    #[test]
+    fn the_install_says_where_it_stands_and_why() {
+        let st = json!({"install": {"generation": 2, "phase": "refused", "disk": "/dev/vda", "code": "not-blank",
+                                    "reason": "the disk holds data"}});
+        assert_eq!(
+            render(&st),
+            "node\nconfig     none applied\ninstall    refused on /dev/vda (not-blank): the disk holds data\n"
+        );
+        assert_eq!(render(&json!({"install": null})), "node\nconfig     none applied\n", "no [install]: no line");
     }
 
     #[test]

@@ -163,4 +163,7 @@ fn a_passphrase_protected_key_is_signed_with_by_ssh_keygen() {
     let out = dir.keelctl(&server, &["status", "--key", "key"], &cmd_env);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(server.requests().last().and_then(|r| r.who.clone()).as_deref(), Some("ops@test"));
+    // A signed command with no plaintext key on disk: reboot signs with the passphrase-protected key.
+    let out = dir.keelctl(&server, &["reboot", "--key", "key"], &cmd_env);
+    assert!(out.status.success() && text(&out).contains("reboot accepted"), "{}", text(&out));
 }

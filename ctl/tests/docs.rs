@@ -140,3 +140,53 @@ fn the_example_config_sets_every_key_of_the_schema() {
     let unknown: Vec<&String> = set.iter().filter(|k| !allowed.contains(*k)).collect();
     assert!(unknown.is_empty(), "config/examples/node.toml sets keys the schema does not have: {unknown:?}");
 }
+
+/// Every `namespaces="…"` an operator may copy: the docs, keelctl's help and what `keelctl keygen` prints.
+fn namespaces_values(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("namespaces=") {
+        rest = &rest[at + "namespaces=".len()..];
+        let quoted = rest.strip_prefix("\\\"").or_else(|| rest.strip_prefix('"'));
+        if let Some(q) = quoted {
+            let end = q.find(['"', '\\']).unwrap_or(q.len());
+            out.push(q[..end].to_string());
+        }
+    }
+    out
+}
+
+#[test]
+fn every_allowed_signers_example_names_real_roles_and_the_full_line_is_the_canonical_one() {
+    const ALL: &str = "keel-config,keel-command,keel-image,keel-read,keel-metrics";
+    let roles: Vec<&str> = ALL.split(',').collect();
+    let mut files = docs();
+    files.push(root().join("ctl/src/main.rs"));
+    let mut bad = Vec::new();
+    let mut full = 0;
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        for v in namespaces_values(&text) {
+            let listed: Vec<&str> = v.split(',').collect();
+            let mut unique = listed.clone();
+            unique.sort();
+            unique.dedup();
+            if v == ALL {
+                full += 1;
+            } else if listed.iter().any(|r| !roles.contains(r)) || unique.len() != listed.len() {
+                bad.push(format!("{}: namespaces=\"{v}\"", file.display()));
+            } else if listed.len() == roles.len() {
+                bad.push(format!("{}: namespaces=\"{v}\": every role, but not written as {ALL}", file.display()));
+            }
+        }
+    }
+    assert!(bad.is_empty(), "allowed_signers examples that name no role Keel has, or disagree:\n{}", bad.join("\n"));
+    assert!(full >= 4, "README, config/README, docs/api.md and keelctl help show the every-role line ({full} found)");
+    let dir = std::env::temp_dir().join(format!("keelctl-docs-keygen-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_keelctl")).arg("keygen").arg("-f").arg(dir.join("k")).output().unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && namespaces_values(&printed) == [ALL, "keel-read"], "keygen printed: {printed}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

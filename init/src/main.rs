@@ -8,6 +8,7 @@ mod cmdline;
 mod config;
 mod fsutil;
 mod hostname;
+mod install;
 mod logfwd;
 mod logging;
 mod logging_ring;

@@ -31,6 +31,7 @@ pub(crate) fn document(doc: &raw::Document, sink: &mut Sink) -> Config {
         files: workloads::files(&doc.file, sink),
         services: services::services(&doc.service, &volume_names(doc), sink),
         upgrade: doc.upgrade.as_ref().and_then(|u| services::artifact(u.get(), "upgrade", sink)),
+        install: doc.install.as_ref().and_then(|i| workloads::install(i.get(), sink)),
         log_forward: doc.log.as_ref().map(|l| log::forwards(&l.forward, sink)).unwrap_or_default(),
         rollout: doc.rollout.as_ref().and_then(|r| crate::rollout::validate(r, sink)),
     }

@@ -192,8 +192,8 @@ pub(crate) fn writable_path_problem(p: &str) -> Option<String> {
     None
 }
 
-/// A download by URL and digest (a service's artifact, the upgrade image): an http:// URL with a host and 64 hex
-/// digits, lower-cased.
+/// A download by URL and digest (a service's artifact, the upgrade or install image): an http:// or https:// URL
+/// with a host and 64 hex digits, lower-cased.
 pub(crate) fn artifact(a: &raw::Artifact, path: &str, sink: &mut Sink) -> Option<crate::model::Upgrade> {
     let url = a.url.get();
     let url_ok = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")).is_some_and(|rest| {

@@ -368,3 +368,25 @@ fn upgrade_is_a_url_and_a_digest() {
     );
     assert!(one_error("[upgrade]\nurl = \"http://h/x\"\n").contains("sha256"));
 }
+
+#[test]
+fn install_names_a_disk_an_image_and_wipe_only_with_a_label() {
+    let digest = "cd".repeat(32);
+    let text = format!(
+        "version = 1\ngeneration = 1\n[install]\ndisk = \"serial:QM0001\"\nurl = \"https://h/slot.img\"\nsha256 = \"{digest}\"\n"
+    );
+    let i = parse("node.toml", &text).unwrap().install.unwrap();
+    assert_eq!(
+        (i.disk.as_str(), i.image.url.as_str(), i.wipe, i.label),
+        ("serial:QM0001", "https://h/slot.img", false, None)
+    );
+    assert!(parse("node.toml", "version = 1\ngeneration = 1\n").unwrap().install.is_none());
+    let wipe = format!("[install]\ndisk = \"/dev/vda\"\nurl = \"http://h/x\"\nsha256 = \"{digest}\"\nwipe = true\n");
+    assert!(one_error(&wipe).contains("install.wipe: needs install.label"), "{}", one_error(&wipe));
+    let labelled = format!("version = 1\ngeneration = 1\n[install]\ndisk = \"/dev/vda\"\nurl = \"http://h/x\"\nsha256 = \"{digest}\"\nwipe = true\nlabel = \"old-os\"\n");
+    let i = parse("node.toml", &labelled).unwrap().install.unwrap();
+    assert_eq!((i.wipe, i.label.as_deref()), (true, Some("old-os")));
+    let bad = errors("[install]\ndisk = \"floppy:1\"\nurl = \"ftp://h/x\"\nsha256 = \"00\"\n");
+    assert_eq!(bad.len(), 3, "{bad:?}");
+    assert!(bad[0].contains("install.disk") && bad[1].contains("install.url") && bad[2].contains("install.sha256"));
+}

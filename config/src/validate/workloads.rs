@@ -63,6 +63,31 @@ pub(super) fn volumes(raw_volumes: &[At<raw::Volume>], sink: &mut Sink) -> Vec<V
     out
 }
 
+/// `[install]`: a disk selector, the slot image by URL and digest, and `wipe` only with the label it must find.
+pub(super) fn install(i: &raw::Install, sink: &mut Sink) -> Option<crate::model::Install> {
+    let errors_before = sink.diags.len();
+    if let Err(e) = i.disk.get().parse::<Selector>() {
+        sink.error(i.disk.span(), "install.disk", e.0);
+    }
+    let artifact = raw::Artifact { url: i.url.clone(), sha256: i.sha256.clone() };
+    let image = super::services::artifact(&artifact, "install", sink);
+    match &i.label {
+        Some(l) if l.get().is_empty() || l.get().len() > 36 || l.get().chars().any(|c| c.is_control()) => {
+            sink.error(l.span(), "install.label", "must be 1..36 characters without control characters")
+        }
+        None if i.wipe => sink.error(
+            i.disk.span(),
+            "install.wipe",
+            "needs install.label: a disk that is not blank is taken only when it carries that label",
+        ),
+        _ => {}
+    }
+    let label = i.label.as_ref().map(|l| l.get().clone());
+    (sink.diags.len() == errors_before)
+        .then(|| image.map(|image| crate::model::Install { disk: i.disk.get().clone(), image, wipe: i.wipe, label }))
+        .flatten()
+}
+
 pub(super) fn files(raw_files: &[At<raw::File>], sink: &mut Sink) -> Vec<File> {
     let mut paths = Unique::new("path");
     let mut out = Vec::new();

@@ -24,13 +24,7 @@ impl Refusal {
 
     /// 403 for who signed, 422 for what was sent, 409 for when and where.
     pub fn http_status(&self) -> u16 {
-        match self.code {
-            "unsigned" | "bad-signature" | "unknown-key" => 403,
-            "malformed" => 422,
-            "not-persisted" => 500,
-            "too-many" => 429,
-            _ => 409,
-        }
+        super::refusals::status(super::refusals::Kind::Command, self.code)
     }
 }
 

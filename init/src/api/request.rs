@@ -5,6 +5,8 @@
 #[derive(Debug, serde::Deserialize)]
 pub struct Push {
     pub config: String,
+    /// Missing is the same as empty: refused `unsigned` (403), not a JSON error.
+    #[serde(default)]
     pub signature: String,
 }
 
@@ -12,6 +14,8 @@ pub struct Push {
 #[derive(Debug, serde::Deserialize)]
 pub struct SignedCommand {
     pub command: String,
+    /// Missing is refused `unsigned` (403).
+    #[serde(default)]
     pub signature: String,
 }
 
@@ -19,4 +23,18 @@ pub struct SignedCommand {
 #[derive(Debug, serde::Deserialize)]
 pub struct LogQuery {
     pub follow: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_signature_is_an_empty_one_refused_as_unsigned_not_a_json_error() {
+        let push: Push = serde_json::from_str(r#"{"config": "version = 1"}"#).unwrap();
+        assert_eq!((push.config.as_str(), push.signature.as_str()), ("version = 1", ""));
+        let cmd: SignedCommand = serde_json::from_str(r#"{"command": "action = \"reboot\""}"#).unwrap();
+        assert!(cmd.signature.is_empty());
+        assert!(serde_json::from_str::<Push>(r#"{"signature": "x"}"#).is_err(), "the config itself is required");
+    }
 }

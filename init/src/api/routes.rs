@@ -121,6 +121,7 @@ fn render_status(s: &Inner) -> Value {
         "time": status::time(&s.time.borrow()),
         "services": status::services(&s.config),
         "storage": status::storage(&s.config),
+        "install": crate::install::status_json(),
         "logs": status::logs(&s.config.logs.borrow()),
         "rollback": crate::trust::floor::status_json(),
         "rss_kib": crate::procfs::self_rss_kib(),
@@ -132,12 +133,7 @@ async fn get_config(State(s): State<AppState>) -> Json<Value> {
 }
 
 fn config_status(code: &str) -> u16 {
-    match code {
-        "unsigned" | "bad-signature" | "unknown-key" => 403,
-        "malformed" | "invalid" => 422,
-        "untrusted-image" | "not-persisted" => 500,
-        _ => 409,
-    }
+    super::refusals::status(super::refusals::Kind::Config, code)
 }
 
 async fn put_config(State(s): State<AppState>, body: Result<Json<Push>, JsonRejection>) -> Response {
@@ -181,7 +177,13 @@ async fn command(
     };
     let allowed = match &s.allowed {
         Ok(a) => a,
-        Err(e) => return refusal(500, "untrusted-image", e),
+        Err(e) => {
+            return refusal(
+                super::refusals::status(super::refusals::Kind::Command, "untrusted-image"),
+                "untrusted-image",
+                e,
+            )
+        }
     };
     let name = action.to_string();
     let verified = {

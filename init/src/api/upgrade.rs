@@ -23,14 +23,8 @@ pub struct UpgradeQuery {
 }
 
 fn http_status(code: &str) -> StatusCode {
-    match code {
-        "unsigned" | "bad-signature" | "unknown-key" => StatusCode::FORBIDDEN,
-        "malformed" | "wrong-hash" | "too-big" | "not-a-slot-image" | "version-mismatch" => {
-            StatusCode::UNPROCESSABLE_ENTITY
-        }
-        "unsupported" | "busy" | "pending" | "downgrade" => StatusCode::CONFLICT,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    }
+    let status = super::refusals::status(super::refusals::Kind::Upgrade, code);
+    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 fn refused(r: &Refusal) -> Response {

@@ -195,7 +195,14 @@ pub async fn run(exec_at: Duration) -> ! {
         Some((_, status)) => crate::services::flag(status.clone(), |s: &crate::net::controller::NetStatus| s.ready),
         None => tokio::sync::watch::channel(false).1,
     };
-    tokio::spawn(crate::upgrade::source::run(config.applied.clone(), network_ready, tx.clone()));
+    tokio::spawn(crate::upgrade::source::run(config.applied.clone(), network_ready.clone(), tx.clone()));
+    tokio::spawn(crate::install::run(
+        config.applied.clone(),
+        network_ready,
+        tx.clone(),
+        reaper.clone(),
+        node.machine_id.as_str().to_string(),
+    ));
 
     if let Some(argv) = &node.settings.run {
         start_program(&reaper, argv);

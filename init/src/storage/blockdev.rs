@@ -54,8 +54,13 @@ nix::ioctl_write_ptr_bad!(blkpg, nix::request_code_none!(0x12, 105), BlkpgIoctlA
 /// Adds partition 1 (`start`, `length` bytes) to the kernel's view of `disk` without reading any table: for
 /// kernels without the GPT parser, or when a re-read was refused.
 pub fn add_partition(disk: &File, start: u64, length: u64) -> Result<(), nix::errno::Errno> {
+    add_partition_number(disk, 1, start, length)
+}
+
+/// Adds partition `pno` (`start`, `length` bytes) to the kernel's view of `disk`.
+pub fn add_partition_number(disk: &File, pno: i32, start: u64, length: u64) -> Result<(), nix::errno::Errno> {
     let mut part =
-        BlkpgPartition { start: start as i64, length: length as i64, pno: 1, devname: [0; 64], volname: [0; 64] };
+        BlkpgPartition { start: start as i64, length: length as i64, pno, devname: [0; 64], volname: [0; 64] };
     let arg = BlkpgIoctlArg {
         op: BLKPG_ADD_PARTITION,
         flags: 0,
@@ -64,6 +69,12 @@ pub fn add_partition(disk: &File, start: u64, length: u64) -> Result<(), nix::er
     };
     // SAFETY: `arg` and the partition it points to live until the call returns; the layout is the kernel's.
     unsafe { blkpg(disk.as_raw_fd(), &arg) }.map(|_| ())
+}
+
+/// Asks the kernel to re-read `disk`'s partition table (BLKRRPART).
+pub fn reread(disk: &File) -> Result<(), nix::errno::Errno> {
+    // SAFETY: BLKRRPART takes no argument; the fd is an open block device.
+    unsafe { blkrrpart(disk.as_raw_fd()) }.map(|_| ())
 }
 
 /// Writes Keel's GPT (one partition named `name` spanning the disk) to `disk`, which must still be blank.

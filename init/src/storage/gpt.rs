@@ -140,33 +140,77 @@ fn chs(lba: u64) -> [u8; 3] {
     [head, sector | ((cylinder >> 2) as u8 & 0xC0), cylinder as u8]
 }
 
-/// Lays out the protective MBR, both headers and both entry arrays.
+/// One partition to write: its extent in sectors (inclusive), type, GUID and name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewPart {
+    pub first_lba: u64,
+    pub last_lba: u64,
+    pub type_guid: Guid,
+    pub guid: Guid,
+    pub name: String,
+}
+
+/// The sectors partitions may use on a disk of `disk_bytes` (first, last; inclusive), or None when the disk is
+/// too small for the tables.
+pub fn usable(sector: u32, disk_bytes: u64) -> Option<(u64, u64)> {
+    let ss = sector as u64;
+    let sectors = disk_bytes / ss;
+    let entry_sectors = (ENTRIES * ENTRY_SIZE) as u64 / ss;
+    let last = sectors.checked_sub(1)?;
+    let last_usable = last.checked_sub(1 + entry_sectors)?;
+    let first_usable = 2 + entry_sectors;
+    (last_usable > first_usable).then_some((first_usable, last_usable))
+}
+
+/// Lays out the protective MBR, both headers and both entry arrays for Keel's one-partition volume disk.
 pub fn build(l: &Layout) -> Result<Image, GptError> {
     if l.sector != 512 && l.sector != 4096 {
         return Err(GptError::SectorSize(l.sector));
     }
-    let name: Vec<u16> = l.name.encode_utf16().collect();
-    if name.len() > 36 {
-        return Err(GptError::Name(l.name.clone()));
-    }
     let ss = l.sector as u64;
-    let sectors = l.disk_bytes / ss;
-    let entry_sectors = (ENTRIES * ENTRY_SIZE) as u64 / ss;
-    let last = sectors.saturating_sub(1);
-    let first_usable = 2 + entry_sectors;
-    let last_usable = last.saturating_sub(1 + entry_sectors);
     let part_first = ALIGN_BYTES / ss;
-    if last_usable <= part_first || sectors < part_first + 2 * entry_sectors + 3 {
-        return Err(GptError::TooSmall(l.disk_bytes));
-    }
+    let entry_sectors = (ENTRIES * ENTRY_SIZE) as u64 / ss;
+    let sectors = l.disk_bytes / ss;
+    let last_usable = match usable(l.sector, l.disk_bytes) {
+        Some((_, last)) if last > part_first && sectors >= part_first + 2 * entry_sectors + 3 => last,
+        _ => return Err(GptError::TooSmall(l.disk_bytes)),
+    };
+    let part = NewPart {
+        first_lba: part_first,
+        last_lba: last_usable,
+        type_guid: l.type_guid,
+        guid: l.part_guid,
+        name: l.name.clone(),
+    };
+    build_parts(l.sector, l.disk_bytes, l.disk_guid, &[part])
+}
 
+/// Lays out a GPT holding `parts` (in order, numbered from 1), each inside the usable area.
+pub fn build_parts(sector: u32, disk_bytes: u64, disk_guid: Guid, parts: &[NewPart]) -> Result<Image, GptError> {
+    if sector != 512 && sector != 4096 {
+        return Err(GptError::SectorSize(sector));
+    }
+    let ss = sector as u64;
+    let (first_usable, last_usable) = usable(sector, disk_bytes).ok_or(GptError::TooSmall(disk_bytes))?;
+    let entry_sectors = (ENTRIES * ENTRY_SIZE) as u64 / ss;
+    let last = disk_bytes / ss - 1;
     let mut entries = vec![0u8; (ENTRIES * ENTRY_SIZE) as usize];
-    entries[0..16].copy_from_slice(&l.type_guid.0);
-    entries[16..32].copy_from_slice(&l.part_guid.0);
-    put_u64(&mut entries, 32, part_first);
-    put_u64(&mut entries, 40, last_usable);
-    for (i, unit) in name.iter().enumerate() {
-        entries[56 + 2 * i..58 + 2 * i].copy_from_slice(&unit.to_le_bytes());
+    for (i, p) in parts.iter().enumerate().take(ENTRIES as usize) {
+        let name: Vec<u16> = p.name.encode_utf16().collect();
+        if name.len() > 36 {
+            return Err(GptError::Name(p.name.clone()));
+        }
+        if p.first_lba < first_usable || p.last_lba > last_usable || p.last_lba < p.first_lba {
+            return Err(GptError::TooSmall(disk_bytes));
+        }
+        let e = &mut entries[i * ENTRY_SIZE as usize..(i + 1) * ENTRY_SIZE as usize];
+        e[0..16].copy_from_slice(&p.type_guid.0);
+        e[16..32].copy_from_slice(&p.guid.0);
+        put_u64(e, 32, p.first_lba);
+        put_u64(e, 40, p.last_lba);
+        for (j, unit) in name.iter().enumerate() {
+            e[56 + 2 * j..58 + 2 * j].copy_from_slice(&unit.to_le_bytes());
+        }
     }
     let entries_crc = crc32(&entries);
 
@@ -179,7 +223,7 @@ pub fn build(l: &Layout) -> Result<Image, GptError> {
         put_u64(&mut h, 32, alternate);
         put_u64(&mut h, 40, first_usable);
         put_u64(&mut h, 48, last_usable);
-        h[56..72].copy_from_slice(&l.disk_guid.0);
+        h[56..72].copy_from_slice(&disk_guid.0);
         put_u64(&mut h, 72, entries_lba);
         put_u32(&mut h, 80, ENTRIES);
         put_u32(&mut h, 84, ENTRY_SIZE);
@@ -205,13 +249,9 @@ pub fn build(l: &Layout) -> Result<Image, GptError> {
     let backup_entries_lba = last - entry_sectors;
     let mut tail = entries;
     tail.extend_from_slice(&header(last, 1, backup_entries_lba));
-    Ok(Image {
-        head,
-        tail_offset: backup_entries_lba * ss,
-        tail,
-        part_start: part_first * ss,
-        part_bytes: (last_usable - part_first + 1) * ss,
-    })
+    let (part_start, part_bytes) =
+        parts.first().map(|p| (p.first_lba * ss, (p.last_lba - p.first_lba + 1) * ss)).unwrap_or((0, 0));
+    Ok(Image { head, tail_offset: backup_entries_lba * ss, tail, part_start, part_bytes })
 }
 
 /// One used entry of a GPT.

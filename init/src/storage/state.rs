@@ -68,6 +68,10 @@ pub async fn mount_state_with(env: &Env, choice: &StateChoice, mount: &Path, rea
             let label = Selector::Label(STATE_LABEL.into());
             let inv = select::observe(&env.roots, &*env.keep);
             match select::resolve(&label, &inv, &env.roots, STATE_LABEL) {
+                // A network boot leaves blank disks alone: they are what `[install]` installs to.
+                Resolved::NotFound(_) if network_boot() => {
+                    return tmpfs("network boot: blank disks are left for [install]".into(), None)
+                }
                 Resolved::NotFound(_) => (Selector::Blank { min_bytes: AUTO_MIN_BYTES }, Duration::ZERO),
                 _ => (label, Duration::ZERO),
             }
@@ -109,6 +113,15 @@ pub async fn mount_state_with(env: &Env, choice: &StateChoice, mount: &Path, rea
             tmpfs(reason, Some(status))
         }
     }
+}
+
+/// The UKI came over the network: UEFI firmware, and systemd-stub names no partition it was loaded from.
+/// (A `-kernel` boot, or iPXE booting a bare kernel, has no StubInfo and is not one.)
+fn network_boot() -> bool {
+    let vars = crate::upgrade::efivar::Vars::system();
+    vars.available()
+        && matches!(vars.get("StubInfo", crate::upgrade::efivar::LOADER), Ok(Some(_)))
+        && matches!(vars.get("LoaderDevicePartUUID", crate::upgrade::efivar::LOADER), Ok(None))
 }
 
 fn tmpfs(reason: String, volume: Option<VolumeStatus>) -> StateStatus {

@@ -178,7 +178,7 @@ async fn attempt(want: &Upgrade, generation: u64) -> Attempt {
     }
 }
 
-async fn fetch(url: &str, max: usize) -> Result<Vec<u8>, String> {
+pub(crate) async fn fetch(url: &str, max: usize) -> Result<Vec<u8>, String> {
     let parsed = http::parse_url(url).map_err(|e| e.to_string())?;
     let response = http::get(&parsed, None, FETCH_TIMEOUT, max).await.map_err(|e| e.to_string())?;
     if response.status != 200 {

@@ -221,6 +221,9 @@ fn qemu_api_refusals_logs_follow_replay_and_reboot_with_state() {
     // Refused with a reason, kept in status, node unchanged: unsigned, a stranger's key, another node's config.
     let fourth = config(4, "api-node-4");
     assert_refused(&api, "unsigned", &fourth, "", "unsigned", 3, "api-node-3");
+    // No signature field at all is the same documented 403 `unsigned`, not the JSON extractor's 422.
+    let (code, v) = api.json("PUT", "/v1/config", Some(&json!({"config": fourth}))).expect("PUT");
+    assert_eq!((code, v["reason"].as_str()), (403, Some("unsigned")), "a push without a signature field: {v}");
     let strange = String::from_utf8_lossy(&ssh_sign(&fourth, &stranger, "keel-config")).into_owned();
     assert_refused(&api, "stranger's key", &fourth, &strange, "unknown-key", 3, "api-node-3");
     let elsewhere = fourth.replace(UUID, "6b65656c-0000-4000-8000-0000000000ff");
