@@ -13,7 +13,6 @@ mod logging_ring;
 mod machine_id;
 mod metrics;
 mod net;
-#[path = "oci_shim.rs"]
 mod oci;
 mod panic;
 mod power;
