@@ -13,6 +13,7 @@ pub mod host_listener;
 pub mod http_server;
 pub mod media;
 mod qmp;
+pub mod registry;
 pub mod services;
 mod slots;
 pub mod tls;
