@@ -24,8 +24,9 @@ pub struct Manager {
     finished_tx: mpsc::UnboundedSender<String>,
     finished: mpsc::UnboundedReceiver<String>,
     shutting_down: bool,
-    /// The images the last applied config named: when one is no longer named, the store is collected.
-    images: BTreeSet<String>,
+    /// The images the last applied config named (`None` before the first): when one is no longer named, or at
+    /// the first config (an earlier boot may have pulled images no config names now), the store is collected.
+    images: Option<BTreeSet<String>>,
 }
 
 impl Manager {
@@ -38,7 +39,7 @@ impl Manager {
             finished_tx,
             finished,
             shutting_down: false,
-            images: BTreeSet::new(),
+            images: None,
         }
     }
 
@@ -139,13 +140,13 @@ impl Manager {
                 _ => None,
             })
             .collect();
-        let dropped = self.images.difference(&named).count();
-        self.images = named;
-        if dropped == 0 {
+        let dropped = self.images.as_ref().map(|before| before.difference(&named).count());
+        let keep: Vec<keel_oci::Reference> = named.iter().filter_map(|r| keel_oci::Reference::parse(r).ok()).collect();
+        self.images = Some(named);
+        if dropped == Some(0) {
             return;
         }
-        let keep: Vec<keel_oci::Reference> =
-            self.images.iter().filter_map(|r| keel_oci::Reference::parse(r).ok()).collect();
+        let dropped = dropped.map_or("first-config".to_string(), |n| n.to_string());
         log::info!("services.image_gc dropped={dropped} kept={}", keep.len());
         tokio::spawn(async move { crate::oci::gc(&keep).await });
     }

@@ -240,10 +240,8 @@ async fn pull(ctx: &Ctx, def: &Service, image: &Image) -> Result<crate::oci::Pul
         token: image.registry.token.clone(),
         ca_pem: image.registry.ca.clone(),
     };
-    ctx.update(name, |s| {
-        s.state = State::Pulling;
-        s.pull_percent = Some(0);
-    });
+    ctx.enter(name, State::Pulling, None);
+    ctx.update(name, |s| s.pull_percent = Some(0));
     let (progress, mut seen) = watch::channel(crate::oci::PullProgress::default());
     let started = Instant::now();
     log::info!("service.pull name={name} image={}", q(&image.reference));
