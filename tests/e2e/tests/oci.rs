@@ -138,3 +138,86 @@ fn qemu_image_services_run_isolated_and_refuse_tampered_or_unauthorized_pulls() 
     assert!(lines_with(&transcript, &["keel: service.start name=locked "]).is_empty(), "the locked image ran");
     assert!(!lines_with(&transcript, &["service.pull_failed name=bad reason=digest-mismatch"]).is_empty());
 }
+
+/// Bytes no compressor shrinks (xorshift).
+fn filler(n: usize) -> Vec<u8> {
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn qemu_a_power_cut_mid_pull_is_completed_by_the_next_boot() {
+    let key = build_dir().join("keys/dev_ed25519");
+    assert!(key.exists(), "{} is missing: make image makes it", key.display());
+    let registry = TestRegistry::start("cut", false);
+    let dir = scratch("oci_cut_layout");
+    let helper = testhelper_binary();
+    let big = filler(48 << 20);
+    let layer = tar(&[("bin/", b"", 0o755), ("bin/helper", &helper, 0o755), ("filler", &big, 0o644)]);
+    let run = format!(r#"{{"Entrypoint":["/bin/helper"],"Cmd":["container","{SERVICE_PORT}"]}}"#);
+    let image = layout(&dir, &[layer], &run);
+    registry.push(&dir, "keel/big", None);
+    let reference = format!("{}/keel/big@sha256:{}", registry.guest_host(), image.manifest_hex);
+    let config =
+        format!("version = 1\ngeneration = 1\n{}\n{}", registry_entry(&registry), image_service("web", &reference));
+    let server = FileServer::start();
+    server.put("/node.toml.sig", ssh_sign(&config, &key, "keel-config"));
+    server.put("/node.toml", config.as_bytes().to_vec());
+    let disk = blank_disk("oci_cut_state.img");
+    let (web_port, api_port) = (free_port(), free_port());
+    let cfg = VmConfig {
+        initrd: Initrd::Test,
+        disks: vec![disk],
+        append: format!("keel.config=http://10.0.2.2:{}/node.toml keel.config_interval=1", server.port),
+        hostfwd: vec![(web_port, SERVICE_PORT), (api_port, 7443)],
+        memory_mib: 384,
+        ..VmConfig::default()
+    };
+    let mut vm = Vm::boot("oci_power_cut", &cfg);
+    vm.expect_ready();
+    let started = vm.expect_anywhere("keel: oci.blob_fetch ", Duration::from_secs(300));
+    let ctl = Ctl::new(api_port, "oci-cut");
+    // Cut the power once some of the big layer is in, well before all of it.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let st = ctl.status();
+        let p = st["services"]["web"]["pull_percent"].as_u64().unwrap_or(0);
+        if p >= 5 {
+            assert!(p < 100, "the pull finished before the power cut: {st}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the pull never got going ({started}): {}", st["services"]);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    vm.qmp(r#"{"execute":"quit"}"#);
+    let _ = vm.expect_exit(Duration::from_secs(30));
+    drop(vm);
+
+    let mut vm = Vm::boot("oci_power_cut_again", &cfg);
+    vm.expect_ready();
+    vm.expect_anywhere("keel: service.start name=web ", Duration::from_secs(600));
+    let resumed = lines_with(&vm.transcript(), &["keel: oci.blob_fetch ", "size="]);
+    assert!(
+        resumed.iter().any(|l| !l.contains("resume_at=0")),
+        "the next boot resumes the partial layer instead of starting over: {resumed:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        match http_get(web_port, "/", Duration::from_secs(10)) {
+            Ok(b) if b.contains("pid=1 ") => break,
+            other => {
+                assert!(Instant::now() < deadline, "the completed image never answered: {other:?}");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    }
+    let st = ctl.status();
+    assert_eq!(st["services"]["web"]["image"].as_str(), Some(format!("sha256:{}", image.manifest_hex).as_str()));
+}
