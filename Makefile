@@ -31,7 +31,8 @@ APT_PACKAGES := $(call TOOLS_FROM,apt)
 PIP_PACKAGES := $(call TOOLS_FROM,pip)
 CARGO_TOOLS  := $(call TOOLS_FROM,cargo)
 
-.PHONY: setup keys kernel init image reproducible run test unit lint e2e netns bench clean fuzz fuzz-setup fuzz-ci api-size
+.PHONY: setup keys kernel init image reproducible run test unit lint e2e netns bench clean fuzz fuzz-setup fuzz-ci api-size \
+  hardware-doc hardware-doc-check
 
 ## setup: apt packages, PyPI tools, cargo tools and the musl target from tools.txt; quiet when all are there.
 ## Firmware packages live in Debian's non-free-firmware component: added to apt's sources if none names it.
@@ -138,12 +139,26 @@ e2e: image
 	@KEEL_SB_KEY=$(abspath $(KEEL_SB_KEY)) KEEL_SB_CERT=$(abspath $(KEEL_SB_CERT)) \
 	  $(CARGO) test -p keel-e2e --tests -- --test-threads=2
 
+## hardware-doc: docs/hardware.md from the built metal kernel's config (kernel-config/hardware-doc.sh); run it
+## when kernel-config/ changes. hardware-doc-check (part of `make test`) fails when the page differs from it.
+hardware-doc: setup
+	@kernel-config/build.sh $(BUILD) metal >/dev/null
+	@kernel-config/hardware-doc.sh $(BUILD) > docs/hardware.md.tmp && mv docs/hardware.md.tmp docs/hardware.md
+	@echo "hardware-doc: wrote docs/hardware.md"
+
+hardware-doc-check: setup
+	@kernel-config/build.sh $(BUILD) metal >/dev/null
+	@kernel-config/hardware-doc.sh $(BUILD) | diff -u docs/hardware.md - || \
+	  { echo "hardware-doc-check: docs/hardware.md is not what kernel-config/hardware-doc.sh makes: run make hardware-doc"; exit 1; }
+	@echo "hardware-doc-check: docs/hardware.md matches the metal kernel's config"
+
 ## netns: root tests against a real dnsmasq in throwaway network namespaces (~2 min: real lease timers).
 netns: setup
 	@$(CARGO) test -p keel-init -- --ignored root_netns_dhcp
 
-## test: set-up, lint, unit tests, reproducibility, the QEMU end-to-end tests, then the DHCP netns test.
-test: setup lint unit reproducible e2e netns fuzz-ci
+## test: set-up, lint, unit tests, reproducibility, the hardware page against the kernel config, the QEMU end-to-end
+## tests, then the DHCP netns test.
+test: setup lint unit reproducible hardware-doc-check e2e netns fuzz-ci
 
 ## bench: netlink convergence in a netns, then boots N times per network mode (BENCH_RUNS, default 5): medians vs targets;
 ## then both kernel flavours (the virt one is built, once, for this): sizes and boot to ready.

@@ -4,24 +4,18 @@
 #
 #   kernel-config/groups.sh <builddir>     -> <builddir>/kernel-groups.txt (also printed)
 #
-# Slow (one full build, then one incremental build per group): run by hand when metal.config changes and put
-# the figures in docs/hardware.md; `make bench` prints the file when it exists.
-set -euo pipefail
-[ $# -eq 1 ] || { echo "usage: $0 <builddir>" >&2; exit 2; }
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-BUILDDIR=$(cd "$1" && pwd)
-SRC="$BUILDDIR/linux-src"
-OBJ="$BUILDDIR/kernel-obj-groups"
-LOG="$BUILDDIR/kernel-groups.log"
-OUT="$BUILDDIR/kernel-groups.txt"
-[ -f "$SRC/.keel-extracted" ] || { echo "groups: run kernel-config/build.sh $1 first (it extracts the source)" >&2; exit 1; }
-export KBUILD_BUILD_TIMESTAMP='Thu Jan  1 00:00:00 UTC 1970' KBUILD_BUILD_USER=keel KBUILD_BUILD_HOST=keel \
-    KBUILD_BUILD_VERSION=1 LC_ALL=C
+# Slow (one full build, then one incremental build per group): run by hand when metal.config changes, copy the
+# file to kernel-config/groups.txt and run `make hardware-doc`, which puts the figures in docs/hardware.md.
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh" "$@"
+OBJ="$B/kernel-obj-groups"
+LOG="$B/kernel-groups.log"
+OUT="$B/kernel-groups.txt"
+source_extracted || { echo "groups: run kernel-config/build.sh $1 first (it extracts the source)" >&2; exit 1; }
 MAKE=(make -C "$SRC" O="$OBJ" ARCH=x86_64)
 mkdir -p "$OBJ"
 : > "$LOG"
 mapfile -t groups < <(sed -n 's/^# @group //p' "$HERE/metal.config")
-frag="$BUILDDIR/kernel-groups.config"
+frag="$B/kernel-groups.config"
 cp "$HERE/keel.config" "$frag"
 prev=0
 printf '%-12s %10s %10s %8s\n' step vmlinuz delta build_s | tee "$OUT"

@@ -2,26 +2,37 @@
 # docs/hardware.md from the kernel config, not by hand: every driver and platform option the metal kernel
 # builds in, grouped as metal.config groups them, with the kernel's own description of each (its Kconfig prompt).
 #
-#   kernel-config/hardware-doc.sh <builddir> > docs/hardware.md
+#   kernel-config/hardware-doc.sh <builddir> > docs/hardware.md      (make hardware-doc)
 #
-# Needs the extracted source (kernel-config/build.sh <builddir> metal) and reads <builddir>/vmlinuz-metal.config
-# to list only what the built kernel really has; <builddir>/kernel-groups.txt (kernel-config/groups.sh) adds
-# each group's cost when present.
-set -euo pipefail
-[ $# -eq 1 ] || { echo "usage: $0 <builddir>" >&2; exit 2; }
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-B=$(cd "$1" && pwd)
-SRC="$B/linux-src"
+# Reads <builddir>/vmlinuz-metal.config (make kernel) to list only what the built kernel really has, and the
+# Kconfig prompts from the source build.sh extracted, else straight from Debian's tarball (a cached kernel build
+# extracts nothing). kernel-config/groups.txt (kernel-config/groups.sh's output, committed by hand) adds each
+# group's cost when present. `make hardware-doc-check` (part of `make test`) fails when docs/hardware.md is not
+# this script's output.
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh" "$@"
 CONFIG="$B/vmlinuz-metal.config"
 [ -f "$CONFIG" ] || { echo "hardware-doc: no $CONFIG (make kernel KEEL_KERNEL=metal)" >&2; exit 1; }
-export LC_ALL=C
-# symbol -> prompt, from every Kconfig file (first prompt wins)
 PROMPTS=$(mktemp)
 trap 'rm -f "$PROMPTS"' EXIT
-# symbol <TAB> prompt, for every config symbol with a bool/tristate/prompt line
-KCONFIG_PROMPTS='/^(menu)?config [A-Z0-9_]+/ { sym = $2; next } sym != "" && /^[ \t]+(bool|tristate|prompt)[ \t]+["\047]/ { p = $0; sub(/^[ \t]+[a-z]+[ \t]+["\047]/, "", p); sub(/["\047][^"\047]*$/, "", p); print sym "\t" p; sym = ""; next } /^[^ \t]/ { sym = "" }'
-(cd "$SRC" && find . -name 'Kconfig*' -print0 | xargs -0 awk "$KCONFIG_PROMPTS" | sort -u -t "$(printf '\t')" -k1,1) \
-    > "$PROMPTS"
+# symbol <TAB> prompt (the quoted text only, not a trailing `if …`), for every symbol with a bool/tristate/prompt line
+KCONFIG_PROMPTS='/^(menu)?config [A-Z0-9_]+/ { sym = $2; next } sym != "" && /^[ \t]+(bool|tristate|prompt)[ \t]+["\047]/ { p = $0; sub(/^[ \t]+[a-z]+[ \t]+/, "", p); q = substr(p, 1, 1); p = substr(p, 2); i = index(p, q); if (i) p = substr(p, 1, i - 1); print sym "\t" p; sym = ""; next } /^[^ \t]/ { sym = "" }'
+# The Kconfig files x86 reads: arch/x86 first (its prompt wins for a symbol several architectures define),
+# arch/Kconfig, then everything outside arch/, each group in sorted order; from the extracted source, else from the tarball.
+kconfig_files() { # dir
+    (cd "$1" && { find ./arch/x86 -name 'Kconfig*' -print0 | sort -z
+                  find ./arch -maxdepth 1 -name 'Kconfig*' -print0 | sort -z
+                  find . -path ./arch -prune -o -name 'Kconfig*' -print0 | sort -z; })
+}
+if source_extracted; then
+    KSRC=$SRC
+else
+    [ -f "$TARBALL" ] || { echo "hardware-doc: no kernel source: neither $SRC nor $TARBALL" >&2; exit 1; }
+    KSRC=$(mktemp -d)
+    trap 'rm -f "$PROMPTS"; rm -rf "$KSRC"' EXIT
+    tar -xJf "$TARBALL" -C "$KSRC" --strip-components=1 --wildcards '*/Kconfig*'
+fi
+# The first prompt of each symbol, in that order.
+(cd "$KSRC" && kconfig_files . | xargs -0 awk "$KCONFIG_PROMPTS") | awk -F '\t' '!seen[$1]++' > "$PROMPTS"
 prompt() { awk -F '\t' -v s="$1" '$1 == s { print $2; exit }' "$PROMPTS"; }
 
 cat <<'HEAD'
@@ -32,7 +43,7 @@ the default): do not edit by hand. Everything is built into the kernel (Keel has
 is tested end to end in `tests/e2e/tests/hardware.rs`; the rest is built in and untested here.
 
 Firmware for these drivers comes from Debian's firmware packages at image build time (`KEEL_FIRMWARE`, see the
-README); CPU microcode is loaded early from the image.
+README); CPU microcode is loaded early from the image when it is built with `KEEL_MICROCODE=auto` (off by default).
 
 Tested under QEMU, in one boot (`tests/e2e/tests/hardware.rs`): a disk behind NVMe, ICH9 AHCI, MegaRAID SAS
 (`megasas-gen2`), LSI 53c895a, VMware PVSCSI and virtio-scsi is listed with its identity, partitioned, formatted
@@ -40,15 +51,21 @@ and mounted; DHCP is answered over virtio-net, e1000e, vmxnet3 and rtl8139. QEMU
 matrix: the built-in mptsas driver brings the controller up (`LSISAS1068 A0`) but reports no disk behind it under
 QEMU 7.2; on real LSI SAS1068 hardware it is the driver Linux has always used.
 
+Also tested under QEMU: UEFI boots through OVMF (PXE over TFTP, the disk's UKI on virtio-blk, Secure Boot
+enforcing) and legacy boots through SeaBIOS and iPXE (`tests/e2e/tests/pxe.rs`, `disk.rs`, `secureboot.rs`), and
+the i6300esb watchdog the upgrade trial arms, which resets a node whose new PID 1 hangs (`upgrade.rs`). Real
+servers' iTCO, SP5100 and IPMI watchdogs, the NICs and RAID controllers QEMU does not emulate, TPMs and USB
+virtual media are built in but untested here.
+
 HEAD
-if [ -f "$B/kernel-groups.txt" ]; then
+if [ -f "$HERE/groups.txt" ]; then
     echo "## What each group costs"
     echo
     echo "vmlinuz bytes, cumulative from the \`virt\` base (\`kernel-config/groups.sh\`):"
     echo
     echo '| step | vmlinuz | added |'
     echo '|---|---:|---:|'
-    tail -n +2 "$B/kernel-groups.txt" | awk '{ printf "| %s | %s | %s |\n", $1, $2, $3 }'
+    tail -n +2 "$HERE/groups.txt" | awk '{ printf "| %s | %s | %s |\n", $1, $2, $3 }'
     echo
 fi
 for frag in "$HERE/metal.config" "$HERE/keel.config"; do

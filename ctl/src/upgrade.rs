@@ -51,7 +51,14 @@ pub fn upgrade(o: Opts) -> Result<(), Failure> {
     let image = read(&file)?;
     let sig = signature(&o, &file, &image)?;
     let sha: String = Sha256::digest(&image).iter().map(|b| format!("{b:02x}")).collect();
-    let path = format!("/v1/upgrade?sha256={sha}");
+    // The signed slot manifest comes last in the stream: naming its version lets the node refuse a downgrade
+    // before it writes anything (and it holds the manifest to this claim).
+    let path = match keel_config::slot_manifest::version_text(&image) {
+        Some(v) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit() || b == b'.') => {
+            format!("/v1/upgrade?sha256={sha}&version={v}")
+        }
+        _ => format!("/v1/upgrade?sha256={sha}"),
+    };
     let what = "PUT /v1/upgrade";
     let mut response = client.send("PUT", &path, Some(&body(&sig, &image)), Some(APPLY_TIMEOUT))?;
     let bytes = response.read_all().map_err(|e| client.io_fail(what, e))?;

@@ -6,32 +6,17 @@
 
 use serde_json::Value;
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("ctl/ has a parent").to_path_buf()
-}
-
-/// The Markdown files an operator reads.
-fn docs() -> Vec<PathBuf> {
-    let root = root();
-    let mut files = vec![root.join("README.md"), root.join("config/README.md"), root.join("ctl/README.md")];
-    let mut more: Vec<PathBuf> = std::fs::read_dir(root.join("docs"))
-        .expect("docs/")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "md"))
-        .collect();
-    more.sort();
-    files.extend(more);
-    files
-}
+mod doc_files;
+use doc_files::{docs, read, root};
 
 /// (file, first line, text) of every ```toml block that is a node config.
 fn toml_blocks() -> Vec<(PathBuf, usize, String)> {
     let mut blocks = Vec::new();
     for file in docs() {
-        let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let text = read(&file);
         let mut current: Option<(usize, String)> = None;
         for (i, line) in text.lines().enumerate() {
             match &mut current {

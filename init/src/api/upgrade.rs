@@ -1,6 +1,7 @@
 //! `PUT /v1/upgrade`: a signed slot image, written to the inactive boot slot and verified before the answer; the
 //! node then reboots into it for its trial (README, "Upgrades"). Body: the armored `keel-image` signature, then
-//! the image. `?sha256=HEX` additionally pins the image's hash.
+//! the image. `?sha256=HEX` additionally pins the image's hash; `?version=V` names the image's version (its signed
+//! slot manifest comes last), so a downgrade is refused before anything is written.
 
 use super::routes::AppState;
 use crate::power::{Action, Request};
@@ -18,12 +19,15 @@ pub const MAX_UPGRADE_BODY: usize = image::MAX_IMAGE + (64 << 10);
 #[derive(serde::Deserialize)]
 pub struct UpgradeQuery {
     sha256: Option<String>,
+    version: Option<String>,
 }
 
 fn http_status(code: &str) -> StatusCode {
     match code {
         "unsigned" | "bad-signature" | "unknown-key" => StatusCode::FORBIDDEN,
-        "malformed" | "wrong-hash" | "too-big" | "not-a-slot-image" => StatusCode::UNPROCESSABLE_ENTITY,
+        "malformed" | "wrong-hash" | "too-big" | "not-a-slot-image" | "version-mismatch" => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
         "unsupported" | "busy" | "pending" | "downgrade" => StatusCode::CONFLICT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -97,10 +101,10 @@ pub async fn put_upgrade(State(s): State<AppState>, Query(q): Query<UpgradeQuery
         }
     };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<bytes_chunk::Chunk, String>>(CHUNKS_IN_FLIGHT);
-    let sha = q.sha256.clone();
+    let (sha, version) = (q.sha256.clone(), q.version.clone());
     let work = tokio::task::spawn_blocking(move || {
         let chunks = std::iter::from_fn(move || rx.blocking_recv());
-        crate::upgrade::stream::install(&sig, chunks, sha.as_deref(), &allowed)
+        crate::upgrade::stream::install(&sig, chunks, sha.as_deref(), version.as_deref(), &allowed)
     });
     let mut sent = 0usize;
     let _fed: Option<()> = async {

@@ -1,17 +1,19 @@
 //! Installing a slot image as it streams in (`PUT /v1/upgrade`): never held whole in memory. The signature comes
-//! first; its key must be trusted for `keel-image` before a byte is written. The image then goes to the inactive
+//! first; its key must be trusted for `keel-image`, and the version the upload claims (`?version=`) must not be
+//! older than the newest committed ([`super::manifest::check_claim`]), before a byte is written. The image then goes to the inactive
 //! slot in 4 MiB steps, each flushed, hashed on the way (the signature's hash and SHA-256); at the end the
 //! signature is checked against that digest, then the `?sha256=` pin, the size and the FAT boot sector, then the
 //! slot is read back from the device. Only then are the record and `BootNext` written ([`super::stage`]).
 //!
 //! Unlike [`super::install`], a refusal found at the end (a signature that does not match the bytes, a wrong
-//! pin, a broken upload) comes after the inactive slot was written: its first MiB is then zeroed, so nothing
+//! pin, a broken upload, a signed manifest that contradicts the claimed version) comes after the inactive slot was written: its first MiB is then zeroed, so nothing
 //! boots unverified bytes. The running slot, the boot order and the trial are untouched, and only a key trusted
 //! for `keel-image` gets this far. The next good upgrade rewrites the slot.
 
 use super::image::{Refusal, MAX_IMAGE, NAMESPACE};
-use super::Installed;
+use super::{manifest, Installed};
 use crate::logging::q;
+use crate::trust::floor::Version;
 use keel_config::sshsig::{AllowedSigners, HashAlg, Signature};
 use sha2::{Digest, Sha256, Sha512};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -75,16 +77,19 @@ pub struct SlotWriter<W: Write> {
     written: u64,
     buf: Vec<u8>,
     head: Vec<u8>,
+    /// The last [`manifest::SIZE`] bytes seen: where the signed slot manifest is.
+    tail: Vec<u8>,
     sha256: Sha256,
     signed: Hasher,
 }
 
-/// What was written: its SHA-256, the digest the signature covers, its size and its first 512 bytes.
+/// What was written: its SHA-256, the digest the signature covers, its size, its first 512 and last 4096 bytes.
 pub struct Written {
     pub sha256: String,
     pub signed_digest: Vec<u8>,
     pub bytes: u64,
     pub head: Vec<u8>,
+    pub tail: Vec<u8>,
 }
 
 impl<W: Write + AsRawFd> SlotWriter<W> {
@@ -95,6 +100,7 @@ impl<W: Write + AsRawFd> SlotWriter<W> {
             written: 0,
             buf: Vec::with_capacity(STEP),
             head: Vec::new(),
+            tail: Vec::with_capacity(2 * manifest::SIZE),
             sha256: Sha256::new(),
             signed: Hasher::new(alg),
         }
@@ -109,6 +115,7 @@ impl<W: Write + AsRawFd> SlotWriter<W> {
             let take = (512 - self.head.len()).min(chunk.len());
             self.head.extend_from_slice(&chunk[..take]);
         }
+        keep_tail(&mut self.tail, chunk);
         self.sha256.update(chunk);
         self.signed.update(chunk);
         self.buf.extend_from_slice(chunk);
@@ -138,7 +145,21 @@ impl<W: Write + AsRawFd> SlotWriter<W> {
             signed_digest: self.signed.finish(),
             bytes: self.written,
             head: self.head,
+            tail: self.tail,
         })
+    }
+}
+
+/// Keeps the last [`manifest::SIZE`] bytes of everything passed through it.
+fn keep_tail(tail: &mut Vec<u8>, chunk: &[u8]) {
+    if chunk.len() >= manifest::SIZE {
+        tail.clear();
+        tail.extend_from_slice(&chunk[chunk.len() - manifest::SIZE..]);
+        return;
+    }
+    tail.extend_from_slice(chunk);
+    if tail.len() > manifest::SIZE {
+        tail.drain(..tail.len() - manifest::SIZE);
     }
 }
 
@@ -181,17 +202,32 @@ pub fn read_back(node: &Path, len: u64) -> Result<String, String> {
     Ok(hex(&hasher.finalize()))
 }
 
-/// Installs the image whose chunks `chunks` yields (an `Err` chunk: the upload broke off), signed by `sig`.
-/// Blocking (disk I/O): run it off the async runtime.
+/// What a streamed upload is checked against besides its signature: the `?sha256=` pin and the version it claims
+/// (`?version=`), and the newest image version the node committed.
+pub struct Expect<'a> {
+    pub sha256: Option<&'a str>,
+    pub claimed: Option<Version>,
+    pub floor: Option<Version>,
+}
+
+/// Installs the image whose chunks `chunks` yields (an `Err` chunk: the upload broke off), signed by `sig`, which
+/// claims to be `version`. Blocking (disk I/O): run it off the async runtime.
 pub fn install<B: AsRef<[u8]>>(
     sig: &str,
     chunks: impl Iterator<Item = Result<B, String>>,
     sha256: Option<&str>,
+    version: Option<&str>,
     allowed: &AllowedSigners,
 ) -> Result<Installed, Refusal> {
     let (parsed, signer) = check_signer(sig, allowed, SystemTime::now()).inspect_err(refused)?;
+    // No downgrades, decided before a byte is written: an older image would bring back the keys it trusted.
+    let floor = crate::trust::floor::current().image;
+    let claimed = manifest::check_claim(version, floor.as_ref())
+        .map_err(|(code, detail)| Refusal::new(code, detail))
+        .inspect_err(refused)?;
     let (layout, running) = super::begin()?;
-    let result = write_all(&layout, running, &parsed, signer, chunks, sha256);
+    let expect = Expect { sha256, claimed, floor };
+    let result = write_all(&layout, running, &parsed, signer, chunks, &expect);
     super::finish(running, &result);
     result
 }
@@ -206,7 +242,7 @@ fn write_all<B: AsRef<[u8]>>(
     sig: &Signature,
     signer: String,
     chunks: impl Iterator<Item = Result<B, String>>,
-    sha256: Option<&str>,
+    expect: &Expect,
 ) -> Result<Installed, Refusal> {
     let target = layout.part(running.other());
     let started = std::time::Instant::now();
@@ -216,7 +252,7 @@ fn write_all<B: AsRef<[u8]>>(
         target.node.display(),
         q(&signer)
     );
-    let (got, written) = match stream_and_check(&target.node, target.bytes, sig, chunks, sha256) {
+    let (got, written) = match stream_and_check(&target.node, target.bytes, sig, chunks, expect) {
         Ok(done) => done,
         Err(r) => {
             refused(&r);
@@ -235,7 +271,7 @@ fn stream_and_check<B: AsRef<[u8]>>(
     slot_bytes: u64,
     sig: &Signature,
     chunks: impl Iterator<Item = Result<B, String>>,
-    sha256: Option<&str>,
+    expect: &Expect,
 ) -> Result<(String, u64), Refusal> {
     let dev = std::fs::OpenOptions::new()
         .write(true)
@@ -247,7 +283,9 @@ fn stream_and_check<B: AsRef<[u8]>>(
         w.write(chunk.as_ref())?;
     }
     let written = w.finish()?;
-    check_written(&written, sig, sha256)?;
+    check_written(&written, sig, expect.sha256)?;
+    manifest::check_streamed(&written.tail, expect.claimed.as_ref(), expect.floor.as_ref())
+        .map_err(|(code, detail)| Refusal::new(code, detail))?;
     let got = read_back(node, written.bytes).map_err(|e| Refusal::new("write-failed", e))?;
     if got != written.sha256 {
         return Err(Refusal::new("write-failed", format!("read back sha256 {got}, wrote {}", written.sha256)));
@@ -312,6 +350,7 @@ mod tests {
         let w = stream_to(&path, &img, &sig, 6 << 20, Some(&sha.to_uppercase())).unwrap();
         assert_eq!((w.sha256.as_str(), w.bytes), (sha.as_str(), img.len() as u64));
         assert_eq!(read_back(&path, w.bytes), Ok(sha.clone()));
+        assert_eq!(w.tail.as_slice(), &img[img.len() - manifest::SIZE..], "the manifest's bytes are kept");
         let disk = std::fs::read(&path).unwrap();
         assert_eq!(&disk[..img.len()], img.as_slice());
         assert!(disk[img.len()..].iter().all(|b| *b == 0xEE), "nothing past the image is touched");
@@ -327,6 +366,21 @@ mod tests {
             check_signer(&sign(&not_fat, &key, NAMESPACE, HashAlg::Sha256), &allowed, SystemTime::now()).unwrap();
         assert_eq!(code(stream_to(&path, &not_fat, &nsig, 6 << 20, None)), Some("not-a-slot-image"));
         let _ = std::fs::remove_file(path);
+    }
+
+    #[test]
+    fn the_tail_is_the_last_manifest_size_bytes_whatever_the_chunking() {
+        let data: Vec<u8> = (0..20_000u32).map(|i| (i % 253) as u8).collect();
+        for step in [1usize, 100, 4095, 4096, 4097, 9000] {
+            let mut tail = Vec::new();
+            for c in data.chunks(step) {
+                keep_tail(&mut tail, c);
+            }
+            assert_eq!(tail.as_slice(), &data[data.len() - manifest::SIZE..], "chunks of {step}");
+        }
+        let mut short = Vec::new();
+        keep_tail(&mut short, &data[..10]);
+        assert_eq!(short.as_slice(), &data[..10]);
     }
 
     #[test]

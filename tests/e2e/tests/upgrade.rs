@@ -270,14 +270,15 @@ fn qemu_upgrade_with_bad_signature_or_hash_is_refused_and_stages_nothing() {
     let mut changed = image.clone();
     changed[100_000] ^= 0xff;
     tampered.extend_from_slice(&changed);
-    let answer = put_raw(&m, &tampered, "");
+    // (Each names the image's version, as keelctl does: the node has a floor, and would refuse it otherwise.)
+    let version = format!("?version={}", env!("CARGO_PKG_VERSION"));
+    let answer = put_raw(&m, &tampered, &version);
     assert!(answer.contains("\"bad-signature\""), "{answer}");
     // The right image and signature, but not the hash the sender expects.
     let mut body = sig.clone();
     body.extend_from_slice(&image);
-    let answer = put_raw(&m, &body, &format!("?sha256={}", "0".repeat(64)));
+    let answer = put_raw(&m, &body, &format!("{version}&sha256={}", "0".repeat(64)));
     assert!(answer.contains("\"wrong-hash\""), "{answer}");
-    // Still open (README, "Anti-rollback"): the streamed PUT /v1/upgrade does not check the slot manifest yet.
 
     vm.expect_anywhere("keel: upgrade.refused reason=wrong-hash", STEP_TIMEOUT);
     let count = |what: &str| vm.transcript().iter().filter(|l| l.contains(what)).count();
@@ -291,6 +292,43 @@ fn qemu_upgrade_with_bad_signature_or_hash_is_refused_and_stages_nothing() {
     drop(vm);
     assert_ne!(m.slot_b_hash(), before, "slot B was streamed to");
     assert!(m.slot_b_head().iter().all(|b| *b == 0), "slot B's first MiB is zeroed after the refusals");
+}
+
+#[test]
+fn qemu_older_image_is_refused_as_a_downgrade_and_slot_b_is_untouched() {
+    let m = Machine::new("downgrade");
+    // Older than the running image (the crate's version, which the normal boot raised the floor to).
+    let img = slot_image_version(&m.dir, "old", "console=ttyS0 panic=-1", &dev_key(), None, "0.0.9");
+    let image = std::fs::read(&img).expect("read image");
+    let sig = std::fs::read(img.with_extension("img.sig")).expect("read signature");
+    let before = m.slot_b_hash();
+    let mut vm = m.boot("upgrade_downgrade");
+    vm.expect("keel: upgrade.slot running=A", UEFI_BOOT_TIMEOUT);
+    vm.expect_anywhere(&format!("keel: upgrade.image_floor version={}", env!("CARGO_PKG_VERSION")), STEP_TIMEOUT);
+    m.status();
+
+    // keelctl names the image's version (from its signed manifest): refused before a byte is written.
+    let (ok, out) = m.ctl(&["upgrade", arg(&img)]);
+    assert!(!ok && out.contains("downgrade") && out.contains("0.0.9"), "{out}");
+    let mut body = sig.clone();
+    body.extend_from_slice(&image);
+    // A client that names no version, once the node has a floor: refused the same way.
+    let answer = put_raw(&m, &body, "");
+    assert!(answer.contains("\"downgrade\"") && answer.contains("names no version"), "{answer}");
+    vm.expect_anywhere("keel: upgrade.refused reason=downgrade", STEP_TIMEOUT);
+    let count = |vm: &Vm, what: &str| vm.transcript().iter().filter(|l| l.contains(what)).count();
+    assert_eq!(count(&vm, "keel: upgrade.write "), 0, "a downgrade is refused before the slot is opened");
+    assert_eq!(m.slot_b_hash(), before, "slot B is byte-identical after the refused downgrades");
+
+    // A client that lies about the version (it needs a keel-image key for this): the signed manifest at the end
+    // contradicts the claim, and the written slot is invalidated, never staged.
+    let answer = put_raw(&m, &body, "?version=99.0");
+    assert!(answer.contains("\"version-mismatch\"") || answer.contains("\"downgrade\""), "{answer}");
+    vm.expect_anywhere("keel: upgrade.slot_invalidated", STEP_TIMEOUT);
+    let st = m.status();
+    assert!(st["boot"]["slot"] == "A" && st["boot"]["pending_slot"].is_null(), "{st:#}");
+    drop(vm);
+    assert!(m.slot_b_head().iter().all(|b| *b == 0), "the lied-about image cannot boot: slot B's head is zeroed");
 }
 
 #[test]
