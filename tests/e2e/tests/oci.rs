@@ -75,12 +75,13 @@ fn qemu_image_services_run_isolated_and_refuse_tampered_or_unauthorized_pulls() 
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;
     std::fs::write(&blob, &bytes).expect("tamper with the layer");
-    let private = helper_image(&scratch("oci_private_layout"), "bin/helper");
+    // Its own content: an image already in the node's store (by digest) would need no registry at all.
+    let private = helper_image(&scratch("oci_private_layout"), "bin/private");
     locked.push(&scratch("oci_private_layout"), "keel/private", Some(keel_e2e::registry::CREDS));
 
     let reference = |reg: &TestRegistry, repo: &str, hex: &str| format!("{}/{repo}@sha256:{hex}", reg.guest_host());
     let config = format!(
-        "version = 1\ngeneration = 1\n{}\n{}\n{}\n{}\n{}",
+        "version = 1\ngeneration = 2\n{}\n{}\n{}\n{}\n{}",
         registry_entry(&open),
         registry_entry(&locked),
         image_service("web", &reference(&open, "keel/web", &good.manifest_hex)),
@@ -122,14 +123,14 @@ fn qemu_image_services_run_isolated_and_refuse_tampered_or_unauthorized_pulls() 
     let deadline = Instant::now() + Duration::from_secs(300);
     let status = loop {
         let st = ctl.status();
-        let reason = |name: &str| st["services"][name]["reason"].as_str().unwrap_or_default().to_string();
+        let reason = |name: &str| st["services"]["services"][name]["reason"].as_str().unwrap_or_default().to_string();
         if reason("bad").starts_with("digest-mismatch") && reason("locked").starts_with("unauthorized") {
             break st;
         }
         assert!(Instant::now() < deadline, "no digest-mismatch / unauthorized in the status: {}", st["services"]);
         std::thread::sleep(Duration::from_secs(1));
     };
-    let web = &status["services"]["web"];
+    let web = &status["services"]["services"]["web"];
     assert_eq!(web["state"], "running", "{web}");
     assert_eq!(web["image"].as_str(), Some(format!("sha256:{}", good.manifest_hex).as_str()), "{web}");
     // Never run: nothing unverified started.
@@ -166,7 +167,7 @@ fn qemu_a_power_cut_mid_pull_is_completed_by_the_next_boot() {
     registry.push(&dir, "keel/big", None);
     let reference = format!("{}/keel/big@sha256:{}", registry.guest_host(), image.manifest_hex);
     let config =
-        format!("version = 1\ngeneration = 1\n{}\n{}", registry_entry(&registry), image_service("web", &reference));
+        format!("version = 1\ngeneration = 2\n{}\n{}", registry_entry(&registry), image_service("web", &reference));
     let server = FileServer::start();
     server.put("/node.toml.sig", ssh_sign(&config, &key, "keel-config"));
     server.put("/node.toml", config.as_bytes().to_vec());
@@ -188,7 +189,7 @@ fn qemu_a_power_cut_mid_pull_is_completed_by_the_next_boot() {
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let st = ctl.status();
-        let p = st["services"]["web"]["pull_percent"].as_u64().unwrap_or(0);
+        let p = st["services"]["services"]["web"]["pull_percent"].as_u64().unwrap_or(0);
         if p >= 5 {
             assert!(p < 100, "the pull finished before the power cut: {st}");
             break;
@@ -219,5 +220,8 @@ fn qemu_a_power_cut_mid_pull_is_completed_by_the_next_boot() {
         }
     }
     let st = ctl.status();
-    assert_eq!(st["services"]["web"]["image"].as_str(), Some(format!("sha256:{}", image.manifest_hex).as_str()));
+    assert_eq!(
+        st["services"]["services"]["web"]["image"].as_str(),
+        Some(format!("sha256:{}", image.manifest_hex).as_str())
+    );
 }

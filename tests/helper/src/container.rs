@@ -46,7 +46,7 @@ pub fn run(port: Option<&str>) -> ExitCode {
         let mut request = [0u8; 1024];
         let _ = stream.read(&mut request);
         let body = format!("{line}\n");
-        let _ = write!(stream, "HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+        let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
     }
     ExitCode::SUCCESS
 }

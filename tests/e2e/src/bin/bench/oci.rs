@@ -78,7 +78,8 @@ pub fn run(runs: usize) {
     vm.expect("keel: ready ", BOOT_TIMEOUT);
     let ctl = Ctl::new(api, "bench-oci");
     let mut services = registry_entry.clone();
-    let mut generation = 1u64;
+    // The image boots its default config as generation 1.
+    let mut generation = 2u64;
     let mut apply = |vm: &mut Vm, services: &str, name: &str, sample_rss: bool| -> (f64, f64) {
         publish(&format!("version = 1\ngeneration = {generation}\n{services}"));
         let accepted = vm.expect(&format!("keel: config.accepted generation={generation} "), STEP_TIMEOUT);
