@@ -5,7 +5,7 @@
 
 use keel_e2e::http_server::{ssh_sign, FileServer};
 use keel_e2e::registry::{layout, tar, TestRegistry};
-use keel_e2e::services::{printk_secs, testhelper_binary, Ctl};
+use keel_e2e::services::{lines_with, printk_secs, testhelper_binary, Ctl};
 use keel_e2e::{build_dir, field, free_port, Initrd, Vm, VmConfig, BOOT_TIMEOUT, STEP_TIMEOUT};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -100,8 +100,9 @@ pub fn run(runs: usize) {
     // First: pull + unpack + start.
     services.push_str(&image_service("img-0", &reference, 9200));
     let (first, peak) = apply(&mut vm, &services, "img-0", true);
-    let pulled = vm.expect("keel: service.pulled name=img-0 ", STEP_TIMEOUT);
-    let pull_ms: f64 = field(&pulled, "ms").and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
+    // Logged before the start line `apply` waited for: read from the transcript, not awaited.
+    let pulled = lines_with(&vm.transcript(), &["keel: service.pulled name=img-0 "]);
+    let pull_ms: f64 = pulled.first().and_then(|l| field(l, "ms")).and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
     let (mut again, mut plain) = (Vec::new(), Vec::new());
     for i in 1..=runs {
         services.push_str(&image_service(&format!("img-{i}"), &reference, 9200 + i));
