@@ -31,7 +31,7 @@ APT_PACKAGES := $(call TOOLS_FROM,apt)
 PIP_PACKAGES := $(call TOOLS_FROM,pip)
 CARGO_TOOLS  := $(call TOOLS_FROM,cargo)
 
-.PHONY: setup keys kernel init image reproducible run test unit lint e2e netns bench clean fuzz fuzz-setup fuzz-ci api-size \
+.PHONY: setup keys kernel init image reproducible run test unit lint e2e netns bench fleet-bench clean fuzz fuzz-setup fuzz-ci api-size \
   hardware-doc hardware-doc-check
 
 ## setup: apt packages, PyPI tools, cargo tools and the musl target from tools.txt; quiet when all are there.
@@ -162,14 +162,20 @@ test: setup lint unit reproducible hardware-doc-check e2e netns fuzz-ci
 
 ## bench: netlink convergence in a netns, then boots N times per network mode (BENCH_RUNS, default 5): medians vs targets;
 ## then both kernel flavours (the virt one is built, once, for this): sizes and boot to ready.
-## BENCH_ONLY=services|api|side|flavours runs only that section (side: Keel vs the busybox peer, image/bench.mk).
+## BENCH_ONLY=services|api|side|flavours|fleet runs only that section (side: Keel vs the busybox peer, image/bench.mk;
+## fleet: the node's pull client for BENCH_FLEET_NODES=10000 simulated nodes against one nginx origin, docs/fleet.md).
 bench: image peer
 	@if [ -z "$${BENCH_ONLY:-}" ]; then \
 	  $(CARGO) test --quiet --release -p keel-init root_netns_bench -- --ignored --nocapture 2>&1 | grep '^net bench'; \
 	  $(MAKE) --no-print-directory api-size; \
 	fi
-	@kernel-config/build.sh $(BUILD) virt >/dev/null
-	@$(CARGO) run --quiet --release -p keel-e2e --bin keel-bench -- $${BENCH_RUNS:-5}
+	@if [ -z "$${BENCH_ONLY:-}" ] || [ "$${BENCH_ONLY}" = fleet ]; then $(MAKE) --no-print-directory fleet-bench; fi
+	@[ "$${BENCH_ONLY:-}" = fleet ] || kernel-config/build.sh $(BUILD) virt >/dev/null
+	@[ "$${BENCH_ONLY:-}" = fleet ] || $(CARGO) run --quiet --release -p keel-e2e --bin keel-bench -- $${BENCH_RUNS:-5}
+
+## fleet-bench: the fleet pull, measured (init/src/config/fleet_bench.rs): one simulated hour, real HTTP to nginx.
+fleet-bench:
+	@$(CARGO) test --quiet --release -p keel-init fleet_bench -- --ignored --nocapture 2>&1 | grep -E '^fleet|panicked|assert'
 
 ## api-size: keel-init without the node API (feature `api` off; its own target dir) beside the shipped one, so
 ## the bytes the API and its TLS add are measured, not estimated. LTO drops every crate only the API uses.
@@ -184,7 +190,7 @@ api-size: init
 ## fuzz: every cargo-fuzz target in fuzz/ (its own workspace) for FUZZ_SECONDS each (default 20), from
 ## the seeds in fuzz/seeds/; a crash stops it and leaves the input in fuzz/artifacts/<target>/. README.md, "Fuzzing".
 FUZZ_SECONDS ?= 20
-FUZZ_TARGETS := config_parse sshsig_parse command_parse api_request credential_parse oci_reference oci_manifest oci_tar oci_www_authenticate
+FUZZ_TARGETS := config_parse sshsig_parse command_parse api_request credential_parse dhcp_decode ipv4_udp_parse sntp_reply oci_reference oci_manifest oci_tar oci_www_authenticate
 FUZZ_DIR     := $(CURDIR)/target/fuzz
 # cargo-fuzz passes -Z flags (sanitizer, coverage): the machine's one toolchain is stable and no other can be
 # fetched, so it is told to accept them.

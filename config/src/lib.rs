@@ -19,6 +19,7 @@ mod diagnose;
 pub mod model;
 pub mod net;
 pub mod raw;
+pub mod rollout;
 pub mod slot_manifest;
 pub mod sshsig;
 pub mod status;

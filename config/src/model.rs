@@ -24,6 +24,10 @@ pub struct Config {
     pub registries: Vec<Registry>,
     /// The `[upgrade]` table: a signed slot image to install (A/B upgrade).
     pub upgrade: Option<Upgrade>,
+    /// The `[[log.forward]]` collectors.
+    pub log_forward: Vec<LogForward>,
+    /// The `[rollout]` table: when this node applies the generation (see [`crate::rollout`]).
+    pub rollout: Option<crate::rollout::Rollout>,
 }
 
 /// A slot image by URL and SHA-256 (64 lowercase hex digits); its `keel-image` signature is at `url` + ".sig".
@@ -442,3 +446,39 @@ mod tests {
         assert!(format!("{open:?}").contains("hunter2"));
     }
 }
+
+/// A log collector (`[[log.forward]]`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LogForward {
+    /// What the config said, e.g. `tcp://10.0.2.2:5514`: the destination's name in status and metrics.
+    pub url: String,
+    pub tls: bool,
+    /// An IP address or a DNS name (without brackets).
+    pub host: String,
+    pub port: u16,
+    pub format: LogFormat,
+    /// PEM CA certificates for TLS; `None` is the image's bundle.
+    pub ca: Option<String>,
+    pub buffer_lines: usize,
+}
+
+/// How a line is written to a collector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogFormat {
+    /// RFC 5424 syslog, each message framed by octet counting (RFC 6587 section 3.4.1).
+    Rfc5424,
+    /// One JSON object per line.
+    Json,
+}
+
+impl LogFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Rfc5424 => "rfc5424",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+/// Lines a collector's buffer holds unless `buffer_lines` says otherwise.
+pub const DEFAULT_LOG_BUFFER_LINES: usize = 10_000;

@@ -78,6 +78,10 @@ pub struct Document {
     /// An A/B upgrade: the slot image (`make upgrade-image`) at `url`, whose SHA-256 is `sha256`, signed for the
     /// `keel-image` namespace at `url` + ".sig". The node installs it once, unless its last upgrade was this image.
     pub upgrade: Option<At<Artifact>>,
+    /// Where the node sends its log lines (its own, the kernel's, its services').
+    pub log: Option<Log>,
+    /// A staged rollout: how fast this generation reaches the fleet (see config/README.md, "Staged rollouts").
+    pub rollout: Option<crate::rollout::RawRollout>,
 }
 
 /// Targeting: every key given must match the node.
@@ -436,4 +440,34 @@ pub struct Service {
     /// The level its stdout/stderr lines are logged at; default "info".
     #[serde(default)]
     pub log_level: LogLevel,
+}
+
+/// The `[log]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Log {
+    /// Collectors that get every `keel:` line, kernel message and service output line, each over its own
+    /// connection with its own bounded buffer.
+    #[serde(default)]
+    pub forward: Vec<At<LogForward>>,
+}
+
+/// One log collector.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct LogForward {
+    /// "tcp://host:port" (plain TCP) or "tls://host:port" (TLS, RFC 5425); host is an IP address or a DNS name,
+    /// IPv6 in brackets.
+    #[cfg_attr(feature = "schema", schemars(regex(pattern = r"^(tcp|tls)://.+:[0-9]+$")))]
+    pub url: At<String>,
+    /// "rfc5424" (syslog, octet-counted as RFC 6587 frames it) or "json" (one JSON object per line); default
+    /// "rfc5424".
+    pub format: Option<At<String>>,
+    /// For tls:// only: the PEM CA certificates to trust instead of the image's bundle (/etc/keel/ca.pem).
+    pub ca: Option<At<String>>,
+    /// Lines kept while the collector is unreachable (the oldest go first); default 10000.
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 1000000)))]
+    pub buffer_lines: Option<At<i64>>,
 }

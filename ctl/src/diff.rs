@@ -189,6 +189,15 @@ pub fn diff(running: &View, new: &View) -> Diff {
     }
     lines.extend(removed.iter().map(|(name, _)| format!("- {name}")));
     section(&mut d.lines, "services", lines);
+
+    let Changes { added, changed, removed } = keyed(&running.logs, &new.logs);
+    let mut lines: Vec<String> = added
+        .iter()
+        .map(|(url, f)| format!("+ {url} ({}, buffer {} lines)", show(f.get("format")), show(f.get("buffer_lines"))))
+        .collect();
+    lines.extend(changed.iter().map(|(url, o, n)| format!("~ {url}: {}", field_changes(o, n).join("; "))));
+    lines.extend(removed.iter().map(|(url, _)| format!("- {url}")));
+    section(&mut d.lines, "log collectors", lines);
     d
 }
 

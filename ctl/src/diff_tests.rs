@@ -38,7 +38,9 @@ fn example_json() -> Value {
                      "uid": 65534, "gid": 65534, "after": ["db"]},
                     {"name": "exporter",
                      "exec": "image registry.example:5000/ops/exporter@sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824",
-                     "args": ["--port", "9100"], "uid": 65534, "gid": 65534, "after": ["network", "volume:data"]}]
+                     "args": ["--port", "9100"], "uid": 65534, "gid": 65534, "after": ["network", "volume:data"]}],
+        "log": {"forward": [{"url": "tcp://10.0.2.2:5514", "format": "rfc5424", "buffer_lines": 5000, "ca": "image"},
+                            {"url": "tls://logs.example.org:6514", "format": "json", "buffer_lines": 10000, "ca": "config"}]}
     })
 }
 
@@ -209,4 +211,22 @@ fn base64_round_trips() {
     for bad in ["YQ=", "Y===", "Y=Q=", "<redacted>"] {
         assert_eq!(base64_decode(bad), None, "{bad}");
     }
+}
+
+#[test]
+fn log_collectors_are_compared_by_url() {
+    let head = "version = 1\ngeneration = 1\n";
+    let old =
+        format!("{head}[[log.forward]]\nurl = \"tcp://10.0.2.2:5514\"\n[[log.forward]]\nurl = \"tcp://old:514\"\n");
+    let new = format!(
+        "{head}[[log.forward]]\nurl = \"tcp://10.0.2.2:5514\"\nbuffer_lines = 5\n\
+         [[log.forward]]\nurl = \"tls://new:6514\"\nformat = \"json\"\n"
+    );
+    let want = "\
+log collectors:
+  + tls://new:6514 (json, buffer 10000 lines)
+  ~ tcp://10.0.2.2:5514: buffer_lines 10000 → 5
+  - tcp://old:514
+";
+    assert_eq!(diff(&local(&old), &local(&new)).to_string(), want);
 }

@@ -112,6 +112,10 @@ pub fn apply(o: Opts, plan: bool) -> Result<(), Failure> {
     let accepted = v.get("accepted").and_then(Value::as_bool);
     if (200..300).contains(&status) && accepted != Some(false) {
         let generation = v.get("generation").and_then(Value::as_u64).unwrap_or(config.generation);
+        if let Some(at) = v.get("waiting_rollout").and_then(|w| w.get("applies_at")).and_then(Value::as_str) {
+            println!("accepted generation {generation}: waiting-rollout, this node applies it at {at}");
+            return Ok(());
+        }
         let state = match v.get("converged").and_then(Value::as_bool) {
             Some(true) => " (converged)",
             Some(false) => " (not converged yet; see keelctl status)",

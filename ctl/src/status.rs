@@ -158,6 +158,11 @@ pub fn render(st: &Value) -> String {
     if let Some(text) = waiting_for(config) {
         line("", text);
     }
+    if let Some(w) = config.get("rollout").filter(|r| r.is_object()) {
+        let generation = w.get("generation").and_then(Value::as_u64).map_or("?".to_string(), |g| g.to_string());
+        let at = s(w, "applies_at").unwrap_or("?");
+        line("", format!("waiting-rollout: generation {generation} applies at {at}"));
+    }
     if let Some(rej) = config.get("last_rejection").filter(|r| r.is_object()) {
         let mut text = format!("last rejection: {}", s(rej, "reason").unwrap_or("?"));
         if let Some(d) = s(rej, "detail") {
@@ -348,6 +353,18 @@ mod tests {
         assert_eq!(render(&st), want);
         let ok = json!({"config": {"pull": {"url": "http://h/n", "polls": 4, "failures": 0, "last_error": "old"}}});
         assert_eq!(render(&ok), "node\nconfig     none applied\n           pull from http://h/n: ok\n");
+    }
+
+    #[test]
+    fn a_config_held_for_its_rollout_turn_shows_when_it_applies() {
+        let st = json!({"config": {"generation": 4, "converged_generation": 4, "source": "http://h/n",
+            "rollout": {"state": "waiting-rollout", "generation": 5, "applies_at": "2026-12-02T18:00:00Z",
+                        "applies_at_unix": 1_796_234_400, "slot": 0.41, "source": "http://h/n"}}});
+        assert_eq!(
+            render(&st),
+            "node\nconfig     generation 4 (converged) from http://h/n\n           \
+             waiting-rollout: generation 5 applies at 2026-12-02T18:00:00Z\n"
+        );
     }
 
     #[test]

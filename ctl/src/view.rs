@@ -29,6 +29,8 @@ pub struct View {
     pub volumes: BTreeMap<String, Fields>,
     pub files: BTreeMap<String, FileView>,
     pub services: BTreeMap<String, ServiceView>,
+    /// Log collectors by URL: `format`, `buffer_lines`, `ca` (`config` or `image`).
+    pub logs: BTreeMap<String, Fields>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -156,6 +158,15 @@ impl View {
             ];
             v.services.insert(s.name.clone(), ServiceView { fields: fields.into(), env: s.env.clone() });
         }
+        for f in &c.log_forward {
+            let ca = if f.ca.is_some() { "config" } else { "image" };
+            let fields = [
+                ("format", f.format.as_str().to_string()),
+                ("buffer_lines", f.buffer_lines.to_string()),
+                ("ca", ca.into()),
+            ];
+            v.logs.insert(f.url.clone(), fields.into());
+        }
         v
     }
 
@@ -178,6 +189,15 @@ impl View {
         }
         if let Some(Value::Object(m)) = j.get("sysctl") {
             v.sysctl = m.iter().filter_map(|(k, x)| Some((k.clone(), text(x)?))).collect();
+        }
+        for f in items(j.get("log").unwrap_or(&Value::Null), &["forward"]) {
+            let Some(url) = f.get("url").and_then(text) else { continue };
+            let fields = [
+                ("format", f.get("format").and_then(text).unwrap_or_else(|| "rfc5424".into())),
+                ("buffer_lines", f.get("buffer_lines").and_then(text).unwrap_or_default()),
+                ("ca", f.get("ca").and_then(text).unwrap_or_else(|| "image".into())),
+            ];
+            v.logs.insert(url, fields.into());
         }
         let net = j.get("network").unwrap_or(&Value::Null);
         let ips = |key: &str| list(strings(net.get(key)).iter().map(|s| norm(s, |s| s.parse::<IpAddr>().ok())));

@@ -91,6 +91,7 @@ impl log::Log for Logger {
         }
         let line = record.args().to_string();
         crate::logging_ring::record(record.level(), crate::logging_ring::Source::Init, &line);
+        crate::logfwd::keel_line(record.level(), &line);
         // A poisoned lock only means another thread panicked mid-write; the sinks are still usable.
         let mut sinks = match self.sinks.lock() {
             Ok(s) => s,

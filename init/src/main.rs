@@ -8,6 +8,7 @@ mod cmdline;
 mod config;
 mod fsutil;
 mod hostname;
+mod logfwd;
 mod logging;
 mod logging_ring;
 mod machine_id;

@@ -16,6 +16,64 @@ pub static READY_UPTIME_US: AtomicU64 = AtomicU64::new(0);
 pub static READY_INIT_US: AtomicU64 = AtomicU64::new(0);
 
 static REJECTIONS: Mutex<BTreeMap<&'static str, u64>> = Mutex::new(BTreeMap::new());
+static PULLS: Mutex<BTreeMap<&'static str, u64>> = Mutex::new(BTreeMap::new());
+
+/// A config pull ended: `changed` (a new body), `not-modified` (304 or the same body) or `error`.
+pub fn pulled(result: &'static str) {
+    let mut m = PULLS.lock().unwrap_or_else(|p| p.into_inner());
+    *m.entry(result).or_default() += 1;
+}
+
+/// One metric with labelled samples, e.g. `keel_service_restarts_total{service="web"} 3`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Family {
+    pub name: &'static str,
+    pub help: &'static str,
+    /// "counter" or "gauge".
+    pub kind: &'static str,
+    pub samples: Vec<(Vec<(&'static str, String)>, f64)>,
+}
+
+impl Family {
+    pub fn new(name: &'static str, help: &'static str, kind: &'static str) -> Family {
+        Family { name, help, kind, samples: Vec::new() }
+    }
+
+    pub fn sample(&mut self, labels: &[(&'static str, &str)], value: f64) {
+        self.samples.push((labels.iter().map(|(k, v)| (*k, v.to_string())).collect(), value));
+    }
+}
+
+/// A label value in the text format: backslash, double quote and line feed escaped.
+fn label_value(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+fn render_family(out: &mut String, f: &Family) {
+    out.push_str(&format!("# HELP {} {}\n# TYPE {} {}\n", f.name, f.help, f.name, f.kind));
+    for (labels, value) in &f.samples {
+        let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{}\"", label_value(v))).collect();
+        if labels.is_empty() {
+            out.push_str(&format!("{} {value}\n", f.name));
+        } else {
+            out.push_str(&format!("{}{{{}}} {value}\n", f.name, labels.join(",")));
+        }
+    }
+}
+
+/// [`render`] and then labelled families the caller collected (per kind, per service, per collector, …).
+pub fn render_with(extra: &[(&str, &str, f64)], families: &[Family]) -> String {
+    let mut out = render(extra);
+    let mut pulls = Family::new("keel_config_pulls_total", "Config pulls from keel.config, by result.", "counter");
+    for (result, n) in PULLS.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        pulls.sample(&[("result", result)], *n as f64);
+    }
+    render_family(&mut out, &pulls);
+    for f in families {
+        render_family(&mut out, f);
+    }
+    out
+}
 
 pub fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
@@ -56,7 +114,8 @@ pub fn render(extra: &[(&str, &str, f64)]) -> String {
     gauge("keel_net_writes_total", "Netlink writes by the network controller.", "counter", load(&NET_WRITES));
     gauge("keel_net_repairs_total", "Drift repairs by the network controller.", "counter", load(&NET_REPAIRS));
     for (name, help, value) in extra {
-        gauge(name, help, "gauge", *value);
+        let kind = if name.ends_with("_total") { "counter" } else { "gauge" };
+        gauge(name, help, kind, *value);
     }
     out.push_str(
         "# HELP keel_config_rejected_total Configs refused, by reason.\n# TYPE keel_config_rejected_total counter\n",
@@ -68,19 +127,4 @@ pub fn render(extra: &[(&str, &str, f64)]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn renders_prometheus_text() {
-        bump(&CONFIG_ACCEPTED);
-        rejected("not-newer");
-        let text = render(&[("keel_config_generation", "The applied generation.", 7.0)]);
-        assert!(text.contains("# TYPE keel_config_accepted_total counter\nkeel_config_accepted_total "), "{text}");
-        assert!(text.contains("keel_config_rejected_total{reason=\"not-newer\"} "), "{text}");
-        assert!(text.contains("keel_config_generation 7\n"), "{text}");
-        for line in text.lines().filter(|l| !l.starts_with('#')) {
-            assert_eq!(line.split(' ').count(), 2, "{line}");
-        }
-    }
-}
+pub mod tests;

@@ -4,6 +4,7 @@
 //! services of its config stopped); the config task waits on it to report `config.converged`; the upgrade trial
 //! waits for that.
 
+use crate::logfwd::LogFwdStatus;
 use crate::net::controller::NetStatus;
 use crate::reconcile::ControllerStatus;
 use crate::services::ServicesStatus;
@@ -20,6 +21,7 @@ pub enum Kind {
     Files,
     Storage,
     Services,
+    Logs,
 }
 
 impl fmt::Display for Kind {
@@ -30,6 +32,7 @@ impl fmt::Display for Kind {
             Kind::Files => "files",
             Kind::Storage => "storage",
             Kind::Services => "services",
+            Kind::Logs => "logs",
         })
     }
 }
@@ -95,6 +98,16 @@ pub fn storage(status: &StorageStatus, generation: u64) -> Convergence {
     }
 }
 
+/// The log collectors: converged once the generation's collectors run. A collector that is down is not a
+/// convergence problem (its lines wait in its buffer); its state is in the status.
+pub fn logs(status: &LogFwdStatus, generation: u64) -> Convergence {
+    if status.generation.is_some_and(|g| g >= generation) {
+        Convergence::Converged
+    } else {
+        Convergence::Pending
+    }
+}
+
 /// Every controller's status channel.
 #[derive(Clone)]
 pub struct Registry {
@@ -104,12 +117,13 @@ pub struct Registry {
     pub files: watch::Receiver<ControllerStatus>,
     pub storage: watch::Receiver<StorageStatus>,
     pub services: watch::Receiver<ServicesStatus>,
+    pub logs: watch::Receiver<LogFwdStatus>,
 }
 
 impl Registry {
     /// Each kind against `generation`, now.
     pub fn convergence(&self, generation: u64) -> Vec<(Kind, Convergence)> {
-        let mut all = Vec::with_capacity(5);
+        let mut all = Vec::with_capacity(6);
         if let Some(net) = &self.net {
             all.push((Kind::Network, network(&net.borrow(), generation)));
         }
@@ -117,6 +131,7 @@ impl Registry {
         all.push((Kind::Files, items(&self.files.borrow(), generation)));
         all.push((Kind::Storage, storage(&self.storage.borrow(), generation)));
         all.push((Kind::Services, services(&self.services.borrow(), generation)));
+        all.push((Kind::Logs, logs(&self.logs.borrow(), generation)));
         all
     }
 
@@ -177,6 +192,7 @@ impl Registry {
             r = self.files.changed() => r,
             r = self.storage.changed() => r,
             r = self.services.changed() => r,
+            r = self.logs.changed() => r,
         };
         r.is_ok()
     }
@@ -235,7 +251,8 @@ mod tests {
         let mut svc = ServicesStatus { generation: Some(1), ..Default::default() };
         svc.settle();
         let (services_tx, services) = watch::channel(svc.clone());
-        let registry = Registry { net: None, sysctl, files, storage, services };
+        let (_logs_tx, logs) = watch::channel(LogFwdStatus { generation: Some(2), ..Default::default() });
+        let registry = Registry { net: None, sysctl, files, storage, services, logs };
         let mut waiting = tokio::spawn({
             let r = registry.clone();
             async move { r.converged(1).await }

@@ -1,6 +1,7 @@
 //! Semantic validation: turns the [`raw`](crate::raw) document into a typed [`Config`], collecting every problem
 //! with its place in the file rather than stopping at the first.
 
+mod log;
 mod network;
 mod services;
 mod topology;
@@ -32,6 +33,8 @@ pub(crate) fn document(doc: &raw::Document, sink: &mut Sink) -> Config {
         services: services::services(&doc.service, &volume_mounts(doc), &registries, sink),
         registries,
         upgrade: doc.upgrade.as_ref().and_then(|u| services::artifact(u.get(), "upgrade", sink)),
+        log_forward: doc.log.as_ref().map(|l| log::forwards(&l.forward, sink)).unwrap_or_default(),
+        rollout: doc.rollout.as_ref().and_then(|r| crate::rollout::validate(r, sink)),
     }
 }
 

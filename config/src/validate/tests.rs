@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use crate::model::{LinkSelector, Restart};
+use crate::model::{LinkSelector, LogFormat, Restart};
 use crate::{parse, LoadError};
 
 const EXAMPLE: &str = include_str!("../../examples/node.toml");
@@ -53,6 +53,37 @@ fn the_example_parses_into_the_typed_config() {
     assert_eq!(c.services[0].env["RUST_LOG"], "info");
     assert_eq!(c.services[1].restart, Restart::OnFailure);
     assert_eq!((c.services[1].uid, c.services[1].args.len()), (65534, 0));
+    let logs = &c.log_forward;
+    assert_eq!((logs[0].tls, logs[0].host.as_str(), logs[0].port), (false, "10.0.2.2", 5514));
+    assert_eq!((logs[0].format, logs[0].buffer_lines, logs[0].ca.is_none()), (LogFormat::Rfc5424, 5000, true));
+    assert_eq!((logs[1].tls, logs[1].port, logs[1].format), (true, 6514, LogFormat::Json));
+    assert!(logs[1].ca.as_deref().is_some_and(|ca| ca.contains("BEGIN CERTIFICATE")));
+    assert_eq!(logs[1].buffer_lines, crate::model::DEFAULT_LOG_BUFFER_LINES);
+}
+
+#[test]
+fn log_collectors_name_the_bad_value() {
+    assert_eq!(
+        one_error("[[log.forward]]\nurl = \"udp://10.0.2.2:514\"\n"),
+        "node.toml:4:7: log.forward[0].url: \"udp://10.0.2.2:514\" has no tcp:// or tls:// scheme; write tcp://host:port or tls://host:port"
+    );
+    assert_eq!(
+        one_error("[[log.forward]]\nurl = \"tcp://10.0.2.2:514\"\nformat = \"gelf\"\n"),
+        "node.toml:5:10: log.forward[0].format: \"gelf\" is not a log format; use \"rfc5424\" or \"json\""
+    );
+    assert_eq!(
+        one_error("[[log.forward]]\nurl = \"tcp://10.0.2.2:514\"\nbuffer_lines = 0\n"),
+        "node.toml:5:16: log.forward[0].buffer_lines: must be 1..1000000"
+    );
+    assert_eq!(
+        one_error("[[log.forward]]\nurl = \"tcp://h:1\"\nca = \"-----BEGIN CERTIFICATE-----\"\n"),
+        "node.toml:5:6: log.forward[0].ca: is only for tls:// collectors"
+    );
+    let dup = "[[log.forward]]\nurl = \"tcp://h:1\"\n[[log.forward]]\nurl = \"tcp://h:1\"\nformat = \"json\"\n";
+    assert_eq!(
+        one_error(dup),
+        "node.toml:6:7: log.forward[1].url: collector tcp://h:1 is already used by log.forward[0].url"
+    );
 }
 
 #[test]

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod command;
 pub mod limits;
+pub mod metrics;
 pub mod request;
 pub mod routes;
 pub mod status;

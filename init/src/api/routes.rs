@@ -57,7 +57,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/reboot", post(|s, b| command(s, b, Action::Reboot)))
         .route("/v1/poweroff", post(|s, b| command(s, b, Action::Poweroff)))
         .route("/v1/logs", get(logs))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(super::metrics::metrics))
         .route("/v1/upgrade", axum::routing::put(super::upgrade::put_upgrade))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not-found", "no such endpoint; see docs/api.md") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -121,6 +121,7 @@ fn render_status(s: &Inner) -> Value {
         "time": status::time(&s.time.borrow()),
         "services": status::services(&s.config),
         "storage": status::storage(&s.config),
+        "logs": status::logs(&s.config.logs.borrow()),
         "rollback": crate::trust::floor::status_json(),
         "rss_kib": crate::procfs::self_rss_kib(),
     })
@@ -152,6 +153,14 @@ async fn put_config(State(s): State<AppState>, body: Result<Json<Push>, JsonReje
     }
     match outcome.await {
         Ok(Ok(generation)) => {
+            // Held for this node's rollout turn: nothing converges before then, so the answer says when.
+            let held = s.config.waiting.borrow().clone().filter(|w| w.generation == generation);
+            if let Some(w) = held {
+                let waiting = status::rollout_waiting(&w);
+                return Json(json!({"accepted": true, "generation": generation, "converged": false,
+                                   "waiting_rollout": waiting}))
+                .into_response();
+            }
             let done = tokio::time::timeout(CONVERGE_WAIT, converged.wait_for(|g| g.is_some_and(|g| g >= generation)));
             let converged = matches!(done.await, Ok(Ok(_)));
             Json(json!({"accepted": true, "generation": generation, "converged": converged})).into_response()
@@ -247,32 +256,4 @@ async fn logs(
     });
     let body = axum::body::Body::from_stream(futures_util::StreamExt::chain(first, rest));
     ([("content-type", "text/plain; charset=utf-8")], body).into_response()
-}
-
-async fn metrics(State(s): State<AppState>) -> Response {
-    let generation = s.config.applied.borrow().as_ref().map(|a| a.generation as f64).unwrap_or(0.0);
-    let rss = crate::procfs::self_rss_kib() as f64 * 1024.0;
-    let count = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed) as f64;
-    let text = crate::metrics::render(&[
-        ("keel_config_generation", "The config generation the node runs.", generation),
-        ("keel_pid1_rss_bytes", "PID 1's resident set size.", rss),
-        ("keel_uptime_seconds", "Time since the kernel started.", crate::clock::uptime().as_secs_f64()),
-        (
-            "keel_api_unauthenticated_total",
-            "API requests refused with 401 (no or bad credential).",
-            count(&super::auth::UNAUTHENTICATED),
-        ),
-        ("keel_api_forbidden_total", "API requests refused with 403 (missing role).", count(&super::auth::FORBIDDEN)),
-        (
-            "keel_api_deadline_expired_total",
-            "API requests that ran out of time.",
-            count(&super::limits::DEADLINE_EXPIRED),
-        ),
-        (
-            "keel_api_unauthenticated_closed_total",
-            "Connections closed for not authenticating in time.",
-            count(&super::limits::PREAUTH_CLOSED),
-        ),
-    ]);
-    ([("content-type", "text/plain; version=0.0.4")], text).into_response()
 }

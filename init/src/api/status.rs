@@ -92,6 +92,7 @@ pub fn config(c: &ConfigHandle) -> Value {
     let applied = c.applied.borrow().clone();
     let rejection = c.rejection.borrow().clone();
     let pull = c.pull.borrow().clone();
+    let waiting = c.waiting.borrow().clone();
     let secs = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     json!({
         "generation": applied.as_ref().map(|a| a.generation),
@@ -103,9 +104,17 @@ pub fn config(c: &ConfigHandle) -> Value {
         // Each kind against the applied generation: keel_config::status::KindConvergence, read by keelctl.
         "convergence": applied.as_ref().map(|a| serde_json::to_value(c.registry.report(a.generation)).unwrap_or_default()),
         "last_rejection": rejection.map(|r| json!({"reason": r.code, "detail": r.detail, "source": r.source})),
+        // A verified newer generation held until this node's rollout turn; the node keeps running `generation`.
+        "rollout": waiting.map(|w| rollout_waiting(&w)),
         "pull": pull.url.as_ref().map(|url| json!({"url": url, "polls": pull.polls, "failures": pull.failures,
                                                     "last_error": pull.last_error})),
     })
+}
+
+/// `config.rollout` and the PUT reply's `waiting_rollout`: the held generation and when it applies.
+pub fn rollout_waiting(w: &crate::config::rollout::Waiting) -> Value {
+    json!({"state": "waiting-rollout", "generation": w.generation, "applies_at": w.applies_at.to_string(),
+           "applies_at_unix": w.applies_at.unix_seconds, "slot": w.slot, "source": w.source})
 }
 
 pub fn services(c: &ConfigHandle) -> Value {
@@ -126,6 +135,19 @@ pub fn services(c: &ConfigHandle) -> Value {
 
 pub fn controllers(c: &ConfigHandle) -> Value {
     json!({"sysctl": controller(&c.sysctl.borrow()), "files": controller(&c.files.borrow())})
+}
+
+/// The log collectors: connection, lines sent, dropped (buffer full, oldest first) and waiting, the last error.
+pub fn logs(s: &crate::logfwd::LogFwdStatus) -> Value {
+    let forward: Vec<Value> = s
+        .destinations
+        .iter()
+        .map(|d| {
+            json!({"url": d.url, "format": d.format, "connected": d.connected, "sent": d.sent, "dropped": d.dropped,
+                   "buffered": d.buffered, "buffer_lines": d.buffer_lines, "error": d.error})
+        })
+        .collect();
+    json!({"generation": s.generation, "forward": forward, "intake_dropped": s.intake_dropped})
 }
 
 /// The state volume (or why /var is tmpfs) and the config's volumes.
@@ -232,6 +254,8 @@ fn applied_config(a: &crate::config::pipeline::Applied) -> Value {
             "storage": {"volume": volumes},
             "file": files,
             "service": services,
+            "log": {"forward": cfg.log_forward.iter().map(|f| json!({"url": f.url, "format": f.format.as_str(),
+                "ca": if f.ca.is_some() { "config" } else { "image" }, "buffer_lines": f.buffer_lines})).collect::<Vec<_>>()},
         },
     })
 }

@@ -106,7 +106,9 @@ pub fn early(exec_at: Duration) -> Node {
 /// Everything after the early phases: the reap loop, shutdown triggers, the ready line, and then waiting for
 /// the one request that ends this boot.
 pub async fn run(exec_at: Duration) -> ! {
+    crate::logfwd::install();
     let mut node = early(exec_at);
+    crate::logfwd::start_kernel_reader();
     let reaper = Reaper::default();
     let mut sigchld = match signal(SignalKind::child()) {
         Ok(s) => Some(s),

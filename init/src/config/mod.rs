@@ -2,9 +2,12 @@
 //! config goes through, and the mapping from an accepted config to each controller's desired state.
 
 pub mod apply;
+#[cfg(test)]
+mod fleet_bench;
 pub mod http;
 pub mod pipeline;
 pub mod pull;
+pub mod rollout;
 pub mod run;
 pub mod store;
 pub mod submit;

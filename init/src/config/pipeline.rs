@@ -3,6 +3,7 @@
 //! Any failure is one clear line (`config.rejected reason=… source=…`), is kept in status, and leaves the running
 //! config untouched.
 
+use super::rollout::{self, Gate, Held, Waiting};
 use super::store::{Signed, Store};
 use keel_config::sshsig::{self, AllowedSigners};
 use keel_config::{check_generation, check_target, Config, NodeFacts, Reason};
@@ -70,6 +71,18 @@ pub struct Pipeline {
     highest: Option<u64>,
     publish: watch::Sender<Option<Arc<Applied>>>,
     last_rejection: watch::Sender<Option<Rejection>>,
+    /// A verified config whose rollout turn has not come for this node (never recorded as applied).
+    held: Option<Held>,
+    waiting: watch::Sender<Option<Waiting>>,
+}
+
+pub type WaitingRx = watch::Receiver<Option<Waiting>>;
+
+/// The node's clock, never below the rollback floor's time (a clock reset to 1970 cannot expire-proof a config
+/// or hold a rollout forever behind the last time the node knew).
+fn node_now() -> SystemTime {
+    let floor = crate::trust::floor::current();
+    SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(crate::trust::floor::now_at_least(&floor))
 }
 
 fn node_macs() -> Vec<keel_config::net::MacAddr> {
@@ -94,13 +107,91 @@ impl Pipeline {
         let highest = store.highest().max(floor.generation);
         let (publish, applied) = watch::channel(None);
         let (last_rejection, rejections) = watch::channel(None);
-        (Pipeline { allowed, machine_id, store, highest, publish, last_rejection }, applied, rejections)
+        let (waiting, _) = watch::channel(None);
+        let pipeline = Pipeline { allowed, machine_id, store, highest, publish, last_rejection, held: None, waiting };
+        (pipeline, applied, rejections)
+    }
+
+    /// What status shows of a config held for its rollout turn.
+    pub fn waiting(&self) -> WaitingRx {
+        self.waiting.subscribe()
+    }
+
+    fn set_held(&mut self, held: Option<Held>) {
+        let shown = held.as_ref().map(|h| Waiting {
+            generation: h.generation,
+            applies_at: h.applies_at,
+            slot: keel_config::rollout::slot(&self.machine_id),
+            source: h.source.clone(),
+        });
+        self.held = held;
+        self.waiting.send_replace(shown);
+    }
+
+    /// How long until the held config (if any) should be looked at again: at most [`rollout::RECHECK`].
+    pub fn next_wake(&self) -> Option<std::time::Duration> {
+        let now = keel_config::Timestamp::from_system(node_now());
+        self.held.as_ref().map(|h| rollout::wake_in(h.applies_at, now))
+    }
+
+    /// Applies the held config if its time has come (re-checked: it may have expired meanwhile); None when there
+    /// is nothing to do yet.
+    pub fn apply_due(&mut self) -> Option<Result<u64, Rejection>> {
+        let now = keel_config::Timestamp::from_system(node_now());
+        if self.held.as_ref()?.applies_at > now {
+            return None;
+        }
+        let held = self.held.take()?;
+        self.set_held(None);
+        log::info!(
+            "config.rollout_due generation={} applies_at={} source={}",
+            held.generation,
+            held.applies_at,
+            held.source
+        );
+        Some(self.submit_gated(&held.source, &held.signed, Mode::New, false))
     }
 
     /// Runs a config through every check; on success it is persisted (unless it came from the store or the
     /// image) and published to the controllers.
     pub fn submit(&mut self, source: &str, signed: &Signed, mode: Mode) -> Result<u64, Rejection> {
+        self.submit_gated(source, signed, mode, true)
+    }
+
+    /// [`Pipeline::submit`]; `gated`: a new config waits for this node's rollout turn (false once it came).
+    fn submit_gated(&mut self, source: &str, signed: &Signed, mode: Mode, gated: bool) -> Result<u64, Rejection> {
+        // The config already held, sent again (pushed twice, or pulled after an ETag change): still waiting.
+        if let Some(h) = self.held.as_ref().filter(|h| mode == Mode::New && h.signed == *signed) {
+            log::info!(
+                "config.waiting_rollout generation={} applies_at={} source={source}",
+                h.generation,
+                h.applies_at
+            );
+            return Ok(h.generation);
+        }
         let result = self.check(source, signed, mode);
+        if let (Ok(applied), Mode::New, true) = (&result, mode, gated) {
+            let now = keel_config::Timestamp::from_system(node_now());
+            if let Gate::Wait(at) = rollout::gate(applied.config.rollout.as_ref(), &self.machine_id, now) {
+                let generation = applied.generation;
+                log::info!(
+                    "config.waiting_rollout generation={generation} applies_at={at} slot={:.6} source={source} \
+                     running={}",
+                    keel_config::rollout::slot(&self.machine_id),
+                    self.publish.borrow().as_ref().map_or("none".to_string(), |a| a.generation.to_string())
+                );
+                if let Some(before) = &self.held {
+                    log::info!("config.rollout_superseded generation={} by_generation={generation}", before.generation);
+                }
+                self.set_held(Some(Held {
+                    source: source.to_string(),
+                    signed: signed.clone(),
+                    generation,
+                    applies_at: at,
+                }));
+                return Ok(generation);
+            }
+        }
         match &result {
             Ok(applied) => {
                 crate::metrics::bump(&crate::metrics::CONFIG_ACCEPTED);
@@ -142,6 +233,12 @@ impl Pipeline {
             }
         }
         self.highest = Some(self.highest.map_or(generation, |h| h.max(generation)));
+        // A newer config supersedes one held for its rollout turn (that is how an operator halts a rollout).
+        if self.held.is_some() {
+            let before = self.held.as_ref().map_or(0, |h| h.generation);
+            log::info!("config.rollout_superseded generation={before} by_generation={generation} source={source}");
+            self.set_held(None);
+        }
         self.publish.send_replace(Some(Arc::new(applied)));
         Ok(generation)
     }
@@ -175,12 +272,14 @@ impl Pipeline {
                 source: source.into(),
             });
         }
-        let highest = self.highest.max(floor.generation);
+        // A config held for its rollout turn counts: nothing at or below it is accepted while it waits.
+        let held = self.held.as_ref().map(|h| h.generation);
+        let highest = self.highest.max(floor.generation).max(held);
         // The same generation as the highest is no rollback while the node runs nothing newer: at boot, and for
         // a diskless node fetching its current config again after a power cycle.
         let running = self.publish.borrow().as_ref().map(|a| a.generation);
         match highest {
-            Some(h) if config.generation == h && running != Some(h) => {}
+            Some(h) if config.generation == h && running != Some(h) && held != Some(h) => {}
             _ => check_generation(config.generation, highest).map_err(|r| reject(&r))?,
         }
         Ok(Applied {

@@ -38,6 +38,83 @@ fn resolve(template: &str, net: &NetStatus, machine_id: &str) -> String {
     http::substitute(template, &[("mac", &mac), ("uuid", machine_id), ("hostname", &net.hostname)])
 }
 
+/// When to poll next: the interval after a success, spread ±10% so nodes that started together drift apart
+/// (no fleet-wide lockstep), and after a failure the retry policy's doubling backoff (1 s to 5 min, ±20%).
+/// Pure apart from its random source, so the fleet bench (`fleet_bench.rs`) drives the node's own schedule with
+/// a simulated clock.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    pub interval: Duration,
+    backoff: crate::retry::Backoff,
+    rng: crate::retry::Rng,
+}
+
+impl Schedule {
+    pub fn new(interval: Duration) -> Schedule {
+        Schedule::with(
+            interval,
+            crate::retry::Backoff::new(Duration::from_secs(1), MAX_BACKOFF),
+            crate::retry::Rng::new(),
+        )
+    }
+
+    #[cfg(test)]
+    pub fn seeded(interval: Duration, seed: u64) -> Schedule {
+        let backoff = crate::retry::Backoff::seeded(Duration::from_secs(1), MAX_BACKOFF, seed);
+        Schedule::with(interval, backoff, crate::retry::Rng::seeded(seed.rotate_left(17) ^ 0x5eed))
+    }
+
+    fn with(interval: Duration, backoff: crate::retry::Backoff, rng: crate::retry::Rng) -> Schedule {
+        Schedule { interval, backoff, rng }
+    }
+
+    /// The wait after a poll that succeeded (`ok`) or failed.
+    pub fn next(&mut self, ok: bool) -> Duration {
+        if ok {
+            self.backoff.succeeded();
+            let spread = (self.rng.next_u64() % 201) as f64 / 1000.0 - 0.1; // -0.10 ..= +0.10
+            self.interval.mul_f64(1.0 + spread)
+        } else {
+            self.backoff.failed()
+        }
+    }
+}
+
+/// A node's conditional-GET state for one config URL: the last ETag and body.
+#[derive(Debug, Default)]
+pub struct Poller {
+    etag: Option<String>,
+    last_body: Option<Vec<u8>>,
+}
+
+impl Poller {
+    /// One poll: a conditional GET; when the body changed, its signature too. Some: a config to submit (it
+    /// counts as answered from here on, so an unchanged body is never resubmitted).
+    pub async fn poll(&mut self, url: &Url) -> Result<Option<Signed>, String> {
+        let r = http::get(url, self.etag.as_deref(), TIMEOUT, MAX_BYTES).await.map_err(|e| e.to_string())?;
+        match r.status {
+            304 => return Ok(None),
+            200 => {}
+            s => return Err(format!("HTTP status {s}")),
+        }
+        if self.last_body.as_deref() == Some(r.body.as_slice()) {
+            self.etag = r.etag;
+            return Ok(None);
+        }
+        let sig_url = Url { path: format!("{}.sig", url.path), ..url.clone() };
+        let sig = http::get(&sig_url, None, TIMEOUT, 64 * 1024).await.map_err(|e| e.to_string())?;
+        let sig = match sig.status {
+            200 => sig.body,
+            // No signature at all: the pipeline refuses it as unsigned, with that reason in status.
+            404 => Vec::new(),
+            s => return Err(format!("{sig_url}: HTTP status {s}")),
+        };
+        self.etag = r.etag;
+        self.last_body = Some(r.body.clone());
+        Ok(Some(Signed { text: r.body, sig }))
+    }
+}
+
 pub async fn run(
     template: String,
     interval: Duration,
@@ -46,9 +123,8 @@ pub async fn run(
     submit: mpsc::Sender<Submit>,
     status: watch::Sender<PullStatus>,
 ) {
-    let mut backoff = crate::retry::Backoff::new(Duration::from_secs(1), MAX_BACKOFF);
-    let mut etag: Option<String> = None;
-    let mut last_body: Option<Vec<u8>> = None;
+    let mut schedule = Schedule::new(interval);
+    let mut poller = Poller::default();
     loop {
         if net.wait_for(|s| s.ready).await.is_err() {
             log::error!("config.pull_stopped reason=network-controller-gone");
@@ -62,25 +138,33 @@ pub async fn run(
                 return;
             }
         };
-        let result = poll_once(&url, &mut etag, &mut last_body, &submit).await;
+        let result = match poller.poll(&url).await {
+            Ok(Some(signed)) => {
+                crate::metrics::pulled("changed");
+                submit_and_wait(&url, signed, &submit).await
+            }
+            Ok(None) => {
+                crate::metrics::pulled("not-modified");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        };
         status.send_modify(|s| {
             s.url = Some(url.to_string());
             s.polls += 1;
             match &result {
                 Ok(()) => s.failures = 0,
                 Err(e) => {
+                    crate::metrics::pulled("error");
                     s.failures = s.failures.saturating_add(1);
                     s.last_error = Some(e.clone());
                 }
             }
         });
         let wait = match result {
-            Ok(()) => {
-                backoff.succeeded();
-                interval
-            }
+            Ok(()) => schedule.next(true),
             Err(e) => {
-                let wait = backoff.failed();
+                let wait = schedule.next(false);
                 log::warn!(
                     "config.fetch_failed url={url} error={} retry_in_s={:.1}",
                     crate::logging::q(&e),
@@ -93,39 +177,13 @@ pub async fn run(
     }
 }
 
-async fn poll_once(
-    url: &Url,
-    etag: &mut Option<String>,
-    last_body: &mut Option<Vec<u8>>,
-    submit: &mpsc::Sender<Submit>,
-) -> Result<(), String> {
-    let r = http::get(url, etag.as_deref(), TIMEOUT, MAX_BYTES).await.map_err(|e| e.to_string())?;
-    match r.status {
-        304 => return Ok(()),
-        200 => {}
-        s => return Err(format!("HTTP status {s}")),
-    }
-    if last_body.as_deref() == Some(r.body.as_slice()) {
-        *etag = r.etag;
-        return Ok(());
-    }
-    let sig_url = Url { path: format!("{}.sig", url.path), ..url.clone() };
-    let sig = http::get(&sig_url, None, TIMEOUT, 64 * 1024).await.map_err(|e| e.to_string())?;
-    let sig = match sig.status {
-        200 => sig.body,
-        // No signature at all: the pipeline refuses it as unsigned, with that reason in status.
-        404 => Vec::new(),
-        s => return Err(format!("{sig_url}: HTTP status {s}")),
-    };
+async fn submit_and_wait(url: &Url, signed: Signed, submit: &mpsc::Sender<Submit>) -> Result<(), String> {
     let (reply, outcome) = oneshot::channel();
-    let signed = Signed { text: r.body.clone(), sig };
     if submit.send(Submit { source: url.to_string(), signed, reply: Some(reply) }).await.is_err() {
         return Err("the config pipeline is gone".into());
     }
-    // Accepted or refused, this body has had its answer: remember it so it is not resubmitted every poll.
+    // Accepted, held for its rollout turn or refused, this body has had its answer.
     let _ = outcome.await;
-    *etag = r.etag;
-    *last_body = Some(r.body);
     Ok(())
 }
 

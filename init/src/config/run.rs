@@ -33,6 +33,8 @@ pub struct ConfigHandle {
     pub submit: mpsc::Sender<Submit>,
     pub applied: watch::Receiver<Option<Arc<Applied>>>,
     pub rejection: watch::Receiver<Option<Rejection>>,
+    /// A verified config held until this node's rollout turn (`waiting-rollout`).
+    pub waiting: super::pipeline::WaitingRx,
     /// The newest generation every controller converged to.
     pub converged: watch::Receiver<Option<u64>>,
     pub sysctl: watch::Receiver<ControllerStatus>,
@@ -45,6 +47,8 @@ pub struct ConfigHandle {
     pub storage: watch::Receiver<StorageStatus>,
     /// Every controller's status, and what converged means for each.
     pub registry: Registry,
+    /// The log collectors (`[[log.forward]]`).
+    pub logs: watch::Receiver<crate::logfwd::LogFwdStatus>,
 }
 
 fn read_embedded() -> Option<Signed> {
@@ -78,20 +82,33 @@ pub fn start(
             None => log::info!("config.none reason=\"no last-known-good and no default in the image\""),
         }
     }
+    let waiting = pipeline.waiting();
     tokio::spawn(async move {
-        while let Some(s) = inbox.recv().await {
+        loop {
+            // A config held for its rollout turn wakes the task at its time (re-checked at least once a minute
+            // against the wall clock); otherwise it sleeps until something is submitted.
+            let job = match pipeline.next_wake() {
+                Some(wait) => tokio::select! {
+                    s = inbox.recv() => s.map(Job::Submit),
+                    _ = tokio::time::sleep(wait) => Some(Job::Due),
+                },
+                None => inbox.recv().await.map(Job::Submit),
+            };
+            let Some(job) = job else { return };
             // Signature checks and the durable store (three fsyncs) run on a blocking thread, never on PID 1's
             // event loop; submissions stay in order, one at a time.
-            let (source, signed) = (s.source, s.signed);
             let done = crate::fsutil::off_loop("config pipeline", move || {
-                let result = pipeline.submit(&source, &signed, Mode::New);
-                (pipeline, result)
+                let (reply, result) = match job {
+                    Job::Submit(s) => (s.reply, Some(pipeline.submit(&s.source, &s.signed, Mode::New))),
+                    Job::Due => (None, pipeline.apply_due()),
+                };
+                (pipeline, reply, result)
             })
             .await;
             match done {
-                Ok((p, result)) => {
+                Ok((p, reply, result)) => {
                     pipeline = p;
-                    if let Some(reply) = s.reply {
+                    if let (Some(reply), Some(result)) = (reply, result) {
                         let _ = reply.send(result);
                     }
                 }
@@ -122,7 +139,10 @@ pub fn start(
     let deps = services::deps::Deps { network: network_ready, volumes: storage.clone() };
     let (services, services_status) = services::start(reaper.clone(), services_rx, deps);
     crate::storage::controller::start(applied.clone(), reaper, services_status.clone(), storage_tx);
+    let (logs_tx, logs_rx) = watch::channel(None);
+    let logs = crate::logfwd::controller::start(machine_id.clone(), logs_rx);
     let registry = Registry {
+        logs: logs.clone(),
         net: net_status,
         sysctl: sysctl_status.clone(),
         files: files_status.clone(),
@@ -142,6 +162,7 @@ pub fn start(
                 }
                 sysctl_tx.send_replace(Some((generation, apply::sysctls(&a.config))));
                 files_tx.send_replace(Some((generation, apply::files(&a.config))));
+                logs_tx.send_replace(Some((generation, a.config.log_forward.clone())));
                 let shown = format!("{generation}\n");
                 if let Err(e) =
                     crate::fsutil::write_atomic_off_loop(GENERATION_FILE.into(), shown.into_bytes(), 0o644).await
@@ -169,6 +190,7 @@ pub fn start(
         submit,
         applied,
         rejection,
+        waiting,
         converged,
         sysctl,
         files,
@@ -177,7 +199,14 @@ pub fn start(
         storage,
         pull,
         registry: handle_registry,
+        logs,
     }
+}
+
+/// What the config task does next: run a submitted config, or look at the one held for its rollout turn.
+enum Job {
+    Submit(Submit),
+    Due,
 }
 
 /// Waits until every controller has converged `generation` (or a newer config arrives) and logs it once.

@@ -116,6 +116,7 @@ pub async fn pump(name: Arc<str>, stream: Stream, level: LogLevel, pipe: tokio::
         }
         for line in out.drain(..) {
             logging_ring::record(ring_level, Source::Service { name: name.clone(), stream }, &line);
+            crate::logfwd::service_line(&name, stream, ring_level, &line);
             if let Some(level) = console {
                 if budget.allow(Instant::now()) {
                     let text = format!("service.log name={name} stream={} line={line:?}", stream.as_str());

@@ -190,7 +190,7 @@ impl<C: Clock> Task<C> {
         for (server, result) in &results {
             match result {
                 Ok(_) => {}
-                Err(SntpError::Kiss(code)) => {
+                Err(SntpError::Reply(sntp::ReplyError::Kiss(code))) => {
                     let hold = kiss_holdoff(code, &self.tuning);
                     log::warn!("time.kiss server={} code={code} holdoff_s={}", q(server), hold.as_secs());
                     self.holdoff.insert(server.clone(), Instant::now() + hold);

@@ -75,6 +75,17 @@ fn assert_near(actual: i64, expected: i64, slack: i64) {
     assert!((actual - expected).abs() <= slack, "{actual} is not within {slack} of {expected}");
 }
 
+/// How far a measured offset may be from the true one: half the round trip (NTP's own error bound: the path's
+/// asymmetry is unknown, and a loaded test machine makes it large), plus a millisecond of rounding.
+fn bound(delay_ns: i64) -> i64 {
+    delay_ns / 2 + MS
+}
+
+/// [`bound`] for a status, whose delay is in milliseconds.
+fn status_bound(status: &TimeStatus) -> i64 {
+    bound((status.delay_ms.unwrap_or(0.0) * MS as f64) as i64)
+}
+
 const MS: i64 = 1_000_000;
 const TIMEOUT: Duration = Duration::from_millis(300);
 
@@ -83,8 +94,8 @@ async fn measures_a_known_offset_over_udp() {
     for expected in [1_500 * MS, -250 * MS, 3 * MS] {
         let addr = fake_server(offset(expected)).await;
         let m = sntp::query_server(&addr.to_string(), Duration::from_secs(2), &SystemTime::now).await.unwrap();
-        assert_near(m.offset_ns, expected, 5 * MS);
-        assert!((0..50 * MS).contains(&m.delay_ns), "delay {}", m.delay_ns);
+        assert_near(m.offset_ns, expected, bound(m.delay_ns));
+        assert!((0..2_000 * MS).contains(&m.delay_ns), "delay {}", m.delay_ns);
         assert_eq!((m.addr, m.stratum, m.server), (addr, 1, addr.to_string()));
     }
 }
@@ -95,14 +106,14 @@ async fn host_names_go_through_the_system_resolver() {
     let addr = fake_server(offset(700 * MS)).await;
     let m = sntp::query_server(&format!("localhost:{}", addr.port()), TIMEOUT, &SystemTime::now).await.unwrap();
     assert_eq!(m.addr, addr);
-    assert_near(m.offset_ns, 700 * MS, 5 * MS);
+    assert_near(m.offset_ns, 700 * MS, bound(m.delay_ns));
 }
 
 #[tokio::test]
 async fn rejects_a_reply_to_someone_else() {
     let addr = fake_server(Fake::WrongOriginate).await;
     let r = sntp::query_server(&addr.to_string(), TIMEOUT, &SystemTime::now).await;
-    assert!(matches!(r, Err(SntpError::Originate)), "{r:?}");
+    assert!(matches!(r, Err(SntpError::Reply(sntp::ReplyError::Originate))), "{r:?}");
 }
 
 #[tokio::test]
@@ -118,7 +129,7 @@ async fn a_silent_server_times_out() {
 async fn a_kiss_is_reported_with_its_code() {
     let addr = fake_server(Fake::Kiss(b"RATE")).await;
     let r = sntp::query_server(&addr.to_string(), TIMEOUT, &SystemTime::now).await;
-    assert!(matches!(&r, Err(SntpError::Kiss(code)) if code == "RATE"), "{r:?}");
+    assert!(matches!(&r, Err(SntpError::Reply(sntp::ReplyError::Kiss(code))) if code == "RATE"), "{r:?}");
 }
 
 #[tokio::test]
@@ -142,7 +153,7 @@ async fn picks_the_server_with_the_lowest_delay() {
     assert!(results[1].1.is_err());
     let best = sntp::best(&results).unwrap();
     assert_eq!(best.addr, fast);
-    assert_near(best.offset_ns, 400 * MS, 5 * MS);
+    assert_near(best.offset_ns, 400 * MS, bound(best.delay_ns));
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -220,13 +231,14 @@ async fn a_large_offset_is_stepped() {
     let clock = FakeClock::default();
     let status = Running::start(vec![addr.to_string()], clock.clone()).until(|s| s.synced).await;
     let actions = clock.actions();
-    assert!(matches!(actions[0], Action::Step(ns) if (ns - 5_000 * MS).abs() < 5 * MS), "{actions:?}");
+    let slack = status_bound(&status);
+    assert!(matches!(actions[0], Action::Step(ns) if (ns - 5_000 * MS).abs() <= slack), "{actions:?}");
     assert_eq!(actions[1..], [Action::WriteRtc]);
     assert_eq!(
         (status.source, status.server.as_deref(), &status.error),
         (Source::Sntp, Some(&*addr.to_string()), &None)
     );
-    assert!((status.offset_ms.unwrap() - 5_000.0).abs() < 5.0);
+    assert!((status.offset_ms.unwrap() - 5_000.0).abs() <= slack as f64 / MS as f64);
     assert!(status.last_sync.is_some() && status.delay_ms.is_some());
 }
 
@@ -237,7 +249,8 @@ async fn a_small_offset_is_slewed() {
         let clock = FakeClock::default();
         let status = Running::start(vec![addr.to_string()], clock.clone()).until(|s| s.synced).await;
         let actions = clock.actions();
-        assert!(matches!(actions[0], Action::Slew(ns) if (ns - expected).abs() < 5 * MS), "{actions:?}");
+        let slack = status_bound(&status);
+        assert!(matches!(actions[0], Action::Slew(ns) if (ns - expected).abs() <= slack), "{actions:?}");
         assert!(status.to_string().starts_with("synced=true source=sntp server=127.0.0.1:"));
     }
 }
@@ -250,7 +263,8 @@ async fn a_kissing_server_is_passed_over() {
     let servers = vec![kiss.to_string(), good.to_string()];
     let status = Running::start(servers, clock.clone()).until(|s| s.synced).await;
     assert_eq!(status.server, Some(good.to_string()));
-    assert!(matches!(clock.actions()[..], [Action::Slew(ns), Action::WriteRtc] if (ns + 30 * MS).abs() < 5 * MS));
+    let slack = status_bound(&status);
+    assert!(matches!(clock.actions()[..], [Action::Slew(ns), Action::WriteRtc] if (ns + 30 * MS).abs() <= slack));
 }
 
 #[tokio::test]

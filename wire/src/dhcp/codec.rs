@@ -16,7 +16,7 @@ pub const BOOTREPLY: u8 = 2;
 /// `htype` for Ethernet (and every link Linux gives a 6-byte MAC).
 pub const HTYPE_ETHERNET: u8 = 1;
 /// The `flags` bit asking servers to broadcast their reply (never set: the packet socket receives unicast).
-#[cfg(test)]
+/// The BOOTP broadcast flag (we never set it; servers and tests do).
 pub const FLAG_BROADCAST: u16 = 0x8000;
 
 const HEADER_LEN: usize = 236;
@@ -40,7 +40,6 @@ pub mod code {
     pub const MESSAGE_TYPE: u8 = 53;
     pub const SERVER_ID: u8 = 54;
     pub const PARAMETER_REQUEST: u8 = 55;
-    #[cfg(test)]
     pub const MESSAGE: u8 = 56;
     pub const MAX_MESSAGE_SIZE: u8 = 57;
     pub const RENEWAL_TIME: u8 = 58;
@@ -136,9 +135,13 @@ impl Options {
         self.entries.iter().map(|(c, v)| (*c, v.as_slice()))
     }
 
-    #[cfg(test)]
+    /// How many distinct option codes the message carries.
     pub fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 }
 

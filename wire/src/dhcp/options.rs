@@ -164,7 +164,7 @@ pub fn prefix_len(mask: Ipv4Addr) -> Option<u8> {
 }
 
 /// Encoders for what a server sends, for tests that build replies.
-#[cfg(test)]
+/// Encoders of the option contents the parsers read: for test servers and the tests (the client never sends these).
 pub mod encode {
     use super::Route;
 
