@@ -9,11 +9,12 @@
 //!   `rootfs/<manifest hex>.complete` (fsynced, after a syncfs of the tree) is written last; a rootfs without it
 //!   is removed and unpacked again by the next [`ensure`].
 //!
-//! Unpacked dir, not overlayfs: measured on this machine (a 3-layer image), the extra copy costs disk once per
-//! image, while overlayfs needs a mount per layer set, kernel support, and a mount that has to be recreated at
-//! every boot; a plain directory bind-mounted read-only is what the runner pivots into, and an unpacked rootfs
-//! is ready after a power cut without any mount. Layer blobs are kept (content-addressed, shared between images)
-//! so a damaged rootfs is redone without the network; [`gc`] removes what no kept image needs.
+//! Unpacked dir, not overlayfs (chosen on reasoning, not yet measured side by side): overlayfs would still
+//! unpack each layer into a directory of its own, then need a mount per image recreated at every boot and
+//! overlayfs in the kernel; it saves disk only when images share layers. A plain directory is what the runner
+//! bind-mounts read-only and pivots into, and it is ready after a power cut without any mount. Layer blobs are
+//! kept (content-addressed, shared between images) so a damaged rootfs is redone without the network; [`gc`]
+//! removes what no kept image needs.
 //!
 //! Setuid/setgid bits are always dropped at unpack: the rootfs is shared by every service naming the image, so
 //! a per-service allowance would need a rootfs per policy (keel_oci::unpack::Options has the switch).
@@ -38,8 +39,8 @@ use tokio::sync::watch;
 
 pub use store::STORE;
 
-/// What to pull, as the config names it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What to pull, as the config names it. Its `Debug` never shows the token.
+#[derive(Clone, PartialEq, Eq)]
 pub struct PullSpec {
     pub reference: Reference,
     /// http:// instead of https:// (only for a registry the config marks as such).
@@ -49,6 +50,17 @@ pub struct PullSpec {
     pub token: Option<String>,
     /// CA certificates (PEM) for this registry, instead of the image's bundle.
     pub ca_pem: Option<String>,
+}
+
+impl std::fmt::Debug for PullSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PullSpec")
+            .field("reference", &self.reference.to_string())
+            .field("plain_http", &self.plain_http)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("ca_pem", &self.ca_pem.as_ref().map(|p| format!("<{} bytes>", p.len())))
+            .finish()
+    }
 }
 
 /// An image ready to run.
@@ -200,6 +212,9 @@ mod tests {
                 "no-platform"
             ]
         );
+        let r = Reference::parse(&format!("r.example/a@sha256:{}", "b".repeat(64))).unwrap();
+        let spec = PullSpec { reference: r, plain_http: false, token: Some("keel:s3cret".into()), ca_pem: None };
+        assert!(!format!("{spec:?}").contains("s3cret"), "{spec:?}");
         let full = std::io::Error::from_raw_os_error(libc::ENOSPC);
         assert_eq!(PullError::from_io("blobs/x", &full).code(), "out-of-space");
     }

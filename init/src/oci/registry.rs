@@ -178,3 +178,7 @@ pub async fn error_text(body: Body) -> String {
         _ => String::new(),
     }
 }
+
+#[cfg(test)]
+#[path = "registry_tests.rs"]
+mod tests;

@@ -97,7 +97,7 @@ impl TestRegistry {
     /// Pushes the OCI layout at `layout` (tag `v1`) as `repo:v1`, digests unchanged.
     pub fn push(&self, layout: &Path, repo: &str, creds: Option<&str>) {
         let mut cmd = Command::new("skopeo");
-        cmd.args(["copy", "--quiet", "--preserve-digests", "--dest-tls-verify=false"]);
+        cmd.args(["copy", "--quiet", "--all", "--preserve-digests", "--dest-tls-verify=false"]);
         if let Some(c) = creds {
             cmd.args(["--dest-creds", c]);
         }
@@ -161,13 +161,16 @@ pub fn zstd(data: &[u8]) -> Vec<u8> {
 
 /// A written OCI image layout: its manifest digest and the digests of its layers.
 pub struct Image {
+    /// The image index wrapping the manifest, when [`layout`] was asked for one.
+    pub index_hex: Option<String>,
     pub manifest_hex: String,
     pub config_hex: String,
     pub layers_hex: Vec<String>,
 }
 
-/// Writes an OCI layout at `dir` with the given layers ((media type suffix, compressed, uncompressed)).
-pub fn layout(dir: &Path, layers: &[(&str, Vec<u8>, Vec<u8>)]) -> Image {
+/// Writes an OCI layout at `dir` with the given layers ((media type suffix, compressed, uncompressed)); with
+/// `index_arch`, tag `v1` names an image index listing the manifest for linux/<arch>.
+pub fn layout(dir: &Path, layers: &[(&str, Vec<u8>, Vec<u8>)], index_arch: Option<&str>) -> Image {
     let _ = std::fs::remove_dir_all(dir);
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).unwrap();
@@ -198,14 +201,24 @@ pub fn layout(dir: &Path, layers: &[(&str, Vec<u8>, Vec<u8>)]) -> Image {
         descs.join(",")
     );
     let manifest_hex = put(manifest.as_bytes());
+    let mut top = ("application/vnd.oci.image.manifest.v1+json", manifest_hex.clone(), manifest.len());
+    let index_hex = index_arch.map(|arch| {
+        let index = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:{manifest_hex}","size":{},"platform":{{"architecture":"{arch}","os":"linux"}}}}]}}"#,
+            manifest.len()
+        );
+        let hex = put(index.as_bytes());
+        top = ("application/vnd.oci.image.index.v1+json", hex.clone(), index.len());
+        hex
+    });
     std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
     std::fs::write(
         dir.join("index.json"),
         format!(
-            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:{manifest_hex}","size":{},"annotations":{{"org.opencontainers.image.ref.name":"v1"}}}}]}}"#,
-            manifest.len()
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{}","digest":"sha256:{}","size":{},"annotations":{{"org.opencontainers.image.ref.name":"v1"}}}}]}}"#,
+            top.0, top.1, top.2
         ),
     )
     .unwrap();
-    Image { manifest_hex, config_hex, layers_hex }
+    Image { index_hex, manifest_hex, config_hex, layers_hex }
 }

@@ -51,7 +51,7 @@ fn layers(marker: &str) -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
 
 fn pushed(reg: &TestRegistry, name: &str, repo: &str, marker: &str, creds: Option<&str>) -> (Image, Reference) {
     let dir = tmp(&format!("layout-{name}"));
-    let image = layout(&dir, &layers(marker));
+    let image = layout(&dir, &layers(marker), None);
     reg.push(&dir, repo, creds);
     let _ = std::fs::remove_dir_all(&dir);
     let r = Reference::parse(&format!("{}/{repo}@sha256:{}", reg.host(), image.manifest_hex)).unwrap();
@@ -231,4 +231,52 @@ fn root_oci_gc_removes_what_no_config_names() {
     rt().block_on(gc_in(&root, &[]));
     assert!(blob_names(&root).is_empty() && !p1.rootfs.exists());
     let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn root_oci_index_resolves_linux_amd64_or_says_no_platform() {
+    let _lock = crate::reaper::test_lock();
+    let reg = TestRegistry::start("index", false);
+    let root = tmp("store-index");
+    for (arch, repo) in [("amd64", "keel/multi"), ("arm64", "keel/armonly")] {
+        let dir = tmp(&format!("layout-index-{arch}"));
+        let image = layout(&dir, &layers(arch), Some(arch));
+        reg.push(&dir, repo, None);
+        let index = image.index_hex.clone().unwrap();
+        let r = Reference::parse(&format!("{}/{repo}@sha256:{index}", reg.host())).unwrap();
+        let (got, _) = pull(&root, &spec(&reg, &r, None));
+        match arch {
+            "amd64" => {
+                let p = got.unwrap();
+                assert_eq!(p.manifest_digest, format!("sha256:{}", image.manifest_hex), "resolved through the index");
+                assert_eq!(std::fs::read(p.rootfs.join("bin/app")).unwrap(), b"amd64");
+            }
+            _ => assert_eq!(got.unwrap_err().code(), "no-platform"),
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn root_oci_layer_escaping_its_rootfs_is_refused() {
+    let _lock = crate::reaper::test_lock();
+    let reg = TestRegistry::start("escape", false);
+    let victim = format!("keel-oci-escape-victim-{}", std::process::id());
+    let evil =
+        tar(&[("etc/", b'5', b"", 0o755, 0), (&format!("../../../../../../tmp/{victim}"), b'0', b"x", 0o644, 0)]);
+    let dir = tmp("layout-escape");
+    let image = layout(&dir, &[("+gzip", gzip(&evil), evil.clone())], None);
+    reg.push(&dir, "keel/evil", None);
+    let r = Reference::parse(&format!("{}/keel/evil@sha256:{}", reg.host(), image.manifest_hex)).unwrap();
+    let root = tmp("store-escape");
+    let (got, _) = pull(&root, &spec(&reg, &r, None));
+    let e = got.unwrap_err();
+    assert_eq!(e.code(), "unsafe-layer", "{e}");
+    assert!(e.to_string().contains(&image.layers_hex[0]), "names the layer: {e}");
+    assert!(!Path::new("/tmp").join(&victim).exists());
+    let mdigest = keel_oci::Digest::parse(&format!("sha256:{}", image.manifest_hex)).unwrap();
+    assert!(!store::complete_marker(&root, &mdigest).exists(), "an image with a refused layer is never complete");
+    let _ = std::fs::remove_dir_all(&root);
+    let _ = std::fs::remove_dir_all(&dir);
 }
