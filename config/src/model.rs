@@ -20,6 +20,8 @@ pub struct Config {
     pub volumes: Vec<Volume>,
     pub files: Vec<File>,
     pub services: Vec<Service>,
+    /// `[[registry]]`: how to reach the OCI registries image services name (each also copied into its services).
+    pub registries: Vec<Registry>,
     /// The `[upgrade]` table: a signed slot image to install (A/B upgrade).
     pub upgrade: Option<Upgrade>,
     /// The `[[log.forward]]` collectors.
@@ -213,6 +215,57 @@ pub enum Program {
     Path(String),
     /// Downloaded from `url`; runs only if its SHA-256 is `sha256` (64 lowercase hex digits).
     Artifact { url: String, sha256: String },
+    /// An OCI image pulled by digest and run in its own namespaces on its read-only root.
+    Image(Box<Image>),
+}
+
+/// An image service's image, and which of the image config's values the service's own keys replace.
+///
+/// The rule: `exec` replaces the entrypoint; `args`, when given, replace the cmd; `env` is the image's env with
+/// the config's names replacing the same names; `workdir`, `uid` and `gid`, when given, replace the image's
+/// working dir and user. The image's user 0 (root) is not taken: root must be asked for with `uid = 0`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    /// `host[:port]/repository@sha256:<64 hex>`, as the config gave it (a digest reference, checked).
+    pub reference: String,
+    /// How to reach the registry the reference names: its `[[registry]]` entry, or HTTPS anonymously.
+    pub registry: Registry,
+    /// The service's `exec`: replaces the image's entrypoint.
+    pub exec: Option<String>,
+    /// The config gave `args` (they replace the image's cmd, even when empty).
+    pub args_given: bool,
+    /// The config gave `workdir` (else the image's working dir, else "/").
+    pub workdir_given: bool,
+    /// The config gave `uid` / `gid` (else the image's user, never root; else 65534).
+    pub uid_given: bool,
+    pub gid_given: bool,
+    /// Host directories bound read-write at the same path inside: the mount points of the `[[storage.volume]]`s
+    /// the service starts after.
+    pub binds: Vec<String>,
+}
+
+/// A `[[registry]]` entry. Its `Debug` output never shows the token.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Registry {
+    /// host or host:port, as image references name it.
+    pub host: String,
+    /// Plain HTTP instead of HTTPS.
+    pub http: bool,
+    /// Bearer token (a secret).
+    pub token: Option<String>,
+    /// PEM CA certificates for the registry's TLS.
+    pub ca: Option<String>,
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registry")
+            .field("host", &self.host)
+            .field("http", &self.http)
+            .field("token", &self.token.as_ref().map(|_| "<secret>"))
+            .field("ca", &self.ca.as_ref().map(|c| format!("<{} bytes of PEM>", c.len())))
+            .finish()
+    }
 }
 
 /// Something a service starts after.

@@ -71,6 +71,10 @@ pub struct Document {
     /// Long-running programs the init supervises.
     #[serde(default)]
     pub service: Vec<At<Service>>,
+    /// OCI registries that `image` services pull from: how to reach each (TLS CA, plain HTTP, a bearer token).
+    /// A registry not listed here is reached over HTTPS, anonymously, trusting the image's CA bundle.
+    #[serde(default)]
+    pub registry: Vec<At<Registry>>,
     /// An A/B upgrade: the slot image (`make upgrade-image`) at `url`, whose SHA-256 is `sha256`, signed for the
     /// `keel-image` namespace at `url` + ".sig". The node installs it once, unless its last upgrade was this image.
     pub upgrade: Option<At<Artifact>>,
@@ -346,6 +350,22 @@ pub struct Artifact {
     pub sha256: At<String>,
 }
 
+/// How the node reaches one OCI registry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct Registry {
+    /// The registry as image references name it: host or host:port, e.g. "registry.example:5000".
+    pub host: At<String>,
+    /// Plain HTTP instead of HTTPS (for a registry on a trusted link only); default false.
+    #[serde(default)]
+    pub http: bool,
+    /// A bearer token sent to this registry (a secret: never shown by the API, the logs, status or `keelctl plan`).
+    pub token: Option<At<String>>,
+    /// PEM CA certificates the registry's TLS certificate must chain to (instead of the image's bundle).
+    pub ca: Option<At<String>>,
+}
+
 /// Bytes, or a size with a binary suffix: "512M", "2G", "64K"; "max" for no limit.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(untagged, expecting = "a number of bytes or a size like \"512M\"")]
@@ -381,10 +401,17 @@ pub enum Limit {
 pub struct Service {
     /// Unique name, [a-z0-9-]+.
     pub name: At<String>,
-    /// Absolute path of the program in the image; exactly one of `exec` or `artifact`.
+    /// Absolute path of the program in the image; exactly one of `exec`, `artifact` or `image`. With `image`,
+    /// it replaces the image's entrypoint (a path inside the image).
     pub exec: Option<At<String>>,
-    /// A downloaded program, verified by its SHA-256 before it ever runs; exactly one of `exec` or `artifact`.
+    /// A downloaded program, verified by its SHA-256 before it ever runs; exactly one of `exec`, `artifact` or
+    /// `image`.
     pub artifact: Option<At<Artifact>>,
+    /// An OCI image pinned by digest, "registry.example/ns/app@sha256:<64 hex>" (a tag is refused): pulled, then
+    /// run in its own mount, PID, IPC and UTS namespaces on the image's read-only root. `exec`, `args`, `env`,
+    /// `workdir`, `uid` and `gid` override the image config's entrypoint, cmd, env, working dir and user.
+    #[cfg_attr(feature = "schema", schemars(regex(pattern = r"^[^@]+@sha256:[0-9a-f]{64}$")))]
+    pub image: Option<At<String>>,
     #[serde(default)]
     pub args: Vec<At<String>>,
     /// Environment variables (the only ones the service gets).

@@ -35,7 +35,10 @@ fn example_json() -> Value {
                      "after": ["network", "volume:data", "service:db"]},
                     {"name": "db", "exec": "/usr/bin/db"},
                     {"name": "agent", "exec": "http://10.0.2.2:8000/agent sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
-                     "uid": 65534, "gid": 65534, "after": ["db"]}],
+                     "uid": 65534, "gid": 65534, "after": ["db"]},
+                    {"name": "exporter",
+                     "exec": "image registry.example:5000/ops/exporter@sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824",
+                     "args": ["--port", "9100"], "uid": 65534, "gid": 65534, "after": ["network", "volume:data"]}],
         "log": {"forward": [{"url": "tcp://10.0.2.2:5514", "format": "rfc5424", "buffer_lines": 5000, "ca": "image"},
                             {"url": "tls://logs.example.org:6514", "format": "json", "buffer_lines": 10000, "ca": "config"}]}
     })

@@ -314,18 +314,34 @@ pub fn render(st: &Value) -> String {
             }
             line(section, String::new());
             for (name, v) in m {
-                let t = match v {
+                let mut t = match v {
                     Value::Object(_) => ["state", "status", "converged"]
                         .iter()
                         .find_map(|k| v.get(*k))
                         .map_or_else(|| scalar(v), scalar),
                     other => scalar(other),
                 };
+                if section == "services" {
+                    service_detail(&mut t, v);
+                }
                 line(&format!("  {name}"), t);
             }
         }
     }
     out
+}
+
+/// An image service's pull progress and manifest digest, and why a service is not running.
+fn service_detail(t: &mut String, v: &Value) {
+    if let Some(p) = v.get("pull_percent").and_then(Value::as_u64) {
+        let _ = write!(t, " {p}%");
+    }
+    if let Some(image) = s(v, "image") {
+        let _ = write!(t, " image {image}");
+    }
+    if let Some(reason) = s(v, "reason") {
+        let _ = write!(t, ": {reason}");
+    }
 }
 
 #[cfg(test)]
@@ -426,6 +442,18 @@ services
   app      running
 ";
         assert_eq!(render(&st), want);
+    }
+
+    #[test]
+    fn image_services_show_their_pull_digest_and_failure() {
+        let st = json!({"services": {
+            "a": {"state": "pulling", "pull_percent": 37},
+            "b": {"state": "running", "pid": 9, "image": "sha256:ab12"},
+            "c": {"state": "backoff", "reason": "digest-mismatch: digest mismatch: blob sha256:cd"}}});
+        let shown = render(&st);
+        assert!(shown.contains("  a        pulling 37%\n"), "{shown}");
+        assert!(shown.contains("  b        running image sha256:ab12\n"), "{shown}");
+        assert!(shown.contains("  c        backoff: digest-mismatch: digest mismatch: blob sha256:cd\n"), "{shown}");
     }
 
     #[test]

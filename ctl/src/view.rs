@@ -383,11 +383,16 @@ pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// A service's program as one string: its path in the image, or `<url> sha256:<hex>` for an artifact (the
-/// node's `GET /v1/config` answers the same).
+/// A service's program as one string: its path in the image, `<url> sha256:<hex>` for an artifact, or
+/// `image <reference>` (and the entrypoint it replaces with `exec`) for an OCI image (the node's `GET /v1/config`
+/// answers the same). Never a registry token.
 pub fn program_text(p: &keel_config::model::Program) -> String {
     match p {
         keel_config::model::Program::Path(path) => path.clone(),
         keel_config::model::Program::Artifact { url, sha256 } => format!("{url} sha256:{sha256}"),
+        keel_config::model::Program::Image(i) => match &i.exec {
+            Some(exec) => format!("image {} exec {exec}", i.reference),
+            None => format!("image {}", i.reference),
+        },
     }
 }

@@ -15,8 +15,6 @@ mod logging_ring;
 mod machine_id;
 mod metrics;
 mod net;
-// The OCI image store: ensure/gc are called by the OCI service runner (issue #18 part 2, branch ocirun).
-#[allow(dead_code)]
 mod oci;
 mod panic;
 mod power;

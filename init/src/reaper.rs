@@ -81,6 +81,16 @@ impl Reaper {
         Ok(Child { pid, exit: rx })
     }
 
+    /// Starts a child with `start` (a fork of its own, returning the pid) and registers it before the reap
+    /// loop can see it exit: for children `Command` cannot make (new PID namespaces).
+    pub fn spawn_with(&self, start: impl FnOnce() -> std::io::Result<i32>) -> std::io::Result<Child> {
+        let mut table = self.table();
+        let pid = start()?;
+        let (tx, rx) = oneshot::channel();
+        table.insert(pid, tx);
+        Ok(Child { pid, exit: rx })
+    }
+
     /// Reaps every child that has exited, without blocking. Call on each SIGCHLD (signals coalesce, so one
     /// SIGCHLD may stand for many exits) and once at start for anything that exited before the handler existed.
     pub fn reap_all(&self) -> Vec<Reaped> {

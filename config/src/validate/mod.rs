@@ -22,6 +22,7 @@ pub(crate) fn document(doc: &raw::Document, sink: &mut Sink) -> Config {
         sink.error(doc.version.span(), "version", "must be 1 (the only config version this node understands)");
     }
     let generation = int_in(sink, &doc.generation, "generation", 1, i64::MAX).unwrap_or(0);
+    let registries = workloads::registries(&doc.registry, sink);
     Config {
         generation: u64::try_from(generation).unwrap_or(0),
         target: doc.node.as_ref().map(|n| target(n.get(), sink)).unwrap_or_default(),
@@ -29,7 +30,8 @@ pub(crate) fn document(doc: &raw::Document, sink: &mut Sink) -> Config {
         network: doc.network.as_ref().map(|n| network::network(n, sink)).unwrap_or_default(),
         volumes: doc.storage.as_ref().map(|s| workloads::volumes(&s.volume, sink)).unwrap_or_default(),
         files: workloads::files(&doc.file, sink),
-        services: services::services(&doc.service, &volume_names(doc), sink),
+        services: services::services(&doc.service, &volume_mounts(doc), &registries, sink),
+        registries,
         upgrade: doc.upgrade.as_ref().and_then(|u| services::artifact(u.get(), "upgrade", sink)),
         install: doc.install.as_ref().and_then(|i| workloads::install(i.get(), sink)),
         log_forward: doc.log.as_ref().map(|l| log::forwards(&l.forward, sink)).unwrap_or_default(),
@@ -37,8 +39,13 @@ pub(crate) fn document(doc: &raw::Document, sink: &mut Sink) -> Config {
     }
 }
 
-fn volume_names(doc: &raw::Document) -> std::collections::BTreeSet<&str> {
-    doc.storage.iter().flat_map(|s| &s.volume).map(|v| v.get().name.get().as_str()).collect()
+/// Each `[[storage.volume]]`'s name and mount point.
+fn volume_mounts(doc: &raw::Document) -> BTreeMap<&str, &str> {
+    doc.storage
+        .iter()
+        .flat_map(|s| &s.volume)
+        .map(|v| (v.get().name.get().as_str(), v.get().mount.get().as_str()))
+        .collect()
 }
 
 fn target(node: &raw::Node, sink: &mut Sink) -> Target {
@@ -173,6 +180,8 @@ pub(crate) fn abs_path_problem(p: &str) -> Option<&'static str> {
     }
 }
 
+#[cfg(test)]
+mod image_tests;
 #[cfg(test)]
 mod isolation_tests;
 #[cfg(test)]

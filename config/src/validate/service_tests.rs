@@ -51,7 +51,7 @@ fn service_errors_name_their_place() {
     assert_eq!(
         errors(body),
         [
-            "node.toml:3:1: service[0]: needs `exec` (a path in the image) or `artifact` (a URL and its sha256)",
+            "node.toml:3:1: service[0]: needs `exec` (a path in the image), `artifact` (a URL and its sha256) or `image` (an OCI image by digest)",
             "node.toml:5:1: service[1]: give exactly one of `exec` or `artifact`, not both",
             "node.toml:11:20: service[2].artifact.url: \"ftp://h/c\" is not an http:// or https:// URL with a host",
             "node.toml:11:42: service[2].artifact.sha256: must be 64 hex digits",

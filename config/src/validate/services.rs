@@ -7,8 +7,8 @@ use super::workloads::name_ok;
 use super::{abs_path_problem, int_in, keel_record, Unique};
 use crate::diag::{key, Sink};
 use crate::model::{
-    After, CgroupLimits, CpuMax, Program, Rlimit, Service, CAPABILITIES, DEFAULT_SERVICE_ID, INIT_REAL_UID,
-    STOP_SIGNALS,
+    After, CgroupLimits, CpuMax, Image, Program, Registry, Rlimit, Service, CAPABILITIES, DEFAULT_SERVICE_ID,
+    INIT_REAL_UID, STOP_SIGNALS,
 };
 use crate::raw::{self, At};
 
@@ -16,7 +16,12 @@ use crate::raw::{self, At};
 pub(crate) const DEFAULT_CPU_PERIOD_US: u64 = 100_000;
 const DEFAULT_STOP_TIMEOUT_S: i64 = 10;
 
-pub(super) fn services(raw_services: &[At<raw::Service>], volumes: &BTreeSet<&str>, sink: &mut Sink) -> Vec<Service> {
+pub(super) fn services(
+    raw_services: &[At<raw::Service>],
+    volumes: &BTreeMap<&str, &str>,
+    registries: &[Registry],
+    sink: &mut Sink,
+) -> Vec<Service> {
     let mut names = Unique::new("name");
     for (i, s) in raw_services.iter().map(At::get).enumerate() {
         let p = format!("service[{i}].name");
@@ -96,7 +101,7 @@ pub(super) fn services(raw_services: &[At<raw::Service>], volumes: &BTreeSet<&st
                 Ok(After::Service(name)) if !known.contains(name.as_str()) => {
                     sink.error(a.span(), &p, format!("{name:?} names no [[service]]"))
                 }
-                Ok(After::Volume(name)) if !volumes.contains(name.as_str()) => {
+                Ok(After::Volume(name)) if !volumes.contains_key(name.as_str()) => {
                     sink.error(a.span(), &p, format!("{name:?} names no [[storage.volume]]"))
                 }
                 Ok(dep) if after.contains(&dep) => sink.error(a.span(), &p, format!("{dep} is listed twice")),
@@ -107,6 +112,14 @@ pub(super) fn services(raw_services: &[At<raw::Service>], volumes: &BTreeSet<&st
             service_id(sink, s.uid.as_ref(), &format!("{path}.uid")),
             service_id(sink, s.gid.as_ref(), &format!("{path}.gid")),
         );
+        let program = program.map(|p| match p {
+            Program::Image(mut image) => {
+                image.registry = registry_for(&image.reference, registries);
+                image.binds = after_binds(&after, volumes);
+                Program::Image(image)
+            }
+            other => other,
+        });
         if let (Some(program), Some(stop_timeout), true) = (program, stop_timeout, sink.diags.len() == errors_before) {
             out.push(Service {
                 name: s.name.get().clone(),
@@ -213,8 +226,63 @@ pub(crate) fn artifact(a: &raw::Artifact, path: &str, sink: &mut Sink) -> Option
         .then(|| crate::model::Upgrade { url: a.url.get().clone(), sha256: digest.to_ascii_lowercase() })
 }
 
+/// The `[[registry]]` entry an image reference names (the part before the first '/'), or the default: HTTPS,
+/// anonymous, the image's CA bundle.
+fn registry_for(reference: &str, registries: &[Registry]) -> Registry {
+    let host = reference.split('/').next().unwrap_or("");
+    registries
+        .iter()
+        .find(|r| r.host == host)
+        .cloned()
+        .unwrap_or_else(|| Registry { host: host.to_string(), ..Registry::default() })
+}
+
+/// The mount points of the volumes a service starts after: bound into an image service at the same path.
+fn after_binds(after: &[After], volumes: &BTreeMap<&str, &str>) -> Vec<String> {
+    after
+        .iter()
+        .filter_map(|a| match a {
+            After::Volume(name) => volumes.get(name.as_str()).map(|m| m.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `image = "…"`: a reference pinned by digest; a tag is refused with the form to use.
+fn image(at: &At<raw::Service>, image: &At<String>, path: &str, sink: &mut Sink) -> Option<Program> {
+    let s = at.get();
+    if let Err(e) = keel_oci::Reference::parse(image.get()) {
+        sink.error(image.span(), &format!("{path}.image"), e.why);
+        return None;
+    }
+    let exec = match &s.exec {
+        Some(exec) if exec.get().contains('\0') || !exec.get().starts_with('/') => {
+            sink.error(exec.span(), &format!("{path}.exec"), "must be an absolute path inside the image");
+            return None;
+        }
+        e => e.as_ref().map(|e| e.get().clone()),
+    };
+    Some(Program::Image(Box::new(Image {
+        reference: image.get().clone(),
+        registry: Registry::default(),
+        exec,
+        args_given: !s.args.is_empty(),
+        workdir_given: s.workdir.is_some(),
+        uid_given: s.uid.is_some(),
+        gid_given: s.gid.is_some(),
+        binds: Vec::new(),
+    })))
+}
+
 fn program(at: &At<raw::Service>, path: &str, sink: &mut Sink) -> Option<Program> {
     let s = at.get();
+    if let Some(i) = &s.image {
+        if s.artifact.is_some() {
+            sink.error(at.span(), path, "give exactly one of `exec`, `artifact` or `image`; `artifact` with `image`");
+            return None;
+        }
+        return image(at, i, path, sink);
+    }
     match (&s.exec, &s.artifact) {
         (Some(exec), None) => match abs_path_problem(exec.get()) {
             Some(problem) => {
@@ -230,7 +298,9 @@ fn program(at: &At<raw::Service>, path: &str, sink: &mut Sink) -> Option<Program
             None
         }
         (None, None) => {
-            sink.error(at.span(), path, "needs `exec` (a path in the image) or `artifact` (a URL and its sha256)");
+            let msg = "needs `exec` (a path in the image), `artifact` (a URL and its sha256) or `image` (an OCI \
+                       image by digest)";
+            sink.error(at.span(), path, msg);
             None
         }
     }

@@ -1,10 +1,10 @@
-//! `[[storage.volume]]` and `[[file]]` (`[[service]]` is in [`super::services`]).
+//! `[[storage.volume]]`, `[[file]]` and `[[registry]]` (`[[service]]` is in [`super::services`]).
 
 use base64::Engine;
 
 use super::{abs_path_problem, id, is_at_or_under, keel_record, Unique};
 use crate::diag::Sink;
-use crate::model::{File, Volume};
+use crate::model::{File, Registry, Volume};
 use crate::raw::{self, At};
 use crate::storage::Selector;
 
@@ -180,4 +180,64 @@ fn mount_option_problem(option: &str) -> Option<&'static str> {
     } else {
         None
     }
+}
+
+/// `[[registry]]`: each host once (host or host:port, as image references name it), a token without whitespace,
+/// a CA bundle with at least one certificate.
+pub(super) fn registries(raw_registries: &[At<raw::Registry>], sink: &mut Sink) -> Vec<Registry> {
+    let mut hosts = Unique::new("host");
+    let mut out = Vec::new();
+    for (i, r) in raw_registries.iter().map(At::get).enumerate() {
+        let path = format!("registry[{i}]");
+        let before = sink.diags.len();
+        let host = r.host.get();
+        if let Some(problem) = registry_host_problem(host) {
+            sink.error(r.host.span(), &format!("{path}.host"), problem);
+        } else {
+            hosts.check(sink, host.clone(), &format!("{host:?}"), r.host.span(), &format!("{path}.host"));
+        }
+        if let Some(t) = &r.token {
+            if t.get().is_empty() || t.get().chars().any(|c| c.is_whitespace() || c.is_control()) {
+                // The token itself is a secret: the message never quotes it.
+                sink.error(t.span(), &format!("{path}.token"), "must be one word without spaces or control characters");
+            }
+        }
+        if let Some(ca) = &r.ca {
+            if !ca.get().contains("-----BEGIN CERTIFICATE-----") {
+                sink.error(
+                    ca.span(),
+                    &format!("{path}.ca"),
+                    "must hold PEM certificates (-----BEGIN CERTIFICATE-----)",
+                );
+            }
+        }
+        if sink.diags.len() == before {
+            out.push(Registry {
+                host: host.clone(),
+                http: r.http,
+                token: r.token.as_ref().map(|t| t.get().clone()),
+                ca: r.ca.as_ref().map(|c| c.get().clone()),
+            });
+        }
+    }
+    out
+}
+
+/// A registry host as image references name it: a host name or IPv4 address, optionally ":port".
+fn registry_host_problem(host: &str) -> Option<String> {
+    let (name, port) = match host.rsplit_once(':') {
+        Some((n, p)) => (n, Some(p)),
+        None => (host, None),
+    };
+    if let Some(p) = port {
+        if !matches!(p.parse::<u16>(), Ok(n) if n > 0) {
+            return Some(format!("{host:?} has a bad port; give host or host:port, e.g. \"registry.example:5000\""));
+        }
+    }
+    let label_ok =
+        |l: &str| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') && !l.starts_with('-');
+    if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
+        return Some(format!("{host:?} is not a host name; give host or host:port, e.g. \"registry.example:5000\""));
+    }
+    None
 }

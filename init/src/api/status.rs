@@ -125,7 +125,8 @@ pub fn services(c: &ConfigHandle) -> Value {
         .map(|(name, st)| {
             let v = json!({"state": st.state.to_string(), "pid": st.pid, "restarts": st.restarts,
                            "last_exit": st.last_exit.map(|e| e.to_string()), "since_s": st.since.as_secs_f64(),
-                           "artifact": st.artifact, "reason": st.reason});
+                           "artifact": st.artifact, "reason": st.reason, "image": st.image,
+                           "pull_percent": st.pull_percent});
             (name.clone(), v)
         })
         .collect();
@@ -209,6 +210,11 @@ fn applied_config(a: &crate::config::pipeline::Applied) -> Value {
             let exec = match &s.program {
                 keel_config::model::Program::Path(p) => p.clone(),
                 keel_config::model::Program::Artifact { url, sha256 } => format!("{url} sha256:{sha256}"),
+                // The registry's token stays out: only the reference and the entrypoint override.
+                keel_config::model::Program::Image(i) => match &i.exec {
+                    Some(exec) => format!("image {} exec {exec}", i.reference),
+                    None => format!("image {}", i.reference),
+                },
             };
             json!({"name": s.name, "exec": exec, "args": s.args, "env": s.env, "uid": s.uid, "gid": s.gid,
                    "capabilities": s.capabilities, "devices": s.devices, "paths": s.paths, "restart": format!("{:?}", s.restart).to_lowercase(),

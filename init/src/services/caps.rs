@@ -7,6 +7,7 @@
 //! Before that the child enters its own mount namespace ([`super::sandbox`]); last it installs the default
 //! seccomp filter ([`super::seccomp`]).
 
+use super::container::ContainerRoot;
 use super::sandbox::Sandbox;
 use super::seccomp;
 use keel_config::model::CAPABILITIES;
@@ -71,12 +72,21 @@ pub struct Privileges {
     pub workdir: CString,
     /// `cgroup.procs` of the service's cgroup, open for writing (owned by the caller, open across the fork).
     pub cgroup_procs: Option<RawFd>,
-    /// The service's own mount namespace.
-    pub sandbox: Sandbox,
+    /// The service's own mount namespace: a view of the host's root, or an image's root.
+    pub root: Root,
     /// The seccomp filter installed last ([`super::seccomp`]).
     pub seccomp: Vec<libc::sock_filter>,
     /// Where the child writes how long its namespace took to build, in µs (8 bytes; close-on-exec).
     pub timing_fd: Option<RawFd>,
+}
+
+/// What a service's mount namespace is built on.
+#[derive(Debug)]
+pub enum Root {
+    /// The node's root, with Keel's records hidden ([`super::sandbox`]).
+    Host(Sandbox),
+    /// An image's root, pivoted into ([`super::container`]); the namespaces are already new.
+    Container(Box<ContainerRoot>),
 }
 
 /// CLOCK_MONOTONIC in µs (clock_gettime is async-signal-safe).
@@ -146,7 +156,10 @@ impl Privileges {
             }
             // Mounts need CAP_SYS_ADMIN: the namespace is built before anything is dropped.
             let building = monotonic_us();
-            self.sandbox.enter()?;
+            match &self.root {
+                Root::Host(sandbox) => sandbox.enter()?,
+                Root::Container(container) => container.enter()?,
+            }
             if let Some(fd) = self.timing_fd {
                 let took = monotonic_us().saturating_sub(building).to_ne_bytes();
                 libc::syscall(libc::SYS_write, fd, took.as_ptr(), took.len());

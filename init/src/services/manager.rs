@@ -5,7 +5,7 @@
 use super::plan;
 use super::status::{ServiceStatus, State};
 use super::supervisor::{self, Ctx, Handle, StopReason};
-use keel_config::model::Service;
+use keel_config::model::{Program, Service};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -24,6 +24,9 @@ pub struct Manager {
     finished_tx: mpsc::UnboundedSender<String>,
     finished: mpsc::UnboundedReceiver<String>,
     shutting_down: bool,
+    /// The images the last applied config named (`None` before the first): when one is no longer named, or at
+    /// the first config (an earlier boot may have pulled images no config names now), the store is collected.
+    images: Option<BTreeSet<String>>,
 }
 
 impl Manager {
@@ -36,6 +39,7 @@ impl Manager {
             finished_tx,
             finished,
             shutting_down: false,
+            images: None,
         }
     }
 
@@ -123,6 +127,28 @@ impl Manager {
             s.generation = Some(generation);
             s.settle();
         });
+        self.collect_images(services);
+    }
+
+    /// After a config that no longer names an image some earlier one did (its services are stopped by now):
+    /// removes from the store what the images still named do not need.
+    fn collect_images(&mut self, services: &[Service]) {
+        let named: BTreeSet<String> = services
+            .iter()
+            .filter_map(|s| match &s.program {
+                Program::Image(i) => Some(i.reference.clone()),
+                _ => None,
+            })
+            .collect();
+        let dropped = self.images.as_ref().map(|before| before.difference(&named).count());
+        let keep: Vec<keel_oci::Reference> = named.iter().filter_map(|r| keel_oci::Reference::parse(r).ok()).collect();
+        self.images = Some(named);
+        if dropped == Some(0) {
+            return;
+        }
+        let dropped = dropped.map_or("first-config".to_string(), |n| n.to_string());
+        log::info!("services.image_gc dropped={dropped} kept={}", keep.len());
+        tokio::spawn(async move { crate::oci::gc(&keep).await });
     }
 
     /// Stops the services of one layer together and waits for each at most its stop bound; one that outlives

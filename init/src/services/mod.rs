@@ -14,14 +14,21 @@
 //!   writable kernel knobs ([`sandbox`]), the default seccomp filter ([`seccomp`]), runs as nobody unless the
 //!   config names a uid, and cannot signal PID 1 ([`init_uid`]). Devices and writable paths are granted by name.
 //! - Artifacts are fetched by URL into a content-addressed store and run only after their SHA-256 matched.
+//! - Image services: the image is pulled by digest first (status `pulling N%`; a failure's code is the reason,
+//!   retried with the same backoff), then runs in new mount, PID, IPC and UTS namespaces on the image's
+//!   read-only root ([`namespaced`], [`container`]) with the same privileges, limits and logs as any service.
+//!   Images no config names any more are garbage-collected.
 
 pub mod artifact;
 pub mod backoff;
 pub mod caps;
 pub mod cgroup;
+pub mod container;
 pub mod deps;
+pub mod image;
 pub mod init_uid;
 mod manager;
+pub mod namespaced;
 pub mod output;
 pub mod plan;
 pub mod sandbox;
@@ -30,6 +37,8 @@ pub mod spawn;
 pub mod status;
 mod supervisor;
 
+#[cfg(test)]
+mod root_container_tests;
 #[cfg(test)]
 mod root_harness;
 #[cfg(test)]
@@ -64,6 +73,8 @@ pub struct Options {
     pub cgroup_group: PathBuf,
     /// The artifact store.
     pub artifacts: PathBuf,
+    /// Where image services' per-start stage directories are made.
+    pub containers: PathBuf,
     pub timing: Timing,
 }
 
@@ -73,6 +84,7 @@ impl Default for Options {
             cgroup_root: "/sys/fs/cgroup".into(),
             cgroup_group: "keel.services".into(),
             artifacts: artifact::STORE.into(),
+            containers: container::STAGE_BASE.into(),
             timing: Timing::default(),
         }
     }
@@ -116,6 +128,7 @@ pub fn start_with(
         reaper,
         cgroups: cgroup::Cgroups::new(options.cgroup_root, options.cgroup_group),
         artifacts: artifact::Store::new(options.artifacts),
+        containers: options.containers,
         timing: options.timing,
         last_cap: caps::last_cap(),
         status,

@@ -81,8 +81,13 @@ impl Harness {
         let (desired, desired_rx) = watch::channel(None);
         let (network, network_rx) = watch::channel(false);
         let artifacts = std::env::temp_dir().join(format!("keel-test-artifacts-{}", std::process::id()));
-        let options =
-            Options { cgroup_root: mount.clone(), cgroup_group: group.join("keel.services"), artifacts, timing };
+        let options = Options {
+            cgroup_root: mount.clone(),
+            cgroup_group: group.join("keel.services"),
+            artifacts,
+            containers: std::env::temp_dir().join(format!("keel-test-containers-{}", std::process::id())),
+            timing,
+        };
         let reaping = Arc::new(AtomicBool::new(true));
         let (handle, status) = rt.block_on(async {
             let mut sigchld = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()).unwrap();

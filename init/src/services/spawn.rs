@@ -2,7 +2,7 @@
 //! cgroup's `cgroup.procs` fd, the output pipes), then one fork through the init's reaper, whose child enters the
 //! service's identity with [`Privileges::enter`] and executes the program.
 
-use super::caps::{self, Privileges};
+use super::caps::{self, Privileges, Root};
 use super::cgroup::ServiceCgroup;
 use super::sandbox::Sandbox;
 use super::seccomp;
@@ -73,13 +73,13 @@ pub fn privileges(def: &Service, last_cap: u32, cgroup: Option<&ServiceCgroup>) 
         rlimits: rlimits(def),
         workdir,
         cgroup_procs: cgroup.map(|c| c.procs.as_raw_fd()),
-        sandbox: Sandbox::new(&def.devices, &def.paths).map_err(SpawnError::Invalid)?,
+        root: Root::Host(Sandbox::new(&def.devices, &def.paths).map_err(SpawnError::Invalid)?),
         seccomp: seccomp::program(),
         timing_fd: None,
     })
 }
 
-fn pipe() -> Result<(pipe::Receiver, OwnedFd), SpawnError> {
+pub fn pipe() -> Result<(pipe::Receiver, OwnedFd), SpawnError> {
     let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SpawnError::Pipe(e.into()))?;
     let receiver = pipe::Receiver::from_owned_fd(read).map_err(SpawnError::Pipe)?;
     Ok((receiver, write))

@@ -12,6 +12,8 @@ pub enum State {
     Blocked,
     /// Fetching its artifact, preparing its cgroup, spawning.
     Starting,
+    /// Pulling its OCI image (`pull_percent` says how far).
+    Pulling,
     Running,
     /// Sent its stop signal; SIGKILL follows after its stop timeout.
     Stopping,
@@ -30,6 +32,7 @@ impl fmt::Display for State {
         f.write_str(match self {
             State::Blocked => "blocked",
             State::Starting => "starting",
+            State::Pulling => "pulling",
             State::Running => "running",
             State::Stopping => "stopping",
             State::Stopped => "stopped",
@@ -53,6 +56,10 @@ pub struct ServiceStatus {
     pub artifact: Option<String>,
     /// Why it is blocked, backing off or failed.
     pub reason: Option<String>,
+    /// `sha256:<hex>` of the image manifest it runs, when it is an image service that was pulled.
+    pub image: Option<String>,
+    /// While pulling: the share of the image's bytes in the store, 0..=100.
+    pub pull_percent: Option<u8>,
 }
 
 impl ServiceStatus {
@@ -65,6 +72,8 @@ impl ServiceStatus {
             since: crate::clock::uptime(),
             artifact: None,
             reason: None,
+            image: None,
+            pull_percent: None,
         }
     }
 }

@@ -10,7 +10,7 @@ use super::status::{ServiceStatus, ServicesStatus, State};
 use crate::logging::q;
 use crate::logging_ring::Stream;
 use crate::reaper::{Exit, Reaper};
-use keel_config::model::{Program, Restart, Service};
+use keel_config::model::{Image, Program, Restart, Service};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::path::PathBuf;
@@ -25,6 +25,8 @@ pub struct Ctx {
     pub reaper: Reaper,
     pub cgroups: Cgroups,
     pub artifacts: artifact::Store,
+    /// Where image services' stage directories are made.
+    pub containers: PathBuf,
     pub timing: Timing,
     pub last_cap: u32,
     pub status: watch::Sender<ServicesStatus>,
@@ -132,7 +134,7 @@ async fn supervise(ctx: Arc<Ctx>, def: Arc<Service>, mut stop: watch::Receiver<O
         return;
     }
     let mut backoff = Backoff::default();
-    let mut verified: Option<Verified> = None;
+    let mut fetched = Fetched::default();
     let mut first = true;
     // Only the first start is timed from the config's apply; restarts are timed by the backoff.
     let mut applied = Some(applied);
@@ -142,7 +144,7 @@ async fn supervise(ctx: Arc<Ctx>, def: Arc<Service>, mut stop: watch::Receiver<O
         }
         first = false;
         ctx.enter(name, State::Starting, None);
-        let ended = run_once(&ctx, &def, &mut verified, &mut stop, applied.take()).await;
+        let ended = run_once(&ctx, &def, &mut fetched, &mut stop, applied.take()).await;
         let (ran, reason) = match ended {
             Ended::Stopped => {
                 ctx.enter(name, State::Stopped, None);
@@ -214,10 +216,84 @@ async fn wait_for_dependencies(ctx: &Ctx, def: &Service, stop: &mut watch::Recei
     true
 }
 
-/// The program to execute: a path in the image, or the verified artifact (fetched once per definition).
-async fn program(ctx: &Ctx, def: &Service, verified: &mut Option<Verified>) -> Result<String, String> {
+/// What one run starts: a program on the node's root, or an image's process on the image's root.
+enum Prepared {
+    Exec(String),
+    Image { run: Box<super::image::Resolved>, rootfs: PathBuf, binds: Vec<String>, digest: String },
+}
+
+/// What a supervisor keeps between runs of one definition: the verified artifact, the pulled image.
+#[derive(Default)]
+struct Fetched {
+    verified: Option<Verified>,
+    pulled: Option<crate::oci::Pulled>,
+}
+
+/// Pulls an image service's image (once per definition; `ensure` also returns at once for a stored image),
+/// showing its progress in status. A failure's reason starts with the pull error's code.
+async fn pull(ctx: &Ctx, def: &Service, image: &Image) -> Result<crate::oci::Pulled, String> {
+    let name = def.name.as_str();
+    let reference = keel_oci::Reference::parse(&image.reference).map_err(|e| e.to_string())?;
+    let spec = crate::oci::PullSpec {
+        reference,
+        plain_http: image.registry.http,
+        token: image.registry.token.clone(),
+        ca_pem: image.registry.ca.clone(),
+    };
+    ctx.enter(name, State::Pulling, None);
+    ctx.update(name, |s| s.pull_percent = Some(0));
+    let (progress, mut seen) = watch::channel(crate::oci::PullProgress::default());
+    let started = Instant::now();
+    log::info!("service.pull name={name} image={}", q(&image.reference));
+    let ensure = crate::oci::ensure(&spec, &progress);
+    tokio::pin!(ensure);
+    let result = loop {
+        tokio::select! {
+            r = &mut ensure => break r,
+            Ok(()) = seen.changed() => {
+                let percent = seen.borrow_and_update().percent();
+                ctx.update(name, |s| s.pull_percent = Some(percent));
+            }
+        }
+    };
+    ctx.update(name, |s| s.pull_percent = None);
+    match result {
+        Ok(pulled) => {
+            log::info!(
+                "service.pulled name={name} image={} manifest={} ms={}",
+                q(&image.reference),
+                pulled.manifest_digest,
+                started.elapsed().as_millis()
+            );
+            ctx.update(name, |s| s.image = Some(pulled.manifest_digest.clone()));
+            Ok(pulled)
+        }
+        Err(e) => {
+            log::error!("service.pull_failed name={name} reason={} error={}", e.code(), q(&e.to_string()));
+            Err(format!("{}: {e}", e.code()))
+        }
+    }
+}
+
+/// The program to execute: a path in the image, the verified artifact (fetched once per definition), or an
+/// image's process (pulled once per definition).
+async fn program(ctx: &Ctx, def: &Service, fetched: &mut Fetched) -> Result<Prepared, String> {
+    let verified = &mut fetched.verified;
     match &def.program {
-        Program::Path(path) => Ok(path.clone()),
+        Program::Path(path) => Ok(Prepared::Exec(path.clone())),
+        Program::Image(image) => {
+            if fetched.pulled.is_none() {
+                fetched.pulled = Some(pull(ctx, def, image).await?);
+            }
+            let pulled = fetched.pulled.as_ref().ok_or_else(|| "image missing".to_string())?;
+            let run = super::image::resolve(def, image, &pulled.config)?;
+            Ok(Prepared::Image {
+                run: Box::new(run),
+                rootfs: pulled.rootfs.clone(),
+                binds: image.binds.clone(),
+                digest: pulled.manifest_digest.clone(),
+            })
+        }
         Program::Artifact { url, sha256 } => {
             if verified.is_none() {
                 let v = ctx.artifacts.get(&def.name, url, sha256).await.map_err(|e| {
@@ -227,7 +303,7 @@ async fn program(ctx: &Ctx, def: &Service, verified: &mut Option<Verified>) -> R
                 ctx.update(&def.name, |s| s.artifact = Some(v.sha256.clone()));
                 *verified = Some(v);
             }
-            verified.as_ref().map(Verified::exec_path).ok_or_else(|| "artifact missing".to_string())
+            verified.as_ref().map(Verified::exec_path).map(Prepared::Exec).ok_or_else(|| "artifact missing".to_string())
         }
     }
 }
@@ -235,13 +311,13 @@ async fn program(ctx: &Ctx, def: &Service, verified: &mut Option<Verified>) -> R
 async fn run_once(
     ctx: &Ctx,
     def: &Service,
-    verified: &mut Option<Verified>,
+    fetched: &mut Fetched,
     stop: &mut watch::Receiver<Option<StopReason>>,
     applied: Option<Instant>,
 ) -> Ended {
     let name = def.name.as_str();
     let program = tokio::select! {
-        p = program(ctx, def, verified) => p,
+        p = program(ctx, def, fetched) => p,
         _ = stop_requested(stop) => return Ended::Stopped,
     };
     let program = match program {
@@ -252,20 +328,34 @@ async fn run_once(
     let cg = match ctx.cgroups.prepare(name, &def.cgroup) {
         Ok(cg) => cg,
         Err(e) => {
-            cleanup(&ctx.cgroups.path(name)).await;
+            cleanup(&ctx.cgroups.path(name), None).await;
             return Ended::StartFailed(e.to_string());
         }
     };
     let spawning = Instant::now();
-    let launched = spawn::spawn(&ctx.reaper, def, &program, ctx.last_cap, Some(&cg));
+    let (launched, stage) = match &program {
+        Prepared::Exec(path) => (spawn::spawn(&ctx.reaper, def, path, ctx.last_cap, Some(&cg)), None),
+        Prepared::Image { run, rootfs, binds, .. } => {
+            let base = &ctx.containers;
+            let start = super::namespaced::Start { run, rootfs, binds, stage_base: base };
+            match super::namespaced::spawn(&ctx.reaper, def, &start, ctx.last_cap, Some(&cg)) {
+                Ok((l, stage)) => (Ok(l), Some(stage)),
+                Err(e) => (Err(e), Some(base.join(name))),
+            }
+        }
+    };
     let cg_path = cg.path.clone();
     drop(cg);
     let launched = match launched {
         Ok(l) => l,
         Err(e) => {
-            cleanup(&cg_path).await;
+            cleanup(&cg_path, stage.as_deref()).await;
             return Ended::StartFailed(e.to_string());
         }
+    };
+    let (uid, gid, shown) = match &program {
+        Prepared::Exec(path) => (def.uid, def.gid, fetched.verified.as_ref().map_or(path.as_str(), |v| &v.sha256)),
+        Prepared::Image { run, digest, .. } => (run.uid, run.gid, digest.as_str()),
     };
     let started = Instant::now();
     let pid = launched.child.pid;
@@ -275,13 +365,11 @@ async fn run_once(
     let apply_ms = applied
         .map_or(String::new(), |at| format!(" apply_ms={}", crate::clock::ms(started.saturating_duration_since(at))));
     log::info!(
-        "service.start name={name} pid={pid} uid={} gid={} caps={} cgroup={} program={}{apply_ms} cgroup_ms={} \
+        "service.start name={name} pid={pid} uid={uid} gid={gid} caps={} cgroup={} program={}{apply_ms} cgroup_ms={} \
          spawn_ms={} sandbox_ms={}",
-        def.uid,
-        def.gid,
         super::caps::names(keep),
         cg_path.display(),
-        q(verified.as_ref().map_or(&program, |v| &v.sha256)),
+        q(shown),
         crate::clock::ms(spawning.saturating_duration_since(preparing)),
         crate::clock::ms(started.saturating_duration_since(spawning)),
         launched.sandbox_us.map_or("-".to_string(), |us| format!("{:.3}", us as f64 / 1000.0)),
@@ -313,7 +401,7 @@ async fn run_once(
         }
     };
     ctx.update(name, |s| s.pid = None);
-    cleanup(&cg_path).await;
+    cleanup(&cg_path, stage.as_deref()).await;
     ended
 }
 
@@ -366,8 +454,13 @@ fn show(exit: Option<Exit>) -> String {
     exit.map_or_else(|| "unknown".to_string(), |e| e.to_string())
 }
 
-/// After the main process is gone: kill what it left in its cgroup and remove the group.
-async fn cleanup(path: &std::path::Path) {
+/// After the main process is gone: kill what it left in its cgroup and remove the group, and an image
+/// service's stage directory (its mounts lived only in the service's namespace).
+async fn cleanup(path: &std::path::Path, stage: Option<&std::path::Path>) {
+    if let Some(stage) = stage {
+        let stage = stage.to_path_buf();
+        let _ = crate::fsutil::off_loop("container stage", move || std::fs::remove_dir_all(stage)).await;
+    }
     cgroup::kill(path);
     let path: PathBuf = path.to_path_buf();
     if let Err(e) = cgroup::remove(&path, Duration::from_secs(2)).await {

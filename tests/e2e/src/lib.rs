@@ -14,6 +14,7 @@ pub mod http_server;
 pub mod media;
 pub mod netns;
 mod qmp;
+pub mod registry;
 pub mod services;
 mod slots;
 pub mod tls;

@@ -9,8 +9,11 @@
 //! - `exit CODE`: exits with CODE at once (a crash-looping service).
 //! - `attack`: as a service, tries to take the node over (read its keys, write its records and disks, signal
 //!   PID 1, write sysctls, leave its cgroup, mount); prints each refusal ([`attack`]).
+//! - `container [PORT]`: as an image service, reports its pid, what of the node it sees and whether its root is
+//!   writable; with PORT, serves that line over HTTP ([`container`]).
 
 mod attack;
+mod container;
 mod kill;
 mod storm;
 
@@ -117,6 +120,8 @@ fn main() -> ExitCode {
         },
         ["signal-init", sig] => signal_init(sig),
         ["attack"] => attack::run(),
+        ["container"] => container::run(None),
+        ["container", port] => container::run(Some(port)),
         ["connect", addr, token] => connect(addr, token),
         _ => {
             eprintln!(

@@ -16,6 +16,10 @@ mod storage;
 #[path = "bench/services.rs"]
 mod services;
 
+// OCI image services: pull + unpack + start, start from the store, against a plain service.
+#[path = "bench/oci.rs"]
+mod oci;
+
 #[path = "bench/api.rs"]
 mod api;
 
@@ -208,6 +212,10 @@ fn main() {
     if std::env::var("BENCH_ONLY").as_deref() == Ok("services") {
         return services::run(runs);
     }
+    // BENCH_ONLY=oci: only the OCI image services (tests/e2e/src/bin/bench/oci.rs).
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("oci") {
+        return oci::run(runs);
+    }
     // BENCH_ONLY=api: only the node API's figures (tests/e2e/src/bin/bench/api.rs).
     if std::env::var("BENCH_ONLY").as_deref() == Ok("api") {
         return api::run(runs);
@@ -261,6 +269,7 @@ fn main() {
     row("disk -> /var mounted, power cut (fsck)", median(st.after_cut), "ms", "-");
     media_rows(media_runs, Some(UUID.to_string()), median(dhcp.wall.clone()));
     services::run(runs);
+    oci::run(runs.min(3));
     api::run(runs);
     side::run(runs);
     flavours::run(runs);
