@@ -18,6 +18,11 @@ pub async fn metrics(State(s): State<AppState>) -> Response {
     let text = crate::metrics::render_with(
         &[
             ("keel_config_generation", "The config generation the node runs.", generation.unwrap_or(0) as f64),
+            (
+                "keel_config_waiting_rollout_generation",
+                "A verified newer generation held until this node's rollout turn (0: none).",
+                s.config.waiting.borrow().as_ref().map_or(0.0, |w| w.generation as f64),
+            ),
             ("keel_pid1_rss_bytes", "PID 1's resident set size.", rss),
             ("keel_uptime_seconds", "Time since the kernel started.", crate::clock::uptime().as_secs_f64()),
             (
