@@ -232,6 +232,12 @@ fn main() {
     if std::env::var("BENCH_ONLY").as_deref() == Ok("compress") {
         return compress::run(runs);
     }
+    // BENCH_ONLY=media: only the boot media (direct kernel, PXE, UEFI disk, Secure Boot disk and UEFI PXE) and sizes.
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("media") {
+        let cfg = VmConfig { uuid: Some(UUID.to_string()), ..VmConfig::default() };
+        let direct: Vec<f64> = (0..runs).map(|i| boot_media(&format!("bench-direct-{i}"), &cfg)).collect();
+        return media_rows(runs, Some(UUID.to_string()), median(direct));
+    }
     // As `make run` boots: a machine UUID (the identity), a virtio RNG, the production image.
     let uuid = Some(UUID.to_string());
     let dhcp_cfg = VmConfig { uuid: uuid.clone(), ..VmConfig::default() };
