@@ -75,3 +75,27 @@ fn registry_errors_name_their_place_and_never_quote_the_token() {
     );
     assert!(!e.iter().any(|l| l.contains("bad token")));
 }
+
+#[test]
+fn capabilities_that_climb_out_of_the_image_root_are_refused_for_image_services_only() {
+    let caps =
+        "capabilities = [\"CAP_NET_BIND_SERVICE\", \"CAP_SYS_CHROOT\", \"CAP_SYS_ADMIN\", \"CAP_DAC_READ_SEARCH\"]\n";
+    let e = errors(&format!("[[service]]\nname = \"web\"\nimage = \"r.example/a@{DIGEST}\"\n{caps}"));
+    assert_eq!(e.len(), 3, "{e:?}");
+    assert!(
+        e[0].starts_with(
+            "node.toml:6:41: service[0].capabilities[1]: CAP_SYS_CHROOT is refused for an `image` service: chroot"
+        ),
+        "{e:?}"
+    );
+    assert!(
+        e[1].contains("capabilities[2]: CAP_SYS_ADMIN is refused for an `image` service: mount, pivot_root"),
+        "{e:?}"
+    );
+    assert!(
+        e[2].contains("capabilities[3]: CAP_DAC_READ_SEARCH is refused for an `image` service: open_by_handle_at"),
+        "{e:?}"
+    );
+    // A plain service runs in the host's root already: the same capabilities stay its operator's choice.
+    assert_eq!(errors(&format!("[[service]]\nname = \"web\"\nexec = \"/bin/x\"\n{caps}")), Vec::<String>::new());
+}

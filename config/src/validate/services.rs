@@ -59,6 +59,8 @@ pub(super) fn services(
             if !CAPABILITIES.contains(&cap.get().as_str()) {
                 let msg = format!("{:?} is not a Linux capability (CAP_NET_ADMIN, CAP_NET_BIND_SERVICE, …)", cap.get());
                 sink.error(cap.span(), &p, msg);
+            } else if let (Some(_), Some(why)) = (&s.image, root_escape(cap.get())) {
+                sink.error(cap.span(), &p, format!("{} is refused for an `image` service: {why}", cap.get()));
             } else {
                 caps.check(sink, cap.get().clone(), cap.get(), cap.span(), &p);
             }
@@ -246,6 +248,21 @@ fn after_binds(after: &[After], volumes: &BTreeMap<&str, &str>) -> Vec<String> {
             _ => None,
         })
         .collect()
+}
+
+/// Why a capability would let an image service climb out of its root, if it would. Keel's own root is the
+/// initramfs, which pivot_root cannot move, so the image's root sits below host mounts in the container's mount
+/// namespace: whoever may chroot, mount, pivot_root, setns or open files by handle can reach the host's files.
+/// (The real fix, PID 1 moving its own root to a tmpfs at boot, would lift this.)
+fn root_escape(cap: &str) -> Option<&'static str> {
+    match cap {
+        "CAP_SYS_CHROOT" => Some("chroot into a subdirectory then `..` from outside it climbs out of the image's root"),
+        "CAP_SYS_ADMIN" => Some("mount, pivot_root, setns and unshare can reach the host's root below the image's"),
+        "CAP_DAC_READ_SEARCH" => {
+            Some("open_by_handle_at opens any file of a filesystem the image's root is on, outside that root")
+        }
+        _ => None,
+    }
 }
 
 /// `image = "…"`: a reference pinned by digest; a tag is refused with the form to use.

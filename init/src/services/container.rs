@@ -14,6 +14,12 @@
 //! - then `pivot_root` into it and the old root detached. On an initramfs root (which pivot_root refuses), the
 //!   child first chroots into a bind of the stage, so the root it pivots from is a mount with a parent.
 //!
+//! Known limit: on the initramfs root the namespace's root mount is still the host's, below the image's root, so
+//! chroot (then `..` from outside the new root), mount, pivot_root, setns or open_by_handle_at would reach the
+//! host's files. Validation refuses CAP_SYS_CHROOT, CAP_SYS_ADMIN and CAP_DAC_READ_SEARCH for image services and
+//! their seccomp filter refuses chroot ([`super::seccomp::image_program`]; `root_container_tests` tries the
+//! escape). The real fix is PID 1 switching its own root to a tmpfs at boot.
+//!
 //! PID 1 inside is the service itself: it reaps what it starts (as under any container runtime without an init).
 //! When it exits, the kernel kills everything else in its PID namespace. On the host side the only reaper is
 //! still the init's ([`crate::reaper`]): the service is its direct child.

@@ -58,6 +58,7 @@ pub fn spawn(
         .map_err(|e| SpawnError::Invalid(format!("stage for {}: {e}", def.name)))?;
     let stage = container.stage();
     privileges.root = Root::Container(Box::new(container));
+    privileges.seccomp = super::seccomp::image_program();
     let argv: Vec<CString> = run.argv.iter().map(|a| cstr(a, "argument")).collect::<Result<_, _>>()?;
     let envp: Vec<CString> =
         run.env.iter().map(|(k, v)| cstr(&format!("{k}={v}"), "environment entry")).collect::<Result<_, _>>()?;

@@ -111,3 +111,87 @@ fn inner_container() {
     let _ = std::fs::remove_dir_all(&base);
     let _ = std::fs::remove_dir_all(&volume);
 }
+
+#[test]
+fn root_an_image_service_holding_cap_sys_chroot_cannot_climb_out_of_its_root() {
+    in_child_process("root_container_tests::inner_escape");
+}
+
+/// Set (to a host path outside every container root) only for [`escape_probe`] run inside a container.
+const ESCAPE_MARKER: &str = "KEEL_ESCAPE_MARKER";
+
+/// Runs inside the container of [`inner_escape`] (this test binary copied into the image): the classic chroot
+/// escape, chroot("sub") with the working directory left outside it, then `..` up to the namespace's root.
+#[test]
+#[ignore = "run by inner_escape inside a container"]
+fn escape_probe() {
+    let Some(marker) = std::env::var_os(ESCAPE_MARKER) else { return };
+    // SAFETY: chroot/chdir with NUL-terminated literals.
+    let chroot = match unsafe { libc::chroot(c"sub".as_ptr()) } {
+        0 => "ok".to_string(),
+        _ => std::io::Error::last_os_error().raw_os_error().map_or("?".into(), |e| format!("errno{e}")),
+    };
+    for _ in 0..64 {
+        // SAFETY: as above.
+        unsafe { libc::chdir(c"..".as_ptr()) };
+    }
+    let relative = Path::new(&marker).strip_prefix("/").unwrap_or(Path::new(&marker)).to_path_buf();
+    let escaped = if relative.exists() { "yes" } else { "no" };
+    println!("probe: chroot={chroot} escaped={escaped}");
+}
+
+#[test]
+#[ignore = "the body of root_an_image_service_holding_cap_sys_chroot_…, in its own process"]
+fn inner_escape() {
+    if !inner() {
+        return;
+    }
+    let base = std::env::temp_dir().join(format!("keel-escape-test-{}", std::process::id()));
+    let root = base.join("rootfs");
+    rootfs(&root);
+    std::fs::create_dir_all(root.join("sub")).unwrap();
+    let me = std::env::current_exe().unwrap();
+    std::fs::copy(&me, root.join("bin/probe")).unwrap();
+    let gcc = root.join("lib/x86_64-linux-gnu/libgcc_s.so.1");
+    std::fs::copy(std::fs::canonicalize("/lib/x86_64-linux-gnu/libgcc_s.so.1").unwrap(), gcc).unwrap();
+    // Visible only outside the container's root: in the host's /var/tmp.
+    let marker = PathBuf::from(format!("/var/tmp/keel-escape-marker-{}", std::process::id()));
+    std::fs::write(&marker, "host\n").unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let _in_runtime = rt.enter();
+    let reaper = Reaper::default();
+    // The capability validation refuses for image services: only the seccomp filter stands in the way here.
+    let def = keel_config::model::Service { capabilities: vec!["CAP_SYS_CHROOT".into()], ..svc("web", "/unused", &[]) };
+    let args = ["/bin/probe", "--exact", "services::root_container_tests::escape_probe", "--ignored", "--nocapture"];
+    let process = Resolved {
+        argv: args.iter().map(|a| a.to_string()).chain(["--test-threads=1".to_string()]).collect(),
+        env: [(ESCAPE_MARKER.to_string(), marker.to_string_lossy().into_owned())].into_iter().collect(),
+        workdir: "/".into(),
+        uid: 0,
+        gid: 0,
+        candidates: vec!["/bin/probe".into()],
+    };
+    let stages = base.join("stages");
+    let start = Start { run: &process, rootfs: &root, binds: &[], stage_base: &stages };
+    let (launched, _) = super::namespaced::spawn(&reaper, &def, &start, super::caps::last_cap(), None).unwrap();
+    let out = rt.block_on(async {
+        let mut out = String::new();
+        let mut stdout = launched.stdout;
+        let read = tokio::time::timeout(Duration::from_secs(30), stdout.read_to_string(&mut out));
+        read.await.expect("the probe's output in 30 s").unwrap();
+        let mut stderr = String::new();
+        let mut err = launched.stderr;
+        let _ = tokio::time::timeout(Duration::from_secs(5), err.read_to_string(&mut stderr)).await;
+        for _ in 0..20 {
+            reaper.reap_all();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        format!("{out}\nstderr: {stderr}")
+    });
+    let _ = std::fs::remove_file(&marker);
+    let _ = std::fs::remove_dir_all(&base);
+    // libtest prints the probe's line after its own `test … ... `.
+    let line = out.lines().find_map(|l| l.split_once("probe: ")).map(|(_, r)| r);
+    let line = line.unwrap_or_else(|| panic!("no probe line: {out}"));
+    assert_eq!(line, format!("chroot=errno{} escaped=no", libc::EPERM), "{out}");
+}

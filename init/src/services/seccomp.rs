@@ -14,6 +14,10 @@
 //! - keys and handles: `keyctl`, `add_key`, `request_key`, `open_by_handle_at`;
 //! - any other ABI than x86_64 (i386 `int 0x80`, x32): the numbers would mean other calls.
 //!
+//! An image service's filter ([`image_program`]) also refuses `chroot`: its root sits below the host's
+//! initramfs root (which pivot_root cannot move), so chroot into a subdirectory then `..` would climb out of it.
+//! Validation refuses the capabilities for that too; this is defense in depth.
+//!
 //! Everything else is allowed: this is a deny list on top of the capability, uid and mount-namespace limits.
 
 /// `AUDIT_ARCH_X86_64`: EM_X86_64 | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE.
@@ -48,7 +52,7 @@ const CLONE_NEW_ANY: u32 = (libc::CLONE_NEWNS
     | libc::CLONE_NEWNET) as u32;
 
 /// System calls refused outright (see the module docs).
-pub const DENIED: [(&str, libc::c_long); 35] = [
+pub const DENIED: [(&str, libc::c_long); 36] = [
     ("mount", libc::SYS_mount),
     ("umount2", libc::SYS_umount2),
     ("pivot_root", libc::SYS_pivot_root),
@@ -84,7 +88,11 @@ pub const DENIED: [(&str, libc::c_long); 35] = [
     ("keyctl", libc::SYS_keyctl),
     ("add_key", libc::SYS_add_key),
     ("request_key", libc::SYS_request_key),
+    ("open_by_handle_at", libc::SYS_open_by_handle_at),
 ];
+
+/// Refused as well for an image service (see the module docs).
+pub const DENIED_IN_IMAGE: [(&str, libc::c_long); 1] = [("chroot", libc::SYS_chroot)];
 
 /// Calls refused when their first argument (a pid or thread-group id) is 1.
 pub const DENIED_FOR_PID1: [(&str, libc::c_long); 6] = [
@@ -104,8 +112,18 @@ fn jump(code: u16, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
     libc::sock_filter { code, jt, jf, k }
 }
 
-/// The filter program. Each test is a short forward jump, so no offset ever exceeds a u8.
+/// The filter every plain service runs under.
 pub fn program() -> Vec<libc::sock_filter> {
+    program_denying(&[])
+}
+
+/// The filter of an image service: [`program`] plus [`DENIED_IN_IMAGE`].
+pub fn image_program() -> Vec<libc::sock_filter> {
+    program_denying(&DENIED_IN_IMAGE)
+}
+
+/// The filter program, refusing `extra` too. Each test is a short forward jump, so no offset ever exceeds a u8.
+fn program_denying(extra: &[(&str, libc::c_long)]) -> Vec<libc::sock_filter> {
     let mut p = vec![
         stmt(BPF_LD_W_ABS, OFF_ARCH),
         jump(BPF_JEQ_K, AUDIT_ARCH_X86_64, 1, 0),
@@ -114,7 +132,7 @@ pub fn program() -> Vec<libc::sock_filter> {
         jump(BPF_JGE_K, X32_SYSCALL_BIT, 0, 1),
         stmt(BPF_RET_K, RET_EPERM),
     ];
-    for (_, nr) in DENIED {
+    for &(_, nr) in DENIED.iter().chain(extra) {
         p.push(jump(BPF_JEQ_K, nr as u32, 0, 1));
         p.push(stmt(BPF_RET_K, RET_EPERM));
     }
@@ -199,6 +217,17 @@ mod tests {
         assert_eq!(run(&p, A, libc::SYS_clone3 as u32, 0), RET_ENOSYS);
         assert_eq!(run(&p, 0x4000_0003, libc::SYS_read as u32, 0), RET_KILL, "i386 ABI");
         assert_eq!(run(&p, A, X32_SYSCALL_BIT | libc::SYS_read as u32, 0), RET_EPERM, "x32 ABI");
+        assert_eq!(run(&p, A, libc::SYS_chroot as u32, 0), RET_ALLOW, "a plain service granted CAP_SYS_CHROOT");
+    }
+
+    #[test]
+    fn an_image_service_cannot_chroot_nor_anything_a_plain_service_cannot() {
+        let p = image_program();
+        for (name, nr) in DENIED.iter().chain(&DENIED_IN_IMAGE) {
+            assert_eq!(run(&p, A, *nr as u32, 0), RET_EPERM, "{name}");
+        }
+        assert_eq!(run(&p, A, libc::SYS_chdir as u32, 0), RET_ALLOW);
+        assert_eq!(run(&p, A, libc::SYS_kill as u32, 1), RET_EPERM, "kill(1)");
     }
 
     #[test]
