@@ -8,6 +8,10 @@
 //! endpoints with the rest as its body or query (so the JSON and query decoders are reached quickly).
 #![no_main]
 
+// command.rs takes its HTTP statuses from the one refusal table.
+#[path = "../../init/src/api/refusals.rs"]
+#[allow(dead_code)]
+mod refusals;
 #[path = "../../init/src/api/command.rs"]
 #[allow(dead_code)]
 mod command;

@@ -4,6 +4,10 @@
 //! and a signature as sent, and the signature parser sees it too.
 #![no_main]
 
+// command.rs takes its HTTP statuses from the one refusal table.
+#[path = "../../init/src/api/refusals.rs"]
+#[allow(dead_code)]
+mod refusals;
 #[path = "../../init/src/api/command.rs"]
 #[allow(dead_code)]
 mod command;
