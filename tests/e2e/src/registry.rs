@@ -14,6 +14,19 @@ const HTPASSWD: &str = "keel:$2b$12$c11e2Ym6M3P9S11gFN7dwO2mmK0Hu2PjyHimUvkeE11U
 /// The htpasswd registry's credentials, `user:password`.
 pub const CREDS: &str = "keel:s3cret";
 
+/// `n` bytes no compressor shrinks (xorshift), so a layer made of them is the size it says.
+pub fn incompressible(n: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 pub fn sha256_hex(b: &[u8]) -> String {
     Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
 }

@@ -6,7 +6,7 @@
 //! And `keelctl validate` refuses a tag with the reason, without a VM.
 
 use keel_e2e::http_server::{ssh_sign, FileServer};
-use keel_e2e::registry::{layout, tar, TestRegistry};
+use keel_e2e::registry::{incompressible, layout, tar, TestRegistry};
 use keel_e2e::services::{lines_with, testhelper_binary, Ctl};
 use keel_e2e::{build_dir, free_port, http_get, keelctl_cmd, Initrd, Vm, VmConfig};
 use std::path::{Path, PathBuf};
@@ -140,19 +140,6 @@ fn qemu_image_services_run_isolated_and_refuse_tampered_or_unauthorized_pulls() 
     assert!(!lines_with(&transcript, &["service.pull_failed name=bad reason=digest-mismatch"]).is_empty());
 }
 
-/// Bytes no compressor shrinks (xorshift).
-fn filler(n: usize) -> Vec<u8> {
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 #[test]
 fn qemu_a_power_cut_mid_pull_is_completed_by_the_next_boot() {
     let key = build_dir().join("keys/dev_ed25519");
@@ -160,7 +147,7 @@ fn qemu_a_power_cut_mid_pull_is_completed_by_the_next_boot() {
     let registry = TestRegistry::start("cut", false);
     let dir = scratch("oci_cut_layout");
     let helper = testhelper_binary();
-    let big = filler(48 << 20);
+    let big = incompressible(48 << 20);
     let layer = tar(&[("bin/", b"", 0o755), ("bin/helper", &helper, 0o755), ("filler", &big, 0o644)]);
     let run = format!(r#"{{"Entrypoint":["/bin/helper"],"Cmd":["container","{SERVICE_PORT}"]}}"#);
     let image = layout(&dir, &[layer], &run);

@@ -3,36 +3,15 @@
 //! from the config's acceptance, and PID 1's highest VmRSS sampled during the pull), then the same image started
 //! again (already in the store), against the same binary started as a plain service.
 
+use super::median;
 use keel_e2e::http_server::{ssh_sign, FileServer};
-use keel_e2e::registry::{layout, tar, TestRegistry};
+use keel_e2e::registry::{incompressible, layout, tar, TestRegistry};
 use keel_e2e::services::{lines_with, printk_secs, testhelper_binary, Ctl};
 use keel_e2e::{build_dir, field, free_port, Initrd, Vm, VmConfig, BOOT_TIMEOUT, STEP_TIMEOUT};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 const FILLER: usize = 19 << 20;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
-/// Bytes no compressor shrinks (xorshift), so the layer is the size it says.
-fn filler(n: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 fn image_service(name: &str, reference: &str, port: usize) -> String {
     format!("[[service]]\nname = \"{name}\"\nimage = \"{reference}\"\nargs = [\"container\", \"{port}\"]\n")
@@ -49,7 +28,7 @@ pub fn run(runs: usize) {
     let registry = TestRegistry::start("bench", false);
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/e2e/bench_oci_layout");
     let helper = testhelper_binary();
-    let big = filler(FILLER);
+    let big = incompressible(FILLER);
     let layer = tar(&[("bin/", b"", 0o755), ("bin/helper", &helper, 0o755), ("filler", &big, 0o644)]);
     let image = layout(&dir, &[layer], r#"{"Entrypoint":["/bin/helper"]}"#);
     registry.push(&dir, "keel/bench", None);

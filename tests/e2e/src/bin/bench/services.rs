@@ -2,6 +2,7 @@
 //! `service.start`: from the config reaching the services task to the program's exec; `sandbox_ms` is the part the
 //! child spent building its mount namespace), and PID 1's VmRSS with 20 supervised services against none.
 
+use super::median;
 use keel_e2e::http_server::{ssh_sign, FileServer};
 use keel_e2e::services::{lines_with, printk_secs, Ctl};
 use keel_e2e::{build_dir, field, free_port, Vm, VmConfig, BOOT_TIMEOUT, STEP_TIMEOUT};
@@ -25,15 +26,6 @@ fn config(generation: u64, services: usize, probes: usize) -> String {
         t.push_str(&demo(&format!("probe-{i}"), 9100 + i));
     }
     t
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
 }
 
 fn ms(line: &str, key: &str) -> f64 {
