@@ -1,4 +1,4 @@
-//! Durable file work for async code: the one atomic durable write ([`crate::reconcile::files::write_atomic`]:
+//! Durable file work for async code: the one atomic durable write ([`crate::controller::files::write_atomic`]:
 //! temp file, fsync, rename, fsync of the directory) run on a blocking thread, so its fsyncs never stall PID 1's
 //! event loop. Every piece of blocking work goes through [`off_loop`], which counts it: shutdown waits (bounded)
 //! for what is in flight before it unmounts, so a write on /var never makes /var busy and the filesystem dirty.
@@ -52,10 +52,10 @@ async fn drain(limit: Duration) -> usize {
     }
 }
 
-/// [`crate::reconcile::files::write_atomic`] off the event loop; the error names the file.
+/// [`crate::controller::files::write_atomic`] off the event loop; the error names the file.
 pub async fn write_atomic_off_loop(path: PathBuf, content: Vec<u8>, mode: u32) -> Result<(), String> {
     let shown = path.display().to_string();
-    let done = off_loop("write", move || crate::reconcile::files::write_atomic(&path, &content, mode, None)).await;
+    let done = off_loop("write", move || crate::controller::files::write_atomic(&path, &content, mode, None)).await;
     match done {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(format!("{shown}: {e}")),

@@ -137,7 +137,7 @@ pub fn settle(early: MachineId, record: Option<&Path>) -> Settled {
     };
     let recorded = already.is_some_and(|s| s.hex == id.hex) || {
         let text = format!("{}\n", id.hex);
-        match crate::reconcile::files::write_atomic(path, text.as_bytes(), 0o644, None) {
+        match crate::controller::files::write_atomic(path, text.as_bytes(), 0o644, None) {
             Ok(()) => true,
             Err(e) => {
                 error = Some(format!("{}: {e}", path.display()));

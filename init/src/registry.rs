@@ -4,9 +4,9 @@
 //! services of its config stopped); the config task waits on it to report `config.converged`; the upgrade trial
 //! waits for that.
 
+use crate::controller::ControllerStatus;
 use crate::logfwd::LogFwdStatus;
 use crate::net::controller::NetStatus;
-use crate::reconcile::ControllerStatus;
 use crate::services::ServicesStatus;
 use crate::storage::controller::StorageStatus;
 use keel_config::status::{ConvergenceState, KindConvergence};
@@ -49,21 +49,17 @@ pub enum Convergence {
     Stuck(Vec<String>),
 }
 
-fn items_of(status: &ControllerStatus) -> Vec<String> {
-    status
-        .items
-        .iter()
-        .filter(|(_, s)| *s != crate::reconcile::ItemState::Converged)
-        .map(|(n, s)| format!("{n}: {s}"))
-        .collect()
-}
-
-/// A sysctl or files controller.
-pub fn items(status: &ControllerStatus, generation: u64) -> Convergence {
-    match (status.generation == Some(generation), status.converged) {
-        (false, _) => Convergence::Pending,
-        (true, true) => Convergence::Converged,
-        (true, false) => Convergence::Stuck(items_of(status)),
+/// Any kind on the one runner (`controller::runner`): converged when its last pass for `generation` found
+/// nothing to do and every item as desired; stuck when nothing is on its way any more and something failed.
+pub fn controller(status: &ControllerStatus, generation: u64) -> Convergence {
+    if status.generation != Some(generation) {
+        Convergence::Pending
+    } else if status.converged {
+        Convergence::Converged
+    } else if status.waiting() || status.runs == 0 {
+        Convergence::Pending
+    } else {
+        Convergence::Stuck(status.problems())
     }
 }
 
@@ -127,8 +123,8 @@ impl Registry {
         if let Some(net) = &self.net {
             all.push((Kind::Network, network(&net.borrow(), generation)));
         }
-        all.push((Kind::Sysctl, items(&self.sysctl.borrow(), generation)));
-        all.push((Kind::Files, items(&self.files.borrow(), generation)));
+        all.push((Kind::Sysctl, controller(&self.sysctl.borrow(), generation)));
+        all.push((Kind::Files, controller(&self.files.borrow(), generation)));
         all.push((Kind::Storage, storage(&self.storage.borrow(), generation)));
         all.push((Kind::Services, services(&self.services.borrow(), generation)));
         all.push((Kind::Logs, logs(&self.logs.borrow(), generation)));
@@ -201,7 +197,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reconcile::ItemState;
+    use crate::controller::ItemState;
     use crate::services::{ServiceStatus, State};
     use crate::storage::volume::{Phase, VolumeStatus};
     use std::time::Duration;
@@ -212,12 +208,20 @@ mod tests {
 
     #[test]
     fn each_kind_says_converged_the_same_way() {
-        let mut c = ControllerStatus { generation: Some(2), converged: true, ..Default::default() };
-        assert_eq!(items(&c, 3), Convergence::Pending, "an older generation");
-        assert_eq!(items(&c, 2), Convergence::Converged);
+        let mut c = ControllerStatus { generation: Some(2), converged: true, runs: 1, ..Default::default() };
+        assert_eq!(controller(&c, 3), Convergence::Pending, "an older generation");
+        assert_eq!(controller(&c, 2), Convergence::Converged);
         c.converged = false;
-        c.items = vec![("net.x".into(), ItemState::Failed("no such key".into()))];
-        assert_eq!(items(&c, 2), Convergence::Stuck(vec!["net.x: failed: no such key".into()]));
+        c.items = vec![
+            ("net.x".into(), ItemState::Failed("no such key".into())),
+            ("net.y".into(), ItemState::Waiting("a disk".into())),
+        ];
+        assert_eq!(controller(&c, 2), Convergence::Pending, "something is still on its way");
+        c.items.pop();
+        assert_eq!(controller(&c, 2), Convergence::Stuck(vec!["net.x: failed: no such key".into()]));
+        c.items.clear();
+        c.error = Some("netlink: closed".into());
+        assert_eq!(controller(&c, 2), Convergence::Stuck(vec!["observe: netlink: closed".into()]));
 
         let mut n = NetStatus { generation: Some(2), ready: true, ..Default::default() };
         assert_eq!(network(&n, 2), Convergence::Converged);
@@ -244,7 +248,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn converged_waits_for_every_kind() {
-        let done = ControllerStatus { generation: Some(1), converged: true, ..Default::default() };
+        let done = ControllerStatus { generation: Some(1), converged: true, runs: 1, ..Default::default() };
         let (sysctl_tx, sysctl) = watch::channel(done.clone());
         let (_files_tx, files) = watch::channel(done);
         let (_storage_tx, storage) = watch::channel(StorageStatus { generation: Some(1), volumes: vec![] });

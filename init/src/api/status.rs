@@ -1,9 +1,9 @@
 //! The status document `/v1/status` serves: one JSON view over what every part of the init publishes.
 
 use crate::config::run::ConfigHandle;
+use crate::controller::{ControllerStatus, ItemState};
 use crate::net::controller::NetStatus;
 use crate::net::observed::KEEL_PROTO;
-use crate::reconcile::{ControllerStatus, ItemState};
 use crate::time::TimeStatus;
 use serde_json::{json, Value};
 
@@ -13,10 +13,12 @@ fn controller(s: &ControllerStatus) -> Value {
         .iter()
         .map(|(name, state)| match state {
             ItemState::Converged => json!({"name": name, "state": "converged"}),
+            ItemState::Waiting(why) => json!({"name": name, "state": "waiting", "reason": why}),
             ItemState::Failed(why) => json!({"name": name, "state": "failed", "reason": why}),
         })
         .collect();
-    json!({"converged": s.converged, "generation": s.generation, "items": items, "writes": s.writes, "runs": s.runs})
+    json!({"converged": s.converged, "generation": s.generation, "items": items, "error": s.error,
+        "writes": s.writes, "repairs": s.repairs, "runs": s.runs})
 }
 
 fn address_origin(proto: u8, is_lease: bool) -> String {

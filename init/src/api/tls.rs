@@ -1,7 +1,7 @@
 //! The node's TLS identity: a key and a self-signed certificate made on first boot and kept under
 //! /var/lib/keel/api (the state volume), so clients can pin its fingerprint like an SSH host key.
 
-use crate::reconcile::files::write_atomic;
+use crate::controller::files::write_atomic;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};

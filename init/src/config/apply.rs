@@ -2,8 +2,8 @@
 //! only translates types. A config without `[[network.link]]` keeps the boot's network (DHCP on every physical
 //! link, or `ip=`), while its resolvers, search domains, NTP servers and host name still apply.
 
+use crate::controller::files::FileSpec;
 use crate::net::model::{AddrSpec, Desired, LinkMatch, LinkSpec, Origin, RouteSpec};
-use crate::reconcile::files::FileSpec;
 use keel_config::model::LinkSelector;
 use keel_config::Config;
 use std::collections::BTreeMap;

@@ -8,10 +8,10 @@ use super::store::{Signed, Store};
 pub use super::submit::Submit;
 use super::{apply, pull};
 use crate::cmdline::Settings;
+use crate::controller::{files::Files, runner, sysctl::Sysctl, ControllerStatus, Target};
 use crate::net::controller::{NetEvent, NetStatus};
 use crate::net::model::Desired;
 use crate::reaper::Reaper;
-use crate::reconcile::{self, files::Files, sysctl::Sysctl, ControllerStatus};
 use crate::registry::Registry;
 use crate::services::{self, ServicesHandle, ServicesStatus};
 use crate::storage::controller::StorageStatus;
@@ -118,12 +118,8 @@ pub fn start(
         }
     });
 
-    let (sysctl_tx, sysctl_rx) = watch::channel(None);
-    let (sysctl_status_tx, sysctl_status) = watch::channel(ControllerStatus::default());
-    tokio::spawn(reconcile::run(Sysctl::new("/proc/sys"), sysctl_rx, sysctl_status_tx));
-    let (files_tx, files_rx) = watch::channel(None);
-    let (files_status_tx, files_status) = watch::channel(ControllerStatus::default());
-    tokio::spawn(reconcile::run(Files::new(FILES_MANIFEST), files_rx, files_status_tx));
+    let (sysctl_tx, _, sysctl_status) = runner::start(Sysctl::new("/proc/sys"));
+    let (files_tx, _, files_status) = runner::start(Files::new(FILES_MANIFEST));
 
     let (converged_tx, converged) = watch::channel(None);
     let net_inbox = net.as_ref().map(|(inbox, _)| inbox.clone());
@@ -160,8 +156,8 @@ pub fn start(
                 if let Some(inbox) = &net_inbox {
                     let _ = inbox.send(NetEvent::SetBase(apply::network(&a.config, &boot_network), generation)).await;
                 }
-                sysctl_tx.send_replace(Some((generation, apply::sysctls(&a.config))));
-                files_tx.send_replace(Some((generation, apply::files(&a.config))));
+                sysctl_tx.send_replace(Some(Target::new(generation, apply::sysctls(&a.config))));
+                files_tx.send_replace(Some(Target::new(generation, apply::files(&a.config))));
                 logs_tx.send_replace(Some((generation, a.config.log_forward.clone())));
                 let shown = format!("{generation}\n");
                 if let Err(e) =

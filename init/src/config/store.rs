@@ -1,7 +1,7 @@
 //! The last-known-good config on disk: the accepted config and its signature, and the highest generation ever
 //! accepted (so a reboot cannot be used to roll back). Written atomically: temp file, fsync, rename, fsync dir.
 
-use crate::reconcile::files::write_atomic;
+use crate::controller::files::write_atomic;
 use std::path::PathBuf;
 
 pub struct Store {

@@ -33,7 +33,7 @@ pub fn write_if_changed(path: &Path, content: &str) -> std::io::Result<bool> {
         return Ok(false);
     }
     // The init's one atomic write (on /run, a tmpfs, its fsyncs cost nothing).
-    crate::reconcile::files::write_atomic(path, content.as_bytes(), 0o644, None)?;
+    crate::controller::files::write_atomic(path, content.as_bytes(), 0o644, None)?;
     Ok(true)
 }
 

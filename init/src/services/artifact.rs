@@ -109,7 +109,7 @@ impl Store {
         if got != sha256 {
             return Err(ArtifactError::Mismatch { url: url.to_string(), expected: sha256.to_string(), got });
         }
-        crate::reconcile::files::write_atomic(&path, &response.body, 0o444, None)
+        crate::controller::files::write_atomic(&path, &response.body, 0o444, None)
             .map_err(|source| ArtifactError::Store { path: path.clone(), source })?;
         log::info!(
             "artifact.verified name={name} sha256={sha256} bytes={} stored={}",

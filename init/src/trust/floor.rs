@@ -181,7 +181,7 @@ impl Places {
             }
         }
         if let Some(file) = &self.file {
-            match crate::reconcile::files::write_atomic(file, text.as_bytes(), 0o600, None) {
+            match crate::controller::files::write_atomic(file, text.as_bytes(), 0o600, None) {
                 Ok(()) => written.push("state"),
                 Err(e) => errors.push(format!("{}: {e}", file.display())),
             }

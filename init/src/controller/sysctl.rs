@@ -1,9 +1,11 @@
 //! Kernel parameters under /proc/sys. Keys use sysctl(8) notation: dots separate levels, and a '/' stands for a
 //! dot inside one level (`net.ipv4.conf.eth0/100.forwarding` → `net/ipv4/conf/eth0.100/forwarding`).
 
-use super::{ItemState, Resource};
+use super::{Controller, ItemState, Plan, Target};
+use crate::registry::Kind;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub struct Sysctl {
     root: PathBuf,
@@ -55,38 +57,70 @@ impl std::fmt::Display for SetSysctl {
     }
 }
 
-impl Resource for Sysctl {
-    type Desired = BTreeMap<String, String>;
-    type Op = SetSysctl;
-    const NAME: &'static str = "sysctl";
+/// What a key reads now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Current {
+    Value(String),
+    /// This kernel has no such sysctl.
+    Missing,
+    Unreadable(String),
+}
 
-    fn plan(&mut self, desired: &Self::Desired) -> (Vec<SetSysctl>, Vec<(String, ItemState)>) {
-        let mut ops = Vec::new();
-        let mut items = Vec::new();
-        for (key, value) in desired {
-            match std::fs::read_to_string(key_path(&self.root, key)) {
-                Ok(current) if same_value(&current, value) => items.push((key.clone(), ItemState::Converged)),
-                Ok(current) => ops.push(SetSysctl { key: key.clone(), value: value.clone(), was: current }),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    items.push((key.clone(), ItemState::Failed("no such sysctl in this kernel".into())))
-                }
-                Err(e) => items.push((key.clone(), ItemState::Failed(format!("cannot read: {e}")))),
-            }
-        }
-        (ops, items)
+/// Reads each desired key (blocking: the runner calls it off the loop).
+pub fn read(root: &Path, keys: impl Iterator<Item = String>) -> BTreeMap<String, Current> {
+    keys.map(|key| {
+        let current = match std::fs::read_to_string(key_path(root, &key)) {
+            Ok(v) => Current::Value(v),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Current::Missing,
+            Err(e) => Current::Unreadable(e.to_string()),
+        };
+        (key, current)
+    })
+    .collect()
+}
+
+/// Writes one value; the error says why in the operator's terms.
+fn write(root: &Path, op: &SetSysctl) -> Result<(), String> {
+    std::fs::write(key_path(root, &op.key), format!("{}\n", op.value)).map_err(|e| match e.raw_os_error() {
+        Some(nix::libc::EINVAL) => "the kernel refused the value".to_string(),
+        Some(nix::libc::EPERM) | Some(nix::libc::EACCES) => "read-only or not permitted".to_string(),
+        _ => e.to_string(),
+    })
+}
+
+impl Controller for Sysctl {
+    const KIND: Kind = Kind::Sysctl;
+    const AREA: &'static str = "sysctl";
+    const RESYNC: Duration = Duration::from_secs(30);
+    type Desired = BTreeMap<String, String>;
+    type Observed = BTreeMap<String, Current>;
+    type Op = SetSysctl;
+    type Event = ();
+
+    async fn observe(&mut self, target: &Target<Self::Desired>) -> Result<Self::Observed, String> {
+        let (root, keys) = (self.root.clone(), target.desired.keys().cloned().collect::<Vec<_>>());
+        crate::fsutil::off_loop("sysctl observe", move || read(&root, keys.into_iter())).await
     }
 
-    fn apply(&mut self, op: &SetSysctl) -> Result<String, (String, String)> {
-        let path = key_path(&self.root, &op.key);
-        std::fs::write(&path, format!("{}\n", op.value)).map_err(|e| {
-            let why = match e.raw_os_error() {
-                Some(nix::libc::EINVAL) => "the kernel refused the value".to_string(),
-                Some(nix::libc::EPERM) | Some(nix::libc::EACCES) => "read-only or not permitted".to_string(),
-                _ => e.to_string(),
-            };
-            (op.key.clone(), why)
-        })?;
-        Ok(op.key.clone())
+    fn plan(desired: &Self::Desired, observed: &Self::Observed) -> Plan<SetSysctl> {
+        let mut plan = Plan::default();
+        for (key, value) in desired {
+            match observed.get(key) {
+                Some(Current::Value(v)) if same_value(v, value) => plan.item(key, ItemState::Converged),
+                Some(Current::Value(v)) => {
+                    plan.op(key, SetSysctl { key: key.clone(), value: value.clone(), was: v.clone() })
+                }
+                Some(Current::Missing) => plan.item(key, ItemState::Failed("no such sysctl in this kernel".into())),
+                Some(Current::Unreadable(e)) => plan.item(key, ItemState::Failed(format!("cannot read: {e}"))),
+                None => plan.item(key, ItemState::Waiting("not observed yet".into())),
+            }
+        }
+        plan
+    }
+
+    async fn apply(&mut self, op: SetSysctl, _generation: Option<u64>) -> Result<(), String> {
+        let root = self.root.clone();
+        crate::fsutil::off_loop("sysctl write", move || write(&root, &op)).await?
     }
 }
 
@@ -119,26 +153,26 @@ mod tests {
     #[test]
     fn plans_only_what_differs_and_reports_unknown_keys() {
         let root = fake_root("plan");
-        let mut s = Sysctl::new(&root);
         let desired = BTreeMap::from([
             ("net.ipv4.ip_forward".to_string(), "1".to_string()),
             ("net.ipv4.tcp_rmem".to_string(), "4096 131072 6291456".to_string()),
             ("net.ipv4.conf.eth0/100.forwarding".to_string(), "1".to_string()),
             ("kernel.no_such_knob".to_string(), "1".to_string()),
         ]);
-        let (ops, items) = s.plan(&desired);
-        let keys: Vec<_> = ops.iter().map(|o| o.key.as_str()).collect();
+        let plan = Sysctl::plan(&desired, &read(&root, desired.keys().cloned()));
+        let (ops, items) = (plan.ops, plan.items);
+        let keys: Vec<_> = ops.iter().map(|(_, o)| o.key.as_str()).collect();
         assert_eq!(keys, ["net.ipv4.conf.eth0/100.forwarding", "net.ipv4.ip_forward"]);
         assert!(items.contains(&("net.ipv4.tcp_rmem".into(), ItemState::Converged)));
         assert!(
             items.contains(&("kernel.no_such_knob".into(), ItemState::Failed("no such sysctl in this kernel".into())))
         );
-        for op in &ops {
-            s.apply(op).unwrap();
+        for (_, op) in &ops {
+            write(&root, op).unwrap();
         }
         assert_eq!(std::fs::read_to_string(root.join("net/ipv4/ip_forward")).unwrap(), "1\n");
-        let (ops, _) = s.plan(&desired);
-        assert!(ops.is_empty(), "a converged host plans nothing");
+        let plan = Sysctl::plan(&desired, &read(&root, desired.keys().cloned()));
+        assert!(plan.ops.is_empty(), "a converged host plans nothing");
         let _ = std::fs::remove_dir_all(root);
     }
 
@@ -150,15 +184,15 @@ mod tests {
         std::thread::spawn(move || {
             let f = std::fs::File::open(&path).unwrap();
             nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-            let mut s = Sysctl::new("/proc/sys");
+            let root = Path::new("/proc/sys");
             let desired = BTreeMap::from([("net.ipv4.ip_forward".to_string(), "1".to_string())]);
-            let (ops, _) = s.plan(&desired);
+            let ops = Sysctl::plan(&desired, &read(root, desired.keys().cloned())).ops;
             assert_eq!(ops.len(), 1);
-            s.apply(&ops[0]).unwrap();
+            write(root, &ops[0].1).unwrap();
             assert_eq!(std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(), "1\n");
             let bad = BTreeMap::from([("net.ipv4.ip_forward".to_string(), "banana".to_string())]);
-            let (ops, _) = s.plan(&bad);
-            assert_eq!(s.apply(&ops[0]).unwrap_err().1, "the kernel refused the value");
+            let ops = Sysctl::plan(&bad, &read(root, bad.keys().cloned())).ops;
+            assert_eq!(write(root, &ops[0].1).unwrap_err(), "the kernel refused the value");
         })
         .join()
         .unwrap();

@@ -4,12 +4,14 @@
 //! cannot make PID 1 write or chown anything outside it. Keel removes only files it wrote itself and that the
 //! config no longer names; the list of those lives beside them so it survives restarts.
 
-use super::{ItemState, Resource};
+use super::{Controller, ItemState, Plan, Target};
+use crate::registry::Kind;
 use crate::safe_fs;
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileSpec {
@@ -68,57 +70,111 @@ pub fn write_atomic(path: &Path, content: &[u8], mode: u32, owner: Option<(u32, 
     safe_fs::write_atomic(path, content, mode, owner)
 }
 
-impl Resource for Files {
-    type Desired = Vec<FileSpec>;
-    type Op = FileOp;
-    const NAME: &'static str = "files";
+/// What the host holds at a desired file's path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    /// The desired content; `attrs` says whether mode and owner are right too.
+    Same { attrs: bool },
+    /// Another content, or nothing.
+    Differs,
+    /// A directory is in the way.
+    Dir,
+}
 
-    fn plan(&mut self, desired: &Vec<FileSpec>) -> (Vec<FileOp>, Vec<(String, ItemState)>) {
-        let mut ops = Vec::new();
-        let mut items = Vec::new();
-        for spec in desired {
-            let name = spec.path.display().to_string();
-            match safe_fs::read_regular(&spec.path) {
-                Ok(Some((content, meta))) if content == spec.content => {
-                    let attrs_ok =
-                        meta.mode() & 0o7777 == spec.mode && meta.uid() == spec.uid && meta.gid() == spec.gid;
-                    if attrs_ok {
-                        items.push((name, ItemState::Converged));
-                    } else {
-                        ops.push(FileOp::Attrs(spec.clone()));
-                    }
-                }
-                _ if fs::symlink_metadata(&spec.path).is_ok_and(|m| m.is_dir()) => {
-                    items.push((name, ItemState::Failed("a directory is in the way".into())))
-                }
-                _ => ops.push(FileOp::Write(spec.clone())),
-            }
-        }
-        for path in &self.owned {
-            if !desired.iter().any(|s| &s.path == path) {
-                ops.push(FileOp::Remove(path.clone()));
-            }
-        }
-        (ops, items)
+/// The files controller's view: each desired path, and the files Keel wrote earlier.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    pub found: Vec<Found>,
+    pub owned: BTreeSet<PathBuf>,
+}
+
+impl Files {
+    /// Reads the host for `desired` (blocking).
+    pub fn observe_now(&self, desired: &[FileSpec]) -> Observed {
+        let found = desired
+            .iter()
+            .map(|spec| match safe_fs::read_regular(&spec.path) {
+                Ok(Some((content, meta))) if content == spec.content => Found::Same {
+                    attrs: meta.mode() & 0o7777 == spec.mode && meta.uid() == spec.uid && meta.gid() == spec.gid,
+                },
+                _ if fs::symlink_metadata(&spec.path).is_ok_and(|m| m.is_dir()) => Found::Dir,
+                _ => Found::Differs,
+            })
+            .collect();
+        Observed { found, owned: self.owned.clone() }
     }
 
-    fn apply(&mut self, op: &FileOp) -> Result<String, (String, String)> {
-        let (path, result) = match op {
-            FileOp::Write(s) => (&s.path, write_atomic(&s.path, &s.content, s.mode, Some((s.uid, s.gid)))),
-            FileOp::Attrs(s) => (&s.path, safe_fs::set_attrs(&s.path, s.mode, s.uid, s.gid)),
-            FileOp::Remove(p) => (p, safe_fs::remove(p)),
+    /// Applies one operation (blocking) and keeps the manifest of what Keel wrote.
+    pub fn apply_now(&mut self, op: &FileOp) -> Result<(), String> {
+        let result = match op {
+            FileOp::Write(s) => write_atomic(&s.path, &s.content, s.mode, Some((s.uid, s.gid))),
+            FileOp::Attrs(s) => safe_fs::set_attrs(&s.path, s.mode, s.uid, s.gid),
+            FileOp::Remove(p) => safe_fs::remove(p),
         };
-        let name = path.display().to_string();
-        result.map_err(|e| (name.clone(), e.to_string()))?;
+        result.map_err(|e| e.to_string())?;
         let changed = match op {
             FileOp::Remove(p) => self.owned.remove(p),
             FileOp::Write(s) | FileOp::Attrs(s) => self.owned.insert(s.path.clone()),
         };
         if changed {
-            self.save_manifest()
-                .map_err(|e| (name.clone(), format!("applied, but the manifest could not be saved: {e}")))?;
+            self.save_manifest().map_err(|e| format!("applied, but the manifest could not be saved: {e}"))?;
         }
-        Ok(name)
+        Ok(())
+    }
+}
+
+impl Controller for Files {
+    const KIND: Kind = Kind::Files;
+    const AREA: &'static str = "files";
+    const RESYNC: Duration = Duration::from_secs(30);
+    type Desired = Vec<FileSpec>;
+    type Observed = Observed;
+    type Op = FileOp;
+    type Event = ();
+
+    async fn observe(&mut self, target: &Target<Vec<FileSpec>>) -> Result<Observed, String> {
+        let me = Files { manifest: self.manifest.clone(), owned: self.owned.clone() };
+        let desired = target.desired.clone();
+        crate::fsutil::off_loop("files observe", move || me.observe_now(&desired)).await
+    }
+
+    fn plan(desired: &Vec<FileSpec>, observed: &Observed) -> Plan<FileOp> {
+        let mut plan = Plan::default();
+        for (spec, found) in desired.iter().zip(&observed.found) {
+            let name = spec.path.display().to_string();
+            match found {
+                Found::Same { attrs: true } => plan.item(name, ItemState::Converged),
+                Found::Same { attrs: false } => plan.op(name, FileOp::Attrs(spec.clone())),
+                Found::Dir => plan.item(name, ItemState::Failed("a directory is in the way".into())),
+                Found::Differs => plan.op(name, FileOp::Write(spec.clone())),
+            }
+        }
+        for path in &observed.owned {
+            if !desired.iter().any(|s| &s.path == path) {
+                plan.op(path.display().to_string(), FileOp::Remove(path.clone()));
+            }
+        }
+        plan
+    }
+
+    async fn apply(&mut self, op: FileOp, _generation: Option<u64>) -> Result<(), String> {
+        let mut me = Files { manifest: self.manifest.clone(), owned: std::mem::take(&mut self.owned) };
+        let done = crate::fsutil::off_loop("files write", move || {
+            let r = me.apply_now(&op);
+            (me.owned, r)
+        })
+        .await;
+        match done {
+            Ok((owned, r)) => {
+                self.owned = owned;
+                r
+            }
+            Err(e) => {
+                // Only a panic or shutdown gets here: the manifest on disk is still right.
+                *self = Files::new(self.manifest.clone());
+                Err(e)
+            }
+        }
     }
 }
 
@@ -138,10 +194,14 @@ mod tests {
         FileSpec { path, content: content.as_bytes().to_vec(), mode, uid: 0, gid: 0 }
     }
 
+    fn plan(f: &Files, desired: &Vec<FileSpec>) -> Plan<FileOp> {
+        Files::plan(desired, &f.observe_now(desired))
+    }
+
     fn converge(f: &mut Files, desired: &Vec<FileSpec>) -> usize {
-        let (ops, _) = f.plan(desired);
-        for op in &ops {
-            f.apply(op).unwrap();
+        let ops = plan(f, desired).ops;
+        for (_, op) in &ops {
+            f.apply_now(op).unwrap();
         }
         ops.len()
     }
@@ -182,10 +242,10 @@ mod tests {
     fn a_directory_in_the_way_is_reported() {
         let d = dir("dir");
         fs::create_dir_all(d.join("x")).unwrap();
-        let mut f = Files::new(d.join("manifest"));
-        let (ops, items) = f.plan(&vec![spec(d.join("x"), "x", 0o644)]);
-        assert!(ops.is_empty());
-        assert_eq!(items[0].1, ItemState::Failed("a directory is in the way".into()));
+        let f = Files::new(d.join("manifest"));
+        let p = plan(&f, &vec![spec(d.join("x"), "x", 0o644)]);
+        assert!(p.ops.is_empty());
+        assert_eq!(p.items[0].1, ItemState::Failed("a directory is in the way".into()));
         let _ = fs::remove_dir_all(d);
     }
 
@@ -212,14 +272,10 @@ mod tests {
         let mut f = Files::new(d.join("manifest"));
         let want =
             vec![owned(inside.join("conf.d/victim")), owned(inside.join("conf.d/new/x")), owned(inside.join("token"))];
-        let (ops, _) = f.plan(&want);
-        let results: Vec<_> = ops.iter().map(|op| f.apply(op)).collect();
+        let ops = plan(&f, &want).ops;
+        let results: Vec<_> = ops.iter().map(|(_, op)| f.apply_now(op)).collect();
         // Through the linked directory: refused, nothing made out there.
-        assert!(
-            results[0].as_ref().is_err_and(|(_, e)| e.contains("a symbolic link is in the path")),
-            "{:?}",
-            results[0]
-        );
+        assert!(results[0].as_ref().is_err_and(|e| e.contains("a symbolic link is in the path")), "{:?}", results[0]);
         assert!(results[1].is_err(), "{:?}", results[1]);
         assert!(!outside.join("new").exists());
         // The linked file itself is replaced by a real file with the config's owner; the link's target is not.
@@ -233,7 +289,7 @@ mod tests {
         fs::remove_file(inside.join("token")).unwrap();
         std::os::unix::fs::symlink(&victim, inside.join("token")).unwrap();
         let attrs = FileOp::Attrs(owned(inside.join("token")));
-        assert!(f.apply(&attrs).is_err());
+        assert!(f.apply_now(&attrs).is_err());
         let after = fs::metadata(&victim).unwrap();
         assert_eq!((after.uid(), after.gid(), after.mode()), (before.uid(), before.gid(), before.mode()));
         let _ = fs::remove_dir_all(d);
