@@ -6,7 +6,6 @@
 
 use crate::controller::ControllerStatus;
 use crate::logfwd::LogFwdStatus;
-use crate::net::controller::NetStatus;
 use crate::services::ServicesStatus;
 use crate::storage::controller::StorageStatus;
 use keel_config::status::{ConvergenceState, KindConvergence};
@@ -63,17 +62,6 @@ pub fn controller(status: &ControllerStatus, generation: u64) -> Convergence {
     }
 }
 
-pub fn network(status: &NetStatus, generation: u64) -> Convergence {
-    if status.generation != Some(generation) || !status.ready || !status.pending.is_empty() {
-        return Convergence::Pending;
-    }
-    if status.failed.is_empty() {
-        Convergence::Converged
-    } else {
-        Convergence::Stuck(status.failed.iter().map(|(op, e)| format!("{op}: {e}")).collect())
-    }
-}
-
 pub fn services(status: &ServicesStatus, generation: u64) -> Convergence {
     match (status.generation == Some(generation), status.converged) {
         (false, _) => Convergence::Pending,
@@ -108,7 +96,7 @@ pub fn logs(status: &LogFwdStatus, generation: u64) -> Convergence {
 #[derive(Clone)]
 pub struct Registry {
     /// None: no network controller (netlink unavailable); the network then never blocks convergence.
-    pub net: Option<watch::Receiver<NetStatus>>,
+    pub net: Option<watch::Receiver<ControllerStatus>>,
     pub sysctl: watch::Receiver<ControllerStatus>,
     pub files: watch::Receiver<ControllerStatus>,
     pub storage: watch::Receiver<StorageStatus>,
@@ -121,7 +109,7 @@ impl Registry {
     pub fn convergence(&self, generation: u64) -> Vec<(Kind, Convergence)> {
         let mut all = Vec::with_capacity(6);
         if let Some(net) = &self.net {
-            all.push((Kind::Network, network(&net.borrow(), generation)));
+            all.push((Kind::Network, controller(&net.borrow(), generation)));
         }
         all.push((Kind::Sysctl, controller(&self.sysctl.borrow(), generation)));
         all.push((Kind::Files, controller(&self.files.borrow(), generation)));
@@ -222,13 +210,6 @@ mod tests {
         c.items.clear();
         c.error = Some("netlink: closed".into());
         assert_eq!(controller(&c, 2), Convergence::Stuck(vec!["observe: netlink: closed".into()]));
-
-        let mut n = NetStatus { generation: Some(2), ready: true, ..Default::default() };
-        assert_eq!(network(&n, 2), Convergence::Converged);
-        n.failed = vec![("add 10.0.0.1/24".into(), "EEXIST".into())];
-        assert!(matches!(network(&n, 2), Convergence::Stuck(_)));
-        n.ready = false;
-        assert_eq!(network(&n, 2), Convergence::Pending);
 
         let mut s = StorageStatus { generation: Some(2), volumes: vec![volume(Phase::Formatting)] };
         assert_eq!(storage(&s, 2), Convergence::Pending);

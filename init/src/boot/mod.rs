@@ -164,7 +164,7 @@ pub async fn run(exec_at: Duration) -> ! {
     }
     // PID 1 itself is ready; the network and the clock converge from here, each reporting its own readiness.
     let (net, boot_network) = crate::net::start(&node.settings, node.machine_id.default_hostname(), exec_at);
-    let time = start_time_sync(&node, net.as_ref().map(|(_, status)| status.clone()));
+    let time = start_time_sync(&node, net.as_ref().map(|n| n.status.clone()));
     let state = match state {
         Some(state) => state,
         None => mount_state_and_settle_id(&mut node, &reaper).await,
@@ -181,7 +181,7 @@ pub async fn run(exec_at: Duration) -> ! {
         machine_id: node.machine_id.as_str().to_string(),
         hostname: node.hostname.clone(),
         config: config.clone(),
-        net: net.as_ref().map(|(_, status)| status.clone()),
+        net: net.as_ref().map(|n| n.status.clone()),
         time,
         power: tx.clone(),
     }));
@@ -192,7 +192,7 @@ pub async fn run(exec_at: Duration) -> ! {
         tx.clone(),
     );
     let network_ready = match &net {
-        Some((_, status)) => crate::services::flag(status.clone(), |s: &crate::net::controller::NetStatus| s.ready),
+        Some(n) => crate::services::flag(n.status.clone(), |s: &crate::net::controller::NetStatus| s.ready),
         None => tokio::sync::watch::channel(false).1,
     };
     tokio::spawn(crate::upgrade::source::run(config.applied.clone(), network_ready.clone(), tx.clone()));
@@ -222,7 +222,7 @@ pub async fn run(exec_at: Duration) -> ! {
         Some(r) => r,
         None => power::Request { action: power::Action::Reboot, reason: "no-request-source".into() },
     };
-    shutdown::execute(request, grace, net.map(|(inbox, _)| inbox), Some(config.services.clone())).await
+    shutdown::execute(request, grace, net.map(|n| n.events), Some(config.services.clone())).await
 }
 
 /// Mounts the state volume on /var and settles the machine id with it (see `machine_id`).

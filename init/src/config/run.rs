@@ -9,7 +9,7 @@ pub use super::submit::Submit;
 use super::{apply, pull};
 use crate::cmdline::Settings;
 use crate::controller::{files::Files, runner, sysctl::Sysctl, ControllerStatus, Target};
-use crate::net::controller::{NetEvent, NetStatus};
+use crate::net::controller::{NetHandle, NetStatus};
 use crate::net::model::Desired;
 use crate::reaper::Reaper;
 use crate::registry::Registry;
@@ -61,7 +61,7 @@ pub fn start(
     settings: &Settings,
     machine_id: String,
     boot_network: Desired,
-    net: Option<(mpsc::Sender<NetEvent>, watch::Receiver<NetStatus>)>,
+    net: Option<NetHandle>,
     reaper: Reaper,
 ) -> ConfigHandle {
     let trust = super::trust::read();
@@ -122,8 +122,8 @@ pub fn start(
     let (files_tx, _, files_status) = runner::start(Files::new(FILES_MANIFEST));
 
     let (converged_tx, converged) = watch::channel(None);
-    let net_inbox = net.as_ref().map(|(inbox, _)| inbox.clone());
-    let net_status = net.as_ref().map(|(_, status)| status.clone());
+    let net_desired = net.as_ref().map(|n| n.desired.clone());
+    let net_status = net.as_ref().map(|n| n.status.clone());
     let (services_tx, services_rx) = watch::channel(None);
     let network_ready = match &net_status {
         Some(status) => services::flag(status.clone(), |s: &NetStatus| s.ready),
@@ -139,7 +139,7 @@ pub fn start(
     let logs = crate::logfwd::controller::start(machine_id.clone(), logs_rx);
     let registry = Registry {
         logs: logs.clone(),
-        net: net_status,
+        net: net.as_ref().map(|n| n.controller.clone()),
         sysctl: sysctl_status.clone(),
         files: files_status.clone(),
         storage: storage.clone(),
@@ -153,8 +153,8 @@ pub fn start(
             if let Some(a) = current {
                 let started = Instant::now();
                 let generation = a.generation;
-                if let Some(inbox) = &net_inbox {
-                    let _ = inbox.send(NetEvent::SetBase(apply::network(&a.config, &boot_network), generation)).await;
+                if let Some(desired) = &net_desired {
+                    desired.send_replace(Some(Target::new(generation, apply::network(&a.config, &boot_network))));
                 }
                 sysctl_tx.send_replace(Some(Target::new(generation, apply::sysctls(&a.config))));
                 files_tx.send_replace(Some(Target::new(generation, apply::files(&a.config))));
@@ -177,9 +177,9 @@ pub fn start(
     });
 
     let (pull_tx, pull) = watch::channel(pull::PullStatus::default());
-    if let (Some(url), Some((_, status))) = (&settings.config_url, &net) {
+    if let (Some(url), Some(n)) = (&settings.config_url, &net) {
         let interval = settings.config_interval;
-        tokio::spawn(pull::run(url.clone(), interval, machine_id, status.clone(), submit.clone(), pull_tx));
+        tokio::spawn(pull::run(url.clone(), interval, machine_id, n.status.clone(), submit.clone(), pull_tx));
     }
     let (sysctl, files) = (sysctl_status, files_status);
     ConfigHandle {

@@ -81,27 +81,32 @@ impl<Op> Plan<Op> {
     }
 }
 
-/// What an event asks of the runner.
-// `Later` and `Stop` are constructed by the kinds with their own event sources (network, services), which are
-// being moved onto the runner; until then only the runner's tests build them.
+/// What an event asks of the runner. When several events are coalesced, the largest wins.
+// `Later` is for kinds whose events only update their state (the services' supervisors, being moved onto the
+// runner); until one does, only the runner's tests build it.
 #[cfg_attr(not(test), allow(dead_code))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Wake {
     /// Nothing to do now (the event only updated the controller's state).
     Later,
-    /// Observe and plan now.
+    /// Observe and plan now: something on the host changed (writes on this pass are repairs).
     Now,
+    /// Observe and plan now: one of the kind's own inputs changed (a DHCP lease); its writes follow that input
+    /// and are not repairs.
+    Input,
     /// The controller is done (shutdown): the runner returns.
     Stop,
 }
 
-/// Why a pass runs; logged with every operation, and a write on a `Resync` or `Event` pass is a repair.
+/// Why a pass runs; logged with every operation, and a write on a `Retry`, `Resync` or `Event` pass is a repair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
     /// A new desired state (a config, the boot network).
     Desired,
-    /// The kind's own event (a kernel notification, a child exit, a lease).
+    /// The kind's own event reporting a change on the host (a kernel notification, a child exit).
     Event,
+    /// The kind's own input changed (a DHCP lease).
+    Input,
     /// An item was waiting, or a failure's backoff ran out.
     Retry,
     /// The periodic look for drift.
@@ -113,6 +118,7 @@ impl fmt::Display for Reason {
         f.write_str(match self {
             Reason::Desired => "config",
             Reason::Event => "event",
+            Reason::Input => "input",
             Reason::Retry => "retry",
             Reason::Resync => "resync",
         })

@@ -52,7 +52,7 @@ async fn pass<C: Controller>(c: &mut C, target: &Target<C::Desired>, reason: Rea
         }
         let mut progress = false;
         for (item, op) in plan.ops {
-            let repair = reason != Reason::Desired && C::repairs(&op);
+            let repair = !matches!(reason, Reason::Desired | Reason::Input) && C::repairs(&op);
             let shown = op.to_string();
             match c.apply(op, target.generation).await {
                 Ok(()) => {
@@ -156,7 +156,7 @@ pub async fn run<C: Controller>(
                     None => events_open = false,
                     Some(event) => {
                         let mut wake = c.event(event).await;
-                        if wake == Wake::Now && !C::SETTLE.is_zero() {
+                        if matches!(wake, Wake::Now | Wake::Input) && !C::SETTLE.is_zero() {
                             tokio::time::sleep(C::SETTLE).await;
                         }
                         // Coalesce what is already queued: one pass covers all of it.
@@ -166,6 +166,7 @@ pub async fn run<C: Controller>(
                         match wake {
                             Wake::Stop => return,
                             Wake::Now => break Reason::Event,
+                            Wake::Input => break Reason::Input,
                             Wake::Later => {}
                         }
                     }
@@ -180,12 +181,22 @@ pub async fn run<C: Controller>(
 pub fn start<C: Controller>(
     c: C,
 ) -> (super::DesiredTx<C::Desired>, mpsc::Sender<C::Event>, watch::Receiver<ControllerStatus>) {
+    let (events_tx, events) = mpsc::channel(256);
+    let (desired_tx, status) = start_with(c, events);
+    (desired_tx, events_tx, status)
+}
+
+/// [`start`] for a kind that made its event channel itself (it hands the sender to its own event sources, such
+/// as the DHCP clients it starts).
+pub fn start_with<C: Controller>(
+    c: C,
+    events: mpsc::Receiver<C::Event>,
+) -> (super::DesiredTx<C::Desired>, watch::Receiver<ControllerStatus>) {
     log::debug!("controller.start kind={} area={}", C::KIND, C::AREA);
     let (desired_tx, desired) = watch::channel(None);
-    let (events_tx, events) = mpsc::channel(256);
     let (status_tx, status) = watch::channel(ControllerStatus { area: C::AREA, ..Default::default() });
     tokio::spawn(run(c, desired, events, status_tx));
-    (desired_tx, events_tx, status)
+    (desired_tx, status)
 }
 
 #[cfg(test)]

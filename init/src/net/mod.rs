@@ -14,24 +14,19 @@ pub mod netns_tests;
 mod netns_topology_tests;
 pub mod observed;
 pub mod plan;
+pub mod plan_node;
 mod plan_topology;
 pub mod resolv;
 pub mod topology;
 
 use crate::cmdline::Settings;
-use controller::{Controller, NetEvent, NetStatus, Options};
+use controller::{NetHandle, Options};
 use model::Desired;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
 
 /// Starts the network controller on the boot's settings: `ip=` if given, else DHCP on every physical link.
-/// Returns its inbox and status, or `None` when netlink is unavailable (logged; the node runs on without network).
-#[allow(clippy::type_complexity)]
-pub fn start(
-    settings: &Settings,
-    default_hostname: String,
-    exec_at: Duration,
-) -> (Option<(mpsc::Sender<NetEvent>, watch::Receiver<NetStatus>)>, Desired) {
+/// Returns its handle, or `None` when netlink is unavailable (logged; the node runs on without network).
+pub fn start(settings: &Settings, default_hostname: String, exec_at: Duration) -> (Option<NetHandle>, Desired) {
     let ip = settings.ip.as_deref().and_then(|v| match kernel_ip::parse(v) {
         Ok(ip) => Some(ip),
         Err(e) => {
@@ -43,11 +38,8 @@ pub fn start(
     // The name DHCP announces: the one the node will carry.
     let announced = base.hostname.clone().unwrap_or_else(|| default_hostname.clone());
     let opts = Options { default_hostname, resolv_path: resolv::PATH.into(), manage_hostname: true, exec_at };
-    match Controller::new(base.clone(), dhcp_glue::starter(Some(announced)), opts) {
-        Ok((controller, inbox, status)) => {
-            tokio::spawn(controller.run());
-            (Some((inbox, status)), base)
-        }
+    match controller::start(base.clone(), dhcp_glue::starter(Some(announced)), opts) {
+        Ok(handle) => (Some(handle), base),
         Err(e) => {
             log::error!("net.start_failed error={}", crate::logging::q(&e.to_string()));
             (None, base)

@@ -1,13 +1,14 @@
 //! The network controller against the real kernel, inside throwaway network namespaces (never the host's own
 //! links). Needs root; each test makes its own namespace and removes it even when it fails.
 
-use super::controller::{Controller, DhcpStarter, NetEvent, NetStatus, Options};
+use super::controller::{self, DhcpStarter, NetEvent, NetHandle, NetStatus, Options};
 use super::model::{AddrSpec, Desired, LinkMatch, LinkSpec, Origin, RouteSpec};
+use crate::controller::Target;
 use std::net::IpAddr;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
@@ -44,7 +45,7 @@ pub fn ip(args: &[&str]) -> String {
 
 /// A controller running on its own thread inside the namespace.
 pub struct Running {
-    pub inbox: mpsc::Sender<NetEvent>,
+    pub net: NetHandle,
     pub status: watch::Receiver<NetStatus>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -67,13 +68,15 @@ pub fn start(ns: &Netns, base: Desired, resolv: std::path::PathBuf) -> Running {
                 manage_hostname: false,
                 exec_at: Duration::ZERO,
             };
-            let (c, inbox, status) = Controller::new(base, no_dhcp(), opts).unwrap();
-            tx.send((inbox, status)).unwrap();
-            c.run().await;
+            let net = controller::start(base, no_dhcp(), opts).unwrap();
+            let mut done = net.controller.clone();
+            tx.send(net).unwrap();
+            // The runner drops its status sender when it stops (after the shutdown event).
+            while done.changed().await.is_ok() {}
         });
     });
-    let (inbox, status) = rx.recv().unwrap();
-    Running { inbox, status, thread: Some(thread) }
+    let net: NetHandle = rx.recv().unwrap();
+    Running { status: net.status.clone(), net, thread: Some(thread) }
 }
 
 impl Running {
@@ -90,14 +93,19 @@ impl Running {
     }
 
     pub fn send(&self, ev: NetEvent) {
-        self.inbox.blocking_send(ev).unwrap_or_else(|_| panic!("controller is gone"));
+        self.net.events.blocking_send(ev).unwrap_or_else(|_| panic!("controller is gone"));
+    }
+
+    /// A new desired state, as a config of `generation` would bring.
+    pub fn set(&self, desired: Desired, generation: u64) {
+        self.net.desired.send_replace(Some(Target::new(generation, desired)));
     }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
         let (ack, done) = oneshot::channel();
-        if self.inbox.blocking_send(NetEvent::Shutdown(ack)).is_ok() {
+        if self.net.events.blocking_send(NetEvent::Shutdown(ack)).is_ok() {
             let _ = done.blocking_recv();
         }
         if let Some(t) = self.thread.take() {
@@ -211,7 +219,7 @@ fn root_netns_removed_items_go_and_foreign_ones_stay() {
     d.addresses.retain(|a| a.addr != addr("fd77::2"));
     d.routes.retain(|r| r.prefix != 24);
     let before = c.status.borrow().reconciles;
-    c.send(NetEvent::SetBase(d, 2));
+    c.set(d, 2);
     c.wait("reconcile of the new config", Duration::from_secs(10), |s| s.reconciles > before && s.failed.is_empty());
     let addrs = ns.ip(&["addr", "show", "va"]);
     assert!(!addrs.contains("fd77::2"), "a removed address must go: {addrs}");

@@ -2,7 +2,6 @@
 //! happens only when the content changes, atomically (temp file + rename).
 
 use std::net::IpAddr;
-use std::path::Path;
 
 pub const PATH: &str = "/run/keel/resolv.conf";
 
@@ -27,16 +26,6 @@ pub fn render(nameservers: &[IpAddr], search: &[String], source: &str) -> String
     out
 }
 
-/// Writes `content` to `path` unless it already holds exactly that. Returns whether it wrote.
-pub fn write_if_changed(path: &Path, content: &str) -> std::io::Result<bool> {
-    if std::fs::read_to_string(path).map(|c| c == content).unwrap_or(false) {
-        return Ok(false);
-    }
-    // The init's one atomic write (on /run, a tmpfs, its fsyncs cost nothing).
-    crate::controller::files::write_atomic(path, content.as_bytes(), 0o644, None)?;
-    Ok(true)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,16 +40,5 @@ mod tests {
             "# Written by Keel from dhcp on eth0. The root is read-only: change the node config instead.\n\
              nameserver 10.0.2.3\nnameserver fd00::3\nnameserver 1.1.1.1\nsearch example.org lab\n"
         );
-    }
-
-    #[test]
-    fn writes_only_on_change() {
-        let dir = std::env::temp_dir().join(format!("keel-resolv-{}", std::process::id()));
-        let path = dir.join("resolv.conf");
-        assert!(write_if_changed(&path, "a\n").unwrap());
-        assert!(!write_if_changed(&path, "a\n").unwrap());
-        assert!(write_if_changed(&path, "b\n").unwrap());
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "b\n");
-        let _ = std::fs::remove_dir_all(dir);
     }
 }
