@@ -175,20 +175,31 @@ async fn command(
         Ok(b) => b,
         Err(e) => return error(e.status(), "bad-request", e.body_text()),
     };
-    let allowed = match &s.allowed {
-        Ok(a) => a,
-        Err(e) => {
-            return refusal(
-                super::refusals::status(super::refusals::Kind::Command, "untrusted-image"),
-                "untrusted-image",
-                e,
-            )
-        }
-    };
+    if let Err(e) = &s.allowed {
+        return refusal(
+            super::refusals::status(super::refusals::Kind::Command, "untrusted-image"),
+            "untrusted-image",
+            e,
+        );
+    }
     let name = action.to_string();
+    // The signature check and the nonce record's fsync run on a blocking thread, never on PID 1's event loop;
+    // commands are checked one at a time (the lock), so a nonce is never accepted twice.
     let verified = {
-        let mut nonces = s.nonces.lock().unwrap_or_else(|p| p.into_inner());
-        nonces.verify(&cmd.command, &cmd.signature, allowed, &s.machine_id, &name, SystemTime::now())
+        let (s, name) = (s.clone(), name.clone());
+        crate::fsutil::off_loop("command check", move || {
+            let Ok(allowed) = &s.allowed else { return Err(None) };
+            let mut nonces = s.nonces.lock().unwrap_or_else(|p| p.into_inner());
+            nonces.verify(&cmd.command, &cmd.signature, allowed, &s.machine_id, &name, SystemTime::now()).map_err(Some)
+        })
+        .await
+    };
+    let verified = match verified {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(Some(r))) => Err(r),
+        Ok(Err(None)) | Err(_) => {
+            return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the command could not be checked")
+        }
     };
     match verified {
         Ok(v) => {

@@ -4,8 +4,7 @@
 
 use super::slots::Slot;
 use serde::{Deserialize, Serialize};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 pub const DIR: &str = "/var/lib/keel/upgrade";
 const FILE: &str = "state.json";
@@ -98,16 +97,12 @@ impl Store {
         }
     }
 
+    /// Durably, with the init's one atomic write (temp file, fsync, rename, directory fsync).
     pub fn save(&self, record: &Record) -> Result<(), String> {
-        let ctx = |what: &str, p: &Path, e: std::io::Error| format!("{what} {}: {e}", p.display());
-        std::fs::create_dir_all(&self.dir).map_err(|e| ctx("create", &self.dir, e))?;
-        let tmp = self.dir.join(format!("{FILE}.tmp"));
         let text = serde_json::to_vec_pretty(record).map_err(|e| e.to_string())?;
-        let mut f = std::fs::File::create(&tmp).map_err(|e| ctx("create", &tmp, e))?;
-        f.write_all(&text).and_then(|_| f.sync_all()).map_err(|e| ctx("write", &tmp, e))?;
         let path = self.dir.join(FILE);
-        std::fs::rename(&tmp, &path).map_err(|e| ctx("rename", &path, e))?;
-        std::fs::File::open(&self.dir).and_then(|d| d.sync_all()).map_err(|e| ctx("fsync", &self.dir, e))
+        crate::controller::files::write_atomic(&path, &text, 0o600, None)
+            .map_err(|e| format!("write {}: {e}", path.display()))
     }
 }
 
