@@ -6,7 +6,7 @@
 //! each, so anonymous clients cannot push real lines out of the log ring.
 
 use super::limits::{self, Conn};
-use super::routes::AppState;
+use super::state::AppState;
 use axum::extract::{Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;

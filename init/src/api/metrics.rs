@@ -2,7 +2,7 @@
 //! controllers' status at scrape time: convergence per resource kind, service restarts, DHCP leases and log
 //! forwarding per collector.
 
-use super::routes::AppState;
+use super::state::AppState;
 use crate::logfwd::LogFwdStatus;
 use crate::metrics::Family;
 use crate::net::desired::LeaseInfo;

@@ -10,11 +10,12 @@ pub mod metrics;
 pub mod refusals;
 pub mod request;
 pub mod routes;
+pub mod state;
 pub mod status;
 pub mod tls;
 pub mod upgrade;
 
-use routes::{AppState, Inner};
+use state::{AppState, Inner};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;

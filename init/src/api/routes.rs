@@ -1,44 +1,26 @@
 //! The HTTP handlers of the node API (docs/api.md). Every handler answers; none can take PID 1 down: bad input
 //! is a 4xx with a JSON reason.
 
-use super::command::Nonces;
 use super::request::{LogQuery, Push, SignedCommand};
+use super::state::{AppState, Inner, StatusCache};
 use super::status;
-use crate::config::run::{ConfigHandle, Submit};
+use crate::config::run::Submit;
 use crate::config::store::Signed;
-use crate::net::controller::NetStatus;
 use crate::power::{Action, Request};
-use crate::time::TimeStatus;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use keel_config::sshsig::AllowedSigners;
 use serde_json::{json, Value};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::oneshot;
 
 pub const MAX_BODY: usize = 1 << 20;
 /// How long PUT /v1/config waits for the node to converge before answering "accepted, still converging".
 const CONVERGE_WAIT: Duration = Duration::from_secs(30);
-
-pub struct Inner {
-    pub machine_id: String,
-    pub fingerprint: String,
-    pub config: ConfigHandle,
-    pub net: Option<watch::Receiver<NetStatus>>,
-    pub time: watch::Receiver<TimeStatus>,
-    pub power: mpsc::Sender<Request>,
-    pub allowed: Result<AllowedSigners, String>,
-    pub nonces: Mutex<Nonces>,
-    pub gates: Arc<super::limits::Gates>,
-    pub status_cache: Mutex<Option<StatusCache>>,
-}
-
-pub type AppState = Arc<Inner>;
 
 fn error(status: StatusCode, code: &str, detail: impl Into<String>) -> Response {
     (status, Json(json!({"error": code, "detail": detail.into()}))).into_response()
@@ -69,14 +51,6 @@ pub fn router(state: AppState) -> Router {
 /// second instead of once per request. A config accepted or converged, or any write request answered (a refused
 /// push changes `last_rejection`), makes a fresh one at once.
 const STATUS_FRESH: Duration = Duration::from_millis(250);
-
-/// A rendered status and what it was rendered for.
-pub struct StatusCache {
-    at: tokio::time::Instant,
-    /// Applied and converged generations, and write requests answered, when it was rendered.
-    generations: (Option<u64>, Option<u64>, u64),
-    body: axum::body::Bytes,
-}
 
 async fn get_status(State(s): State<AppState>) -> Response {
     let applied = s.config.applied.borrow().as_ref().map(|a| a.generation);

@@ -3,7 +3,7 @@
 //! the image. `?sha256=HEX` additionally pins the image's hash; `?version=V` names the image's version (its signed
 //! slot manifest comes last), so a downgrade is refused before anything is written.
 
-use super::routes::AppState;
+use super::state::AppState;
 use crate::power::{Action, Request};
 use crate::upgrade::image::{self, Refusal};
 use axum::extract::{Query, State};
