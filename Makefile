@@ -162,7 +162,8 @@ test: setup lint unit reproducible hardware-doc-check e2e netns fuzz-ci
 
 ## bench: netlink convergence in a netns, then boots N times per network mode (BENCH_RUNS, default 5): medians vs targets;
 ## then both kernel flavours (the virt one is built, once, for this): sizes and boot to ready.
-## BENCH_ONLY=services|api|side|flavours|media|oci|fleet runs only that section (side: Keel vs the busybox peer, image/bench.mk;
+## BENCH_ONLY=boot|services|api|side|flavours|media|oci|fleet runs only that section (boot: the boot table; with
+## KEEL_BUILD_DIR=<dir> it measures another build, for before/after) (side: Keel vs the busybox peer, image/bench.mk;
 ## fleet: the node's pull client for BENCH_FLEET_NODES=10000 simulated nodes against one nginx origin, docs/fleet.md).
 bench: image peer
 	@if [ -z "$${BENCH_ONLY:-}" ]; then \

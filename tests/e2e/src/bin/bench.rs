@@ -9,6 +9,7 @@
 //! (`bench/api.rs`); `BENCH_ONLY=api` runs only that. Then Keel side by side with a busybox sh init on the same
 //! kernel, in four setups (`bench/side.rs`); `BENCH_ONLY=side` runs only that. Then the kernel flavours
 //! (`bench/flavours.rs`: virt and metal, sizes and boot to ready); `BENCH_ONLY=flavours` runs only those.
+//! `BENCH_ONLY=boot` stops after the boot table (with `KEEL_BUILD_DIR=<another build>` it measures that build).
 
 #[path = "bench/storage.rs"]
 mod storage;
@@ -268,6 +269,10 @@ fn main() {
     row("kernel (bzImage)", kernel, "KiB", "-");
     row("initramfs (cpio.zst)", initrd, "KiB", "-");
     row("kernel + initramfs", kernel + initrd, "KiB", "<= 5120 KiB");
+    // BENCH_ONLY=boot: only this table (before/after comparisons: KEEL_BUILD_DIR points at another build).
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("boot") {
+        return;
+    }
     let media_runs = std::env::var("BENCH_MEDIA_RUNS").ok().and_then(|n| n.parse().ok()).unwrap_or(runs.min(3)).max(1);
     let st = storage::bench(runs.min(3));
     row("disk -> /var mounted, first (mkfs)", median(st.first), "ms", "-");
