@@ -157,10 +157,16 @@ impl Controller for Files {
         plan
     }
 
-    async fn apply(&mut self, op: FileOp, _generation: Option<u64>) -> Result<(), String> {
+    async fn apply(&mut self, op: FileOp, generation: Option<u64>) -> Result<(), String> {
+        self.apply_all(vec![op], generation).await.pop().unwrap_or_else(|| Err("not applied".into()))
+    }
+
+    /// The whole round in one trip off the event loop.
+    async fn apply_all(&mut self, ops: Vec<FileOp>, _generation: Option<u64>) -> Vec<Result<(), String>> {
+        let n = ops.len();
         let mut me = Files { manifest: self.manifest.clone(), owned: std::mem::take(&mut self.owned) };
         let done = crate::fsutil::off_loop("files write", move || {
-            let r = me.apply_now(&op);
+            let r: Vec<Result<(), String>> = ops.iter().map(|op| me.apply_now(op)).collect();
             (me.owned, r)
         })
         .await;
@@ -172,7 +178,7 @@ impl Controller for Files {
             Err(e) => {
                 // Only a panic or shutdown gets here: the manifest on disk is still right.
                 *self = Files::new(self.manifest.clone());
-                Err(e)
+                vec![Err(e); n]
             }
         }
     }

@@ -161,6 +161,23 @@ pub trait Controller: Send + 'static {
     /// Applies one operation, idempotently. Blocking work goes off the event loop.
     fn apply(&mut self, op: Self::Op, generation: Option<u64>) -> impl Future<Output = Result<(), String>> + Send;
 
+    /// Applies one round's operations in order and returns each one's outcome, in the same order. The default
+    /// awaits [`Controller::apply`] for each; a kind whose operations are small blocking file writes overrides it
+    /// to make the whole round one trip off the event loop (one thread hand-off instead of one per operation).
+    fn apply_all(
+        &mut self,
+        ops: Vec<Self::Op>,
+        generation: Option<u64>,
+    ) -> impl Future<Output = Vec<Result<(), String>>> + Send {
+        async move {
+            let mut out = Vec::with_capacity(ops.len());
+            for op in ops {
+                out.push(self.apply(op, generation).await);
+            }
+            out
+        }
+    }
+
     /// Folds one of the kind's events into its state.
     fn event(&mut self, _event: Self::Event) -> impl Future<Output = Wake> + Send {
         async { Wake::Now }

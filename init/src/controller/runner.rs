@@ -51,10 +51,14 @@ async fn pass<C: Controller>(c: &mut C, target: &Target<C::Desired>, reason: Rea
             break;
         }
         let mut progress = false;
-        for (item, op) in plan.ops {
-            let repair = !matches!(reason, Reason::Desired | Reason::Input) && C::repairs(&op);
-            let shown = op.to_string();
-            match c.apply(op, target.generation).await {
+        let (names, ops): (Vec<String>, Vec<C::Op>) = plan.ops.into_iter().unzip();
+        let shown: Vec<(String, bool)> = ops
+            .iter()
+            .map(|op| (op.to_string(), !matches!(reason, Reason::Desired | Reason::Input) && C::repairs(op)))
+            .collect();
+        let mut results = c.apply_all(ops, target.generation).await.into_iter();
+        for (item, (shown, repair)) in names.into_iter().zip(shown) {
+            match results.next().unwrap_or_else(|| Err("not applied".to_string())) {
                 Ok(()) => {
                     out.writes += 1;
                     progress = true;

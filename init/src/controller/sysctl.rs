@@ -98,8 +98,8 @@ impl Controller for Sysctl {
     type Event = ();
 
     async fn observe(&mut self, target: &Target<Self::Desired>) -> Result<Self::Observed, String> {
-        let (root, keys) = (self.root.clone(), target.desired.keys().cloned().collect::<Vec<_>>());
-        crate::fsutil::off_loop("sysctl observe", move || read(&root, keys.into_iter())).await
+        // /proc/sys is the kernel's memory, not a disk: reading it never blocks, so it is read in place.
+        Ok(read(&self.root, target.desired.keys().cloned()))
     }
 
     fn plan(desired: &Self::Desired, observed: &Self::Observed) -> Plan<SetSysctl> {
@@ -121,6 +121,12 @@ impl Controller for Sysctl {
     async fn apply(&mut self, op: SetSysctl, _generation: Option<u64>) -> Result<(), String> {
         let root = self.root.clone();
         crate::fsutil::off_loop("sysctl write", move || write(&root, &op)).await?
+    }
+
+    async fn apply_all(&mut self, ops: Vec<SetSysctl>, _generation: Option<u64>) -> Vec<Result<(), String>> {
+        let (root, n) = (self.root.clone(), ops.len());
+        let done = crate::fsutil::off_loop("sysctl write", move || ops.iter().map(|op| write(&root, op)).collect());
+        done.await.unwrap_or_else(|e| vec![Err(e); n])
     }
 }
 

@@ -150,11 +150,9 @@ impl controller::Controller for Network {
             Ok(Err(e)) => return Err(e.to_string()),
             Err(_) => return Err(format!("netlink dump took over {NETLINK_TIMEOUT:?}")),
         };
-        let path = self.opts.resolv_path.clone();
-        let resolv = crate::fsutil::off_loop("read resolv.conf", move || std::fs::read_to_string(path).ok())
-            .await
-            .ok()
-            .flatten();
+        // resolv.conf lives on /run (tmpfs): reading it never waits for a disk, so it is read in place (a thread
+        // hand-off per pass would cost more than the read).
+        let resolv = std::fs::read_to_string(&self.opts.resolv_path).ok();
         let hostname = self
             .opts
             .manage_hostname
