@@ -5,7 +5,6 @@
 //! waits for that.
 
 use crate::controller::ControllerStatus;
-use crate::logfwd::LogFwdStatus;
 use crate::services::ServicesStatus;
 use crate::storage::controller::StorageStatus;
 use keel_config::status::{ConvergenceState, KindConvergence};
@@ -82,16 +81,6 @@ pub fn storage(status: &StorageStatus, generation: u64) -> Convergence {
     }
 }
 
-/// The log collectors: converged once the generation's collectors run. A collector that is down is not a
-/// convergence problem (its lines wait in its buffer); its state is in the status.
-pub fn logs(status: &LogFwdStatus, generation: u64) -> Convergence {
-    if status.generation.is_some_and(|g| g >= generation) {
-        Convergence::Converged
-    } else {
-        Convergence::Pending
-    }
-}
-
 /// Every controller's status channel.
 #[derive(Clone)]
 pub struct Registry {
@@ -101,7 +90,7 @@ pub struct Registry {
     pub files: watch::Receiver<ControllerStatus>,
     pub storage: watch::Receiver<StorageStatus>,
     pub services: watch::Receiver<ServicesStatus>,
-    pub logs: watch::Receiver<LogFwdStatus>,
+    pub logs: watch::Receiver<ControllerStatus>,
 }
 
 impl Registry {
@@ -115,7 +104,7 @@ impl Registry {
         all.push((Kind::Files, controller(&self.files.borrow(), generation)));
         all.push((Kind::Storage, storage(&self.storage.borrow(), generation)));
         all.push((Kind::Services, services(&self.services.borrow(), generation)));
-        all.push((Kind::Logs, logs(&self.logs.borrow(), generation)));
+        all.push((Kind::Logs, controller(&self.logs.borrow(), generation)));
         all
     }
 
@@ -231,12 +220,12 @@ mod tests {
     async fn converged_waits_for_every_kind() {
         let done = ControllerStatus { generation: Some(1), converged: true, runs: 1, ..Default::default() };
         let (sysctl_tx, sysctl) = watch::channel(done.clone());
-        let (_files_tx, files) = watch::channel(done);
+        let (_files_tx, files) = watch::channel(done.clone());
         let (_storage_tx, storage) = watch::channel(StorageStatus { generation: Some(1), volumes: vec![] });
         let mut svc = ServicesStatus { generation: Some(1), ..Default::default() };
         svc.settle();
         let (services_tx, services) = watch::channel(svc.clone());
-        let (_logs_tx, logs) = watch::channel(LogFwdStatus { generation: Some(2), ..Default::default() });
+        let (logs_tx, logs) = watch::channel(done);
         let registry = Registry { net: None, sysctl, files, storage, services, logs };
         let mut waiting = tokio::spawn({
             let r = registry.clone();
@@ -249,6 +238,7 @@ mod tests {
             async move { r.converged(2).await }
         });
         sysctl_tx.send_modify(|s| s.generation = Some(2));
+        logs_tx.send_modify(|s| s.generation = Some(2));
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert!(!waiting.is_finished());
         services_tx.send_modify(|s| {

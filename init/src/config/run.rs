@@ -135,16 +135,16 @@ pub fn start(
     let deps = services::deps::Deps { network: network_ready, volumes: storage.clone() };
     let (services, services_status) = services::start(reaper.clone(), services_rx, deps);
     crate::storage::controller::start(applied.clone(), reaper, services_status.clone(), storage_tx);
-    let (logs_tx, logs_rx) = watch::channel(None);
-    let logs = crate::logfwd::controller::start(machine_id.clone(), logs_rx);
+    let logs = crate::logfwd::controller::start(machine_id.clone());
     let registry = Registry {
-        logs: logs.clone(),
+        logs: logs.controller.clone(),
         net: net.as_ref().map(|n| n.controller.clone()),
         sysctl: sysctl_status.clone(),
         files: files_status.clone(),
         storage: storage.clone(),
         services: services_status.clone(),
     };
+    let logs_desired = logs.desired.clone();
     let mut applied_rx = applied.clone();
     let handle_registry = registry.clone();
     tokio::spawn(async move {
@@ -158,7 +158,7 @@ pub fn start(
                 }
                 sysctl_tx.send_replace(Some(Target::new(generation, apply::sysctls(&a.config))));
                 files_tx.send_replace(Some(Target::new(generation, apply::files(&a.config))));
-                logs_tx.send_replace(Some((generation, a.config.log_forward.clone())));
+                logs_desired.send_replace(Some(Target::new(generation, a.config.log_forward.clone())));
                 let shown = format!("{generation}\n");
                 if let Err(e) =
                     crate::fsutil::write_atomic_off_loop(GENERATION_FILE.into(), shown.into_bytes(), 0o644).await
@@ -195,7 +195,7 @@ pub fn start(
         storage,
         pull,
         registry: handle_registry,
-        logs,
+        logs: logs.status,
     }
 }
 

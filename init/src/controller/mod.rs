@@ -82,9 +82,6 @@ impl<Op> Plan<Op> {
 }
 
 /// What an event asks of the runner. When several events are coalesced, the largest wins.
-// `Later` is for kinds whose events only update their state (the services' supervisors, being moved onto the
-// runner); until one does, only the runner's tests build it.
-#[cfg_attr(not(test), allow(dead_code))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Wake {
     /// Nothing to do now (the event only updated the controller's state).

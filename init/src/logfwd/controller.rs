@@ -1,13 +1,18 @@
-//! The log forwarding controller: desired = the config's `[[log.forward]]` collectors; observed = the collectors
-//! running; a pure plan says which to stop and which to start; apply does exactly that, so applying the same
-//! config twice changes nothing (a running collector keeps its connection and its queue). A collector whose
-//! settings changed is replaced. The same task fans every line out to the running collectors and publishes
-//! their status (connected, sent, dropped, buffered) for `/v1/status`, `/metrics` and the registry.
+//! The log forwarding controller, one kind on the one runner (`controller::runner`): desired = the config's
+//! `[[log.forward]]` collectors; observed = the collectors running; the pure plan stops the ones no longer
+//! wanted and starts the new ones, so applying the same config twice changes nothing (a running collector keeps
+//! its connection and its queue). A collector whose settings changed is replaced. Its events are the log lines
+//! themselves, fanned out to the running collectors (they change nothing to converge), and a 1 s tick that
+//! publishes the collectors' detail status (connected, sent, dropped, buffered) for `/v1/status` and `/metrics`.
+//! A collector that is down is not a convergence problem: its lines wait in its buffer.
 
 use super::dest::{self, Shared};
 use super::format::Record;
+use crate::controller::{self, runner, ControllerStatus, DesiredTx, ItemState, Target, Wake};
+use crate::registry::Kind;
 use keel_config::model::LogForward;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,9 +21,6 @@ use tokio::sync::{mpsc, watch};
 /// Recent lines kept for a collector configured after they were logged (the boot's lines, typically).
 const HISTORY_LINES: usize = 1000;
 const STATUS_EVERY: Duration = Duration::from_secs(1);
-
-/// The desired collectors of an accepted config, with its generation.
-pub type Desired = Option<(u64, Vec<LogForward>)>;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LogFwdStatus {
@@ -42,20 +44,46 @@ pub struct DestStatus {
     pub error: Option<String>,
 }
 
-/// What to change: collectors to stop, then collectors to start.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Plan {
-    pub stop: Vec<LogForward>,
-    pub start: Vec<LogForward>,
+#[derive(Debug, PartialEq, Eq)]
+pub enum LogOp {
+    Stop(LogForward),
+    Start(LogForward),
 }
 
-/// Pure: the difference between the desired and the running collectors (compared by every setting).
-pub fn plan(desired: &[LogForward], running: &BTreeSet<LogForward>) -> Plan {
-    let want: BTreeSet<&LogForward> = desired.iter().collect();
-    Plan {
-        stop: running.iter().filter(|r| !want.contains(r)).cloned().collect(),
-        start: want.into_iter().filter(|d| !running.contains(*d)).cloned().collect(),
+impl fmt::Display for LogOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LogOp::Stop(s) => write!(f, "op=stop destination={}", s.url),
+            LogOp::Start(s) => {
+                write!(f, "op=start destination={} format={} buffer_lines={}", s.url, s.format.as_str(), s.buffer_lines)
+            }
+        }
     }
+}
+
+/// Pure: the difference between the desired and the running collectors (compared by every setting): stops
+/// first, then starts; every desired collector already running is converged.
+pub fn plan(desired: &[LogForward], running: &BTreeSet<LogForward>) -> controller::Plan<LogOp> {
+    let want: BTreeSet<&LogForward> = desired.iter().collect();
+    let mut p = controller::Plan::default();
+    for r in running.iter().filter(|r| !want.contains(r)) {
+        p.op(r.url.clone(), LogOp::Stop(r.clone()));
+    }
+    for d in want {
+        if running.contains(d) {
+            p.item(d.url.clone(), ItemState::Converged);
+        } else {
+            p.op(d.url.clone(), LogOp::Start(d.clone()));
+        }
+    }
+    p
+}
+
+pub enum LogEvent {
+    /// A log line, for every running collector.
+    Line(Record),
+    /// Time to publish the collectors' detail status.
+    Tick,
 }
 
 struct Running {
@@ -70,35 +98,36 @@ struct Forwarder {
     seeded: BTreeSet<String>,
     history: VecDeque<Record>,
     generation: Option<u64>,
+    status: watch::Sender<LogFwdStatus>,
 }
 
 impl Forwarder {
-    fn apply(&mut self, generation: u64, desired: &[LogForward]) {
-        let running: BTreeSet<LogForward> = self.running.keys().cloned().collect();
-        let p = plan(desired, &running);
-        for spec in &p.stop {
-            if let Some(r) = self.running.remove(spec) {
-                r.task.abort();
-                log::info!("logfwd.stopped destination={}", spec.url);
+    fn new(machine_id: String, status: watch::Sender<LogFwdStatus>) -> Forwarder {
+        Forwarder {
+            machine_id,
+            running: BTreeMap::new(),
+            seeded: BTreeSet::new(),
+            history: VecDeque::new(),
+            generation: None,
+            status,
+        }
+    }
+
+    fn stop(&mut self, spec: &LogForward) {
+        if let Some(r) = self.running.remove(spec) {
+            r.task.abort();
+        }
+    }
+
+    fn start(&mut self, spec: LogForward) {
+        let shared = Arc::new(Shared::new(spec.buffer_lines));
+        if self.seeded.insert(spec.url.clone()) {
+            for r in &self.history {
+                shared.push(r.clone());
             }
         }
-        for spec in p.start {
-            let shared = Arc::new(Shared::new(spec.buffer_lines));
-            if self.seeded.insert(spec.url.clone()) {
-                for r in &self.history {
-                    shared.push(r.clone());
-                }
-            }
-            log::info!(
-                "logfwd.started destination={} format={} buffer_lines={}",
-                spec.url,
-                spec.format.as_str(),
-                spec.buffer_lines
-            );
-            let task = tokio::spawn(dest::run(spec.clone(), shared.clone(), self.machine_id.clone()));
-            self.running.insert(spec, Running { shared, task });
-        }
-        self.generation = Some(generation);
+        let task = tokio::spawn(dest::run(spec.clone(), shared.clone(), self.machine_id.clone()));
+        self.running.insert(spec, Running { shared, task });
     }
 
     fn fan_out(&mut self, r: Record) {
@@ -111,7 +140,7 @@ impl Forwarder {
         self.history.push_back(r);
     }
 
-    fn status(&self) -> LogFwdStatus {
+    fn detail(&self) -> LogFwdStatus {
         LogFwdStatus {
             generation: self.generation,
             destinations: self
@@ -131,67 +160,100 @@ impl Forwarder {
             intake_dropped: super::INTAKE_DROPPED.load(Ordering::Relaxed),
         }
     }
-}
 
-/// Starts the controller; its status is published on the returned channel.
-pub fn start(machine_id: String, desired: watch::Receiver<Desired>) -> watch::Receiver<LogFwdStatus> {
-    let (status_tx, status_rx) = watch::channel(LogFwdStatus::default());
-    let intake = super::take_intake();
-    tokio::spawn(run(machine_id, desired, intake, status_tx));
-    status_rx
-}
-
-async fn run(
-    machine_id: String,
-    mut desired: watch::Receiver<Desired>,
-    mut intake: Option<mpsc::Receiver<Record>>,
-    status: watch::Sender<LogFwdStatus>,
-) {
-    let mut fwd = Forwarder {
-        machine_id,
-        running: BTreeMap::new(),
-        seeded: BTreeSet::new(),
-        history: VecDeque::new(),
-        generation: None,
-    };
-    let mut tick = tokio::time::interval(STATUS_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut config_open = true;
-    loop {
-        let line = async {
-            match intake.as_mut() {
-                Some(rx) => rx.recv().await,
-                None => std::future::pending().await,
+    fn publish(&self) {
+        let now = self.detail();
+        self.status.send_if_modified(|s| {
+            let changed = *s != now;
+            if changed {
+                *s = now;
             }
-        };
-        tokio::select! {
-            r = line => match r {
-                Some(r) => fwd.fan_out(r),
-                None => intake = None,
-            },
-            changed = desired.changed(), if config_open => {
-                if changed.is_err() {
-                    config_open = false;
-                    continue;
-                }
-                let now = desired.borrow_and_update().clone();
-                if let Some((generation, wanted)) = now {
-                    fwd.apply(generation, &wanted);
-                    status.send_replace(fwd.status());
-                }
-            },
-            _ = tick.tick() => {
-                let now = fwd.status();
-                status.send_if_modified(|s| {
-                    let changed = *s != now;
-                    if changed {
-                        *s = now;
-                    }
-                    changed
-                });
-            },
-        }
+            changed
+        });
     }
+}
+
+impl controller::Controller for Forwarder {
+    const KIND: Kind = Kind::Logs;
+    const AREA: &'static str = "logfwd";
+    /// The collectors are the init's own tasks: nothing else can change them. The resync only re-checks.
+    const RESYNC: Duration = Duration::from_secs(300);
+
+    type Desired = Vec<LogForward>;
+    type Observed = BTreeSet<LogForward>;
+    type Op = LogOp;
+    type Event = LogEvent;
+
+    async fn observe(&mut self, _target: &Target<Vec<LogForward>>) -> Result<BTreeSet<LogForward>, String> {
+        Ok(self.running.keys().cloned().collect())
+    }
+
+    fn plan(desired: &Vec<LogForward>, running: &BTreeSet<LogForward>) -> controller::Plan<LogOp> {
+        plan(desired, running)
+    }
+
+    async fn apply(&mut self, op: LogOp, _generation: Option<u64>) -> Result<(), String> {
+        match op {
+            LogOp::Stop(spec) => self.stop(&spec),
+            LogOp::Start(spec) => self.start(spec),
+        }
+        Ok(())
+    }
+
+    async fn event(&mut self, event: LogEvent) -> Wake {
+        match event {
+            LogEvent::Line(r) => self.fan_out(r),
+            LogEvent::Tick => self.publish(),
+        }
+        Wake::Later
+    }
+
+    /// Starting and stopping collectors follows the config; nothing outside the init undoes them.
+    fn repairs(_op: &LogOp) -> bool {
+        false
+    }
+
+    fn passed(&mut self, target: &Target<Vec<LogForward>>, status: &ControllerStatus) {
+        if status.converged {
+            self.generation = target.generation;
+        }
+        self.publish();
+    }
+}
+
+/// Where the config task sends the collectors, and the kind's status and detail status.
+pub struct LogsHandle {
+    pub desired: DesiredTx<Vec<LogForward>>,
+    pub controller: watch::Receiver<ControllerStatus>,
+    pub status: watch::Receiver<LogFwdStatus>,
+}
+
+/// Starts the controller: the log lines of the init and its services and a 1 s tick are its events.
+pub fn start(machine_id: String) -> LogsHandle {
+    let (status_tx, status) = watch::channel(LogFwdStatus::default());
+    let (events, inbox) = mpsc::channel(1024);
+    if let Some(mut intake) = super::take_intake() {
+        let lines = events.clone();
+        tokio::spawn(async move {
+            while let Some(r) = intake.recv().await {
+                if lines.send(LogEvent::Line(r)).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(STATUS_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if events.send(LogEvent::Tick).await.is_err() {
+                return;
+            }
+        }
+    });
+    let (desired, controller) = runner::start_with(Forwarder::new(machine_id, status_tx), inbox);
+    LogsHandle { desired, controller, status }
 }
 
 #[cfg(test)]
@@ -213,14 +275,17 @@ mod tests {
 
     #[test]
     fn plans_only_the_difference() {
+        let ops = |p: controller::Plan<LogOp>| p.ops.into_iter().map(|(_, op)| op).collect::<Vec<_>>();
         let a = spec("tcp://a:1", 10);
         let b = spec("tcp://b:1", 10);
         let running: BTreeSet<_> = [a.clone(), b.clone()].into();
-        assert_eq!(plan(&[a.clone(), b.clone()], &running), Plan::default(), "the same config changes nothing");
+        let same = plan(&[a.clone(), b.clone()], &running);
+        assert!(same.ops.is_empty(), "the same config changes nothing");
+        assert!(same.items.iter().all(|(_, s)| *s == ItemState::Converged));
         let b2 = spec("tcp://b:1", 20);
-        assert_eq!(plan(&[a.clone(), b2.clone()], &running), Plan { stop: vec![b.clone()], start: vec![b2] });
-        assert_eq!(plan(&[], &running), Plan { stop: vec![a.clone(), b], start: vec![] });
-        assert_eq!(plan(std::slice::from_ref(&a), &BTreeSet::new()), Plan { stop: vec![], start: vec![a] });
+        assert_eq!(ops(plan(&[a.clone(), b2.clone()], &running)), [LogOp::Stop(b.clone()), LogOp::Start(b2)]);
+        assert_eq!(ops(plan(&[], &running)), [LogOp::Stop(a.clone()), LogOp::Stop(b)]);
+        assert_eq!(ops(plan(std::slice::from_ref(&a), &BTreeSet::new())), [LogOp::Start(a)]);
     }
 
     fn rec(text: &str) -> Record {
@@ -234,31 +299,36 @@ mod tests {
         }
     }
 
+    /// Applies `desired` as the runner would: plan against what runs, apply every operation.
+    async fn converge(fwd: &mut Forwarder, generation: u64, desired: &[LogForward]) {
+        use crate::controller::Controller;
+        let target = Target::new(generation, desired.to_vec());
+        let observed = fwd.observe(&target).await.unwrap();
+        for (_, op) in Forwarder::plan(&target.desired, &observed).ops {
+            fwd.apply(op, Some(generation)).await.unwrap();
+        }
+        fwd.generation = Some(generation);
+    }
+
     #[tokio::test]
     async fn a_new_collector_gets_the_history_once_and_apply_is_idempotent() {
-        let mut fwd = Forwarder {
-            machine_id: "m".into(),
-            running: BTreeMap::new(),
-            seeded: BTreeSet::new(),
-            history: VecDeque::new(),
-            generation: None,
-        };
+        let mut fwd = Forwarder::new("m".into(), watch::channel(LogFwdStatus::default()).0);
         fwd.fan_out(rec("boot"));
         // Port 1 on localhost: refused at once; the task retries in the background and the queue keeps lines.
         let mut s = spec("tcp://127.0.0.1:1", 100);
         s.host = "127.0.0.1".into();
         s.port = 1;
-        fwd.apply(1, std::slice::from_ref(&s));
+        converge(&mut fwd, 1, std::slice::from_ref(&s)).await;
         fwd.fan_out(rec("after"));
-        let st = fwd.status();
+        let st = fwd.detail();
         assert_eq!((st.generation, st.destinations.len(), st.destinations[0].buffered), (Some(1), 1, 2));
-        fwd.apply(2, std::slice::from_ref(&s));
-        assert_eq!(fwd.status().destinations[0].buffered, 2, "the same collector keeps its queue");
+        converge(&mut fwd, 2, std::slice::from_ref(&s)).await;
+        assert_eq!(fwd.detail().destinations[0].buffered, 2, "the same collector keeps its queue");
         let mut bigger = s.clone();
         bigger.buffer_lines = 200;
-        fwd.apply(3, &[bigger]);
-        assert_eq!(fwd.status().destinations[0].buffered, 0, "replaced, without the history a second time");
-        fwd.apply(4, &[]);
-        assert!(fwd.status().destinations.is_empty());
+        converge(&mut fwd, 3, &[bigger]).await;
+        assert_eq!(fwd.detail().destinations[0].buffered, 0, "replaced, without the history a second time");
+        converge(&mut fwd, 4, &[]).await;
+        assert!(fwd.detail().destinations.is_empty());
     }
 }
