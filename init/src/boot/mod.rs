@@ -169,6 +169,16 @@ pub async fn run(exec_at: Duration) -> ! {
         Some(state) => state,
         None => mount_state_and_settle_id(&mut node, &reaper).await,
     };
+    // The network's first pass before the config pipeline, the API's identity and the services start: their
+    // blocking work competes for the CPU (on one vCPU it held the links back ~200 ms). Bounded: a slow netlink
+    // never holds the boot.
+    if let Some(n) = &net {
+        let mut passes = n.controller.clone();
+        let first = tokio::time::timeout(Duration::from_millis(500), passes.wait_for(|s| s.runs >= 1)).await;
+        if first.is_err() {
+            log::warn!("net.first_pass_slow waited_ms=500");
+        }
+    }
     let config = crate::config::run::start(
         &node.settings,
         node.machine_id.as_str().to_string(),
