@@ -20,6 +20,8 @@ pub enum Kind {
     Storage,
     Services,
     Logs,
+    /// The image the config's `[upgrade]` names; not part of "converged" (a download never holds a config).
+    Upgrade,
 }
 
 impl fmt::Display for Kind {
@@ -31,6 +33,7 @@ impl fmt::Display for Kind {
             Kind::Storage => "storage",
             Kind::Services => "services",
             Kind::Logs => "logs",
+            Kind::Upgrade => "upgrade",
         })
     }
 }

@@ -136,7 +136,12 @@ pub fn services(c: &ConfigHandle) -> Value {
 }
 
 pub fn controllers(c: &ConfigHandle) -> Value {
-    json!({"sysctl": controller(&c.sysctl.borrow()), "files": controller(&c.files.borrow())})
+    let mut all = json!({"sysctl": controller(&c.sysctl.borrow()), "files": controller(&c.files.borrow()),
+                         "logs": controller(&c.registry.logs.borrow()), "upgrade": controller(&c.upgrade.borrow())});
+    if let Some(net) = &c.registry.net {
+        all["network"] = controller(&net.borrow());
+    }
+    all
 }
 
 /// The log collectors: connection, lines sent, dropped (buffer full, oldest first) and waiting, the last error.

@@ -185,6 +185,7 @@ pub async fn run(exec_at: Duration) -> ! {
         boot_network,
         net.clone(),
         reaper.clone(),
+        tx.clone(),
     );
     #[cfg(feature = "api")]
     tokio::spawn(crate::api::start(crate::api::Parts {
@@ -205,7 +206,6 @@ pub async fn run(exec_at: Duration) -> ! {
         Some(n) => crate::services::flag(n.status.clone(), |s: &crate::net::controller::NetStatus| s.ready),
         None => tokio::sync::watch::channel(false).1,
     };
-    tokio::spawn(crate::upgrade::source::run(config.applied.clone(), network_ready.clone(), tx.clone()));
     tokio::spawn(crate::install::run(
         config.applied.clone(),
         network_ready,

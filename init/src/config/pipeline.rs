@@ -23,21 +23,6 @@ pub struct Applied {
     pub accepted_at: SystemTime,
 }
 
-#[cfg(test)]
-impl Applied {
-    /// An accepted config as the controllers see it, without the pipeline.
-    pub fn for_tests(generation: u64, config: Config) -> Applied {
-        Applied {
-            generation,
-            source: "test".into(),
-            signer: "test".into(),
-            fingerprint: "SHA256:test".into(),
-            config,
-            accepted_at: SystemTime::UNIX_EPOCH,
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
     /// A stable short word: unsigned, bad-signature, unknown-key, malformed, invalid, wrong-node, expired,

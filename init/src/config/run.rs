@@ -49,6 +49,8 @@ pub struct ConfigHandle {
     pub registry: Registry,
     /// The log collectors (`[[log.forward]]`).
     pub logs: watch::Receiver<crate::logfwd::LogFwdStatus>,
+    /// The upgrade source (`[upgrade]`): not part of convergence, shown in the status.
+    pub upgrade: watch::Receiver<ControllerStatus>,
 }
 
 fn read_embedded() -> Option<Signed> {
@@ -63,6 +65,7 @@ pub fn start(
     boot_network: Desired,
     net: Option<NetHandle>,
     reaper: Reaper,
+    power: mpsc::Sender<crate::power::Request>,
 ) -> ConfigHandle {
     let trust = super::trust::read();
     let (mut pipeline, applied, rejection) = Pipeline::new(trust, machine_id.clone(), Store::new(STATE_DIR));
@@ -132,10 +135,11 @@ pub fn start(
     // The services read the volumes (`after = ["volume:…"]`); the storage controller reads the services (it
     // unmounts a dropped volume only after the services of that config stopped).
     let (storage_tx, storage) = watch::channel(StorageStatus::default());
-    let deps = services::deps::Deps { network: network_ready, volumes: storage.clone() };
+    let deps = services::deps::Deps { network: network_ready.clone(), volumes: storage.clone() };
     let (services, services_status) = services::start(reaper.clone(), services_rx, deps);
     crate::storage::controller::start(applied.clone(), reaper, services_status.clone(), storage_tx);
     let logs = crate::logfwd::controller::start(machine_id.clone());
+    let (upgrade_tx, upgrade) = crate::upgrade::source::start(network_ready.clone(), power);
     let registry = Registry {
         logs: logs.controller.clone(),
         net: net.as_ref().map(|n| n.controller.clone()),
@@ -159,6 +163,7 @@ pub fn start(
                 sysctl_tx.send_replace(Some(Target::new(generation, apply::sysctls(&a.config))));
                 files_tx.send_replace(Some(Target::new(generation, apply::files(&a.config))));
                 logs_desired.send_replace(Some(Target::new(generation, a.config.log_forward.clone())));
+                upgrade_tx.send_replace(Some(Target::new(generation, a.config.upgrade.clone())));
                 let shown = format!("{generation}\n");
                 if let Err(e) =
                     crate::fsutil::write_atomic_off_loop(GENERATION_FILE.into(), shown.into_bytes(), 0o644).await
@@ -196,6 +201,7 @@ pub fn start(
         pull,
         registry: handle_registry,
         logs: logs.status,
+        upgrade,
     }
 }
 

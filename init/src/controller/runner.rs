@@ -112,7 +112,15 @@ pub async fn run<C: Controller>(
         if let Some(target) = &target {
             let out = pass(&mut c, target, reason).await;
             let wait = if out.failed() {
-                backoff.failed()
+                let wait = backoff.failed();
+                log::warn!(
+                    "{}.retry generation={} failures={} retry_in_s={:.1}",
+                    C::AREA,
+                    target.generation.map_or("none".to_string(), |g| g.to_string()),
+                    backoff.failures(),
+                    wait.as_secs_f64()
+                );
+                wait
             } else {
                 backoff.succeeded();
                 if out.items.iter().any(|(_, s)| matches!(s, ItemState::Waiting(_))) {

@@ -5,11 +5,9 @@
 
 use super::Status;
 use crate::config::http;
-use crate::config::pipeline::Applied;
 use crate::logging::q;
 use crate::power::{Action, Request};
 use keel_config::model::Upgrade;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
@@ -45,91 +43,153 @@ pub enum Attempt {
     Retry(String),
 }
 
-const RETRY_FIRST: Duration = Duration::from_secs(5);
-const RETRY_CAP: Duration = Duration::from_secs(600);
+/// What the upgrade source sees: the slots, whether the network is up, and which (generation, image) it is
+/// done with (installed, skipped or refused: a broken image named by the config must not make the node loop).
+#[derive(Debug, Clone)]
+pub struct SourceObserved {
+    pub status: Status,
+    pub network: bool,
+    pub settled: Option<(u64, Upgrade)>,
+    pub generation: Option<u64>,
+}
 
-/// Watches the applied config and installs the upgrade it names, once the network is up; a failed try is
-/// retried with the init's backoff until it succeeds or a new config arrives.
-pub async fn run(
-    applied: watch::Receiver<Option<Arc<Applied>>>,
-    network: watch::Receiver<bool>,
-    power: mpsc::Sender<Request>,
-) {
-    let backoff = crate::retry::Backoff::new(RETRY_FIRST, RETRY_CAP);
-    let tried = drive(applied, network, backoff, |want, generation| async move { attempt(&want, generation).await });
-    if tried.await {
-        let reason = "upgrade from config".to_string();
-        let _ = power.send(Request { action: Action::Reboot, reason }).await;
+#[derive(Debug)]
+pub enum SourceOp {
+    /// Nothing to fetch for this config: why (logged once, then settled).
+    Skip {
+        generation: u64,
+        upgrade: Upgrade,
+        why: String,
+    },
+    Fetch {
+        generation: u64,
+        upgrade: Upgrade,
+    },
+}
+
+impl std::fmt::Display for SourceOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SourceOp::Skip { upgrade, why, .. } => write!(f, "op=skip sha256={} why={}", upgrade.sha256, q(why)),
+            SourceOp::Fetch { upgrade, .. } => {
+                write!(f, "op=install url={} sha256={}", q(&upgrade.url), upgrade.sha256)
+            }
+        }
     }
 }
 
-/// The loop of [`run`] around any `attempt`: true once an attempt installed an image, false when the config
-/// pipeline is gone.
-pub async fn drive<F, Fut>(
-    mut applied: watch::Receiver<Option<Arc<Applied>>>,
-    mut network: watch::Receiver<bool>,
-    mut backoff: crate::retry::Backoff,
-    mut attempt: F,
-) -> bool
-where
-    F: FnMut(Upgrade, u64) -> Fut,
-    Fut: std::future::Future<Output = Attempt>,
-{
-    // The (generation, upgrade) whose outcome is final; a new config (even naming the same image) is tried anew.
-    let mut settled: Option<(u64, Upgrade)> = None;
-    loop {
-        let current = applied.borrow_and_update().clone();
-        let want = current.and_then(|a| a.config.upgrade.clone().map(|u| (a.generation, u)));
-        let mut retry_in = None;
-        if let Some((generation, upgrade)) = want.filter(|w| settled.as_ref() != Some(w)) {
-            // Nothing can be fetched before the network is up; a new config while waiting starts over.
-            let ready = tokio::select! {
-                r = network.wait_for(|up| *up) => r.is_ok(),
-                changed = applied.changed() => {
-                    if changed.is_err() {
-                        return false;
-                    }
-                    continue;
-                }
-            };
-            if !ready {
-                log::warn!("upgrade.source_stopped reason=network-controller-gone");
-                return false;
-            }
-            match attempt(upgrade.clone(), generation).await {
-                Attempt::Installed => return true,
-                Attempt::Settled => {
-                    settled = Some((generation, upgrade));
-                    backoff.succeeded();
-                }
-                Attempt::Retry(why) => {
-                    let wait = backoff.failed();
-                    log::warn!(
-                        "upgrade.source_retry generation={generation} failures={} retry_in_s={:.1} reason={}",
-                        backoff.failures(),
-                        wait.as_secs_f64(),
-                        q(&why)
-                    );
-                    retry_in = Some(wait);
-                }
-            }
+/// Pure: the config's `[upgrade]` against the slots and what was done for this config.
+pub fn plan(desired: &Option<Upgrade>, o: &SourceObserved) -> crate::controller::Plan<SourceOp> {
+    use crate::controller::ItemState;
+    let mut p = crate::controller::Plan::default();
+    let (Some(want), Some(generation)) = (desired, o.generation) else { return p };
+    let item = format!("image {}", want.sha256);
+    if o.settled.as_ref().is_some_and(|(g, u)| *g == generation && u == want) {
+        p.item(item, ItemState::Converged);
+    } else if let Err(why) = should_fetch(&o.status, want) {
+        // A write in progress (the API's) ends by itself: wait for it rather than settle.
+        if o.status.writing {
+            p.item(item, ItemState::Waiting(why));
+        } else {
+            p.op(item, SourceOp::Skip { generation, upgrade: want.clone(), why });
         }
-        let retry = async {
-            match retry_in {
-                Some(wait) => tokio::time::sleep(wait).await,
-                None => std::future::pending().await,
+    } else if !o.network {
+        p.item(item, ItemState::Waiting("the network is not up".into()));
+    } else {
+        p.op(item, SourceOp::Fetch { generation, upgrade: want.clone() });
+    }
+    p
+}
+
+/// The upgrade source on the one runner. Not part of "converged": a config's convergence (and the trial of the
+/// running slot) never waits for a download; its state is in the status.
+pub struct Source {
+    network: watch::Receiver<bool>,
+    power: mpsc::Sender<Request>,
+    settled: Option<(u64, Upgrade)>,
+}
+
+impl crate::controller::Controller for Source {
+    const KIND: crate::registry::Kind = crate::registry::Kind::Upgrade;
+    const AREA: &'static str = "upgrade.source";
+    /// The slots change only through this node (its API, its trial): nothing drifts.
+    const RESYNC: Duration = Duration::from_secs(3600);
+    /// A write by the API in progress: look again soon.
+    const POLL: Duration = Duration::from_secs(5);
+    const BACKOFF_FIRST: Duration = RETRY_FIRST;
+    const BACKOFF_CAP: Duration = RETRY_CAP;
+
+    type Desired = Option<Upgrade>;
+    type Observed = SourceObserved;
+    type Op = SourceOp;
+    /// The network came up (or went).
+    type Event = ();
+
+    async fn observe(&mut self, target: &crate::controller::Target<Option<Upgrade>>) -> Result<SourceObserved, String> {
+        Ok(SourceObserved {
+            status: super::status(),
+            network: *self.network.borrow(),
+            settled: self.settled.clone(),
+            generation: target.generation,
+        })
+    }
+
+    fn plan(desired: &Option<Upgrade>, observed: &SourceObserved) -> crate::controller::Plan<SourceOp> {
+        plan(desired, observed)
+    }
+
+    async fn apply(&mut self, op: SourceOp, _generation: Option<u64>) -> Result<(), String> {
+        match op {
+            SourceOp::Skip { generation, upgrade, why } => {
+                log::info!(
+                    "upgrade.source_skipped generation={generation} sha256={} reason={}",
+                    upgrade.sha256,
+                    q(&why)
+                );
+                self.settled = Some((generation, upgrade));
+                Ok(())
             }
-        };
-        tokio::select! {
-            changed = applied.changed() => {
-                if changed.is_err() {
-                    return false;
+            SourceOp::Fetch { generation, upgrade } => match attempt(&upgrade, generation).await {
+                Attempt::Installed => {
+                    self.settled = Some((generation, upgrade));
+                    let reason = "upgrade from config".to_string();
+                    let _ = self.power.send(Request { action: Action::Reboot, reason }).await;
+                    Ok(())
                 }
-                backoff.succeeded();
-            }
-            _ = retry => {}
+                Attempt::Settled => {
+                    self.settled = Some((generation, upgrade));
+                    Ok(())
+                }
+                Attempt::Retry(why) => Err(why),
+            },
         }
     }
+
+    /// Installing the image the config names follows the config.
+    fn repairs(_op: &SourceOp) -> bool {
+        false
+    }
+}
+
+const RETRY_FIRST: Duration = Duration::from_secs(5);
+const RETRY_CAP: Duration = Duration::from_secs(600);
+
+/// Starts the upgrade source: it fetches and installs the image the config names once the network is up; a
+/// failed try is retried with the runner's backoff until it succeeds or a new config arrives.
+pub fn start(
+    network: watch::Receiver<bool>,
+    power: mpsc::Sender<Request>,
+) -> (crate::controller::DesiredTx<Option<Upgrade>>, watch::Receiver<crate::controller::ControllerStatus>) {
+    let (events, inbox) = mpsc::channel(4);
+    let mut up = network.clone();
+    tokio::spawn(async move {
+        while up.changed().await.is_ok() {
+            if events.send(()).await.is_err() {
+                return;
+            }
+        }
+    });
+    crate::controller::runner::start_with(Source { network, power, settled: None }, inbox)
 }
 
 /// One try: fetch, then install.
@@ -214,63 +274,70 @@ mod tests {
         assert!(should_fetch(&pxe, &want("dd")).unwrap_err().contains("UEFI"));
     }
 
-    fn applied(generation: u64, upgrade: Option<Upgrade>) -> Option<Arc<Applied>> {
-        let text = format!("version = 1\ngeneration = {generation}\n");
-        let mut config = keel_config::parse("node.toml", &text).unwrap();
-        config.upgrade = upgrade;
-        Some(Arc::new(Applied::for_tests(generation, config)))
+    fn observed(network: bool, settled: Option<(u64, Upgrade)>) -> SourceObserved {
+        SourceObserved { status: Status::default(), network, settled, generation: Some(4) }
+    }
+
+    fn ops(p: crate::controller::Plan<SourceOp>) -> Vec<String> {
+        p.ops.iter().map(|(_, op)| op.to_string()).collect()
+    }
+
+    #[test]
+    fn waits_for_the_network_then_fetches_once_per_config() {
+        use crate::controller::ItemState;
+        let d = Some(want("aa"));
+        let waiting = plan(&d, &observed(false, None));
+        assert!(waiting.ops.is_empty());
+        assert!(matches!(waiting.items[0].1, ItemState::Waiting(_)), "no fetch before the network is up");
+        assert_eq!(ops(plan(&d, &observed(true, None))), ["op=install url=http://h/slot.img sha256=aa"]);
+        // Done with (4, aa): nothing more for this config, even if it failed to boot and rolled back.
+        let done = plan(&d, &observed(true, Some((4, want("aa")))));
+        assert!(done.ops.is_empty() && done.items[0].1 == ItemState::Converged);
+        // A new generation naming the same image is looked at anew (should_fetch then says why not).
+        assert_eq!(ops(plan(&d, &observed(true, Some((3, want("aa")))))).len(), 1);
+        assert!(
+            plan(&None, &observed(true, None)).ops.is_empty() && plan(&None, &observed(true, None)).items.is_empty()
+        );
+    }
+
+    #[test]
+    fn an_image_that_cannot_be_installed_is_skipped_once_and_a_busy_writer_is_waited_for() {
+        let d = Some(want("aa"));
+        let mut o = observed(true, None);
+        o.status.unsupported = Some("not booted by UEFI".into());
+        assert!(ops(plan(&d, &o))[0].starts_with("op=skip sha256=aa"));
+        let mut o = observed(true, None);
+        o.status.writing = true;
+        let p = plan(&d, &o);
+        assert!(p.ops.is_empty() && matches!(p.items[0].1, crate::controller::ItemState::Waiting(_)));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_failed_fetch_is_retried_with_backoff_after_the_network_is_up() {
-        let (config_tx, config) = watch::channel(applied(4, Some(want("aa"))));
+        // The runner's policy with the source's constants: a fetch from a closed port fails, is retried after
+        // ~5 s, then ~10 s (±20%), and never before the network is up.
         let (net_tx, net) = watch::channel(false);
-        let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let seen = calls.clone();
-        let backoff = crate::retry::Backoff::seeded(Duration::from_secs(5), Duration::from_secs(600), 3);
-        let task = tokio::spawn(drive(config, net, backoff, move |w, generation| {
-            let seen = seen.clone();
-            async move {
-                let mut c = seen.lock().unwrap();
-                c.push((generation, w.sha256, tokio::time::Instant::now()));
-                if c.len() < 3 {
-                    Attempt::Retry("connect: refused".into())
-                } else {
-                    Attempt::Installed
-                }
-            }
-        }));
-        tokio::time::sleep(Duration::from_secs(60)).await;
-        assert!(calls.lock().unwrap().is_empty(), "fetched before the network was up");
+        let (power, _power_rx) = mpsc::channel(1);
+        let (desired, status) = start(net, power);
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let url = format!("http://{closed}/slot.img");
+        desired.send_replace(Some(crate::controller::Target::new(4, Some(Upgrade { url, sha256: "aa".into() }))));
+        // Not on a multiple of the 5 s poll: the poll's pass and the network's event would both try at once.
+        tokio::time::sleep(Duration::from_secs(62)).await;
+        let s = status.borrow().clone();
+        assert!(s.failures == 0 && s.waiting(), "waits for the network: {s:?}");
         net_tx.send_replace(true);
-        let installed = tokio::time::timeout(Duration::from_secs(3600), task).await.unwrap().unwrap();
-        assert!(installed);
-        let c = calls.lock().unwrap();
-        assert_eq!(c.len(), 3, "two failures, then success");
-        assert!(c.iter().all(|(g, sha, _)| *g == 4 && sha == "aa"));
-        let gap1 = c[1].2 - c[0].2;
-        let gap2 = c[2].2 - c[1].2;
+        let mut seen = Vec::new();
+        let mut st = status.clone();
+        for _ in 0..3 {
+            tokio::time::timeout(Duration::from_secs(3600), st.wait_for(|s| s.failures > seen.len() as u32))
+                .await
+                .expect("a retry")
+                .expect("the runner runs");
+            seen.push(tokio::time::Instant::now());
+        }
+        let (gap1, gap2) = (seen[1] - seen[0], seen[2] - seen[1]);
         assert!(gap1 >= Duration::from_secs(4) && gap2 > gap1, "backoff grows: {gap1:?} {gap2:?}");
-        drop(config_tx);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_settled_outcome_is_not_retried_until_a_new_config() {
-        let (config_tx, config) = watch::channel(applied(4, Some(want("aa"))));
-        let (_net_tx, net) = watch::channel(true);
-        let calls = Arc::new(std::sync::Mutex::new(0u32));
-        let seen = calls.clone();
-        let backoff = crate::retry::Backoff::seeded(Duration::from_secs(5), Duration::from_secs(600), 3);
-        let task = tokio::spawn(drive(config, net, backoff, move |_, _| {
-            *seen.lock().unwrap() += 1;
-            async { Attempt::Settled }
-        }));
-        tokio::time::sleep(Duration::from_secs(3600)).await;
-        assert_eq!(*calls.lock().unwrap(), 1);
-        config_tx.send_replace(applied(5, Some(want("aa"))));
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        assert_eq!(*calls.lock().unwrap(), 2, "a new generation is tried again");
-        drop(config_tx);
-        assert!(!tokio::time::timeout(Duration::from_secs(10), task).await.unwrap().unwrap());
+        assert!(status.borrow().problems().iter().any(|p| p.contains("image aa")), "{:?}", status.borrow());
     }
 }

@@ -490,9 +490,9 @@ fn qemu_upgrade_named_by_the_config_is_retried_with_backoff_after_a_failed_fetch
     assert!(ok, "keelctl apply: {out}");
     vm.expect("keel: upgrade.fetch generation=2", STEP_TIMEOUT);
     vm.expect("keel: upgrade.fetch_failed", STEP_TIMEOUT);
-    let first = vm.expect("keel: upgrade.source_retry generation=2 failures=1", STEP_TIMEOUT);
+    let first = vm.expect("keel: upgrade.source.retry generation=2 failures=1", STEP_TIMEOUT);
     vm.expect("keel: upgrade.fetch generation=2", STEP_TIMEOUT);
-    let second = vm.expect("keel: upgrade.source_retry generation=2 failures=2", STEP_TIMEOUT);
+    let second = vm.expect("keel: upgrade.source.retry generation=2 failures=2", STEP_TIMEOUT);
     let wait = |line: &str| keel_e2e::field(line, "retry_in_s").and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
     assert!(wait(&second) > wait(&first), "the backoff grows: {first} / {second}");
     // The image appears: the next try installs it and the node reboots into slot B.
