@@ -6,7 +6,6 @@
 
 use crate::controller::ControllerStatus;
 use crate::services::ServicesStatus;
-use crate::storage::controller::StorageStatus;
 use keel_config::status::{ConvergenceState, KindConvergence};
 use std::fmt;
 use tokio::sync::watch;
@@ -72,18 +71,6 @@ pub fn services(status: &ServicesStatus, generation: u64) -> Convergence {
     }
 }
 
-pub fn storage(status: &StorageStatus, generation: u64) -> Convergence {
-    if status.generation != Some(generation) {
-        Convergence::Pending
-    } else if status.converged() {
-        Convergence::Converged
-    } else if status.settled() {
-        Convergence::Stuck(status.problems())
-    } else {
-        Convergence::Pending
-    }
-}
-
 /// Every controller's status channel.
 #[derive(Clone)]
 pub struct Registry {
@@ -91,7 +78,7 @@ pub struct Registry {
     pub net: Option<watch::Receiver<ControllerStatus>>,
     pub sysctl: watch::Receiver<ControllerStatus>,
     pub files: watch::Receiver<ControllerStatus>,
-    pub storage: watch::Receiver<StorageStatus>,
+    pub storage: watch::Receiver<ControllerStatus>,
     pub services: watch::Receiver<ServicesStatus>,
     pub logs: watch::Receiver<ControllerStatus>,
 }
@@ -105,7 +92,7 @@ impl Registry {
         }
         all.push((Kind::Sysctl, controller(&self.sysctl.borrow(), generation)));
         all.push((Kind::Files, controller(&self.files.borrow(), generation)));
-        all.push((Kind::Storage, storage(&self.storage.borrow(), generation)));
+        all.push((Kind::Storage, controller(&self.storage.borrow(), generation)));
         all.push((Kind::Services, services(&self.services.borrow(), generation)));
         all.push((Kind::Logs, controller(&self.logs.borrow(), generation)));
         all
@@ -179,12 +166,7 @@ mod tests {
     use super::*;
     use crate::controller::ItemState;
     use crate::services::{ServiceStatus, State};
-    use crate::storage::volume::{Phase, VolumeStatus};
     use std::time::Duration;
-
-    fn volume(phase: Phase) -> VolumeStatus {
-        VolumeStatus::for_tests("data", phase)
-    }
 
     #[test]
     fn each_kind_says_converged_the_same_way() {
@@ -203,13 +185,6 @@ mod tests {
         c.error = Some("netlink: closed".into());
         assert_eq!(controller(&c, 2), Convergence::Stuck(vec!["observe: netlink: closed".into()]));
 
-        let mut s = StorageStatus { generation: Some(2), volumes: vec![volume(Phase::Formatting)] };
-        assert_eq!(storage(&s, 2), Convergence::Pending);
-        s.volumes = vec![volume(Phase::Blocked("holds xfs".into()))];
-        assert_eq!(storage(&s, 2), Convergence::Stuck(vec!["data: blocked: holds xfs".into()]));
-        s.volumes = vec![volume(Phase::Mounted)];
-        assert_eq!(storage(&s, 2), Convergence::Converged);
-
         let mut v = ServicesStatus { generation: Some(2), ..Default::default() };
         v.services.insert("web".into(), ServiceStatus::new(State::Starting));
         v.settle();
@@ -224,7 +199,7 @@ mod tests {
         let done = ControllerStatus { generation: Some(1), converged: true, runs: 1, ..Default::default() };
         let (sysctl_tx, sysctl) = watch::channel(done.clone());
         let (_files_tx, files) = watch::channel(done.clone());
-        let (_storage_tx, storage) = watch::channel(StorageStatus { generation: Some(1), volumes: vec![] });
+        let (_storage_tx, storage) = watch::channel(done.clone());
         let mut svc = ServicesStatus { generation: Some(1), ..Default::default() };
         svc.settle();
         let (services_tx, services) = watch::channel(svc.clone());

@@ -58,6 +58,13 @@ pub fn network(config: &Config, boot: &Desired) -> Desired {
     d
 }
 
+/// The config's volumes, outermost mount first (a volume mounted inside another comes after it).
+pub fn volumes(config: &Config) -> Vec<keel_config::model::Volume> {
+    let mut volumes = config.volumes.clone();
+    volumes.sort_by_key(|v| v.mount.matches('/').count());
+    volumes
+}
+
 pub fn sysctls(config: &Config) -> BTreeMap<String, String> {
     config.sysctl.clone()
 }

@@ -137,7 +137,7 @@ pub fn start(
     let (storage_tx, storage) = watch::channel(StorageStatus::default());
     let deps = services::deps::Deps { network: network_ready.clone(), volumes: storage.clone() };
     let (services, services_status) = services::start(reaper.clone(), services_rx, deps);
-    crate::storage::controller::start(applied.clone(), reaper, services_status.clone(), storage_tx);
+    let (volumes_tx, volumes) = crate::storage::controller::start(reaper, services_status.clone(), storage_tx);
     let logs = crate::logfwd::controller::start(machine_id.clone());
     let (upgrade_tx, upgrade) = crate::upgrade::source::start(network_ready.clone(), power);
     let registry = Registry {
@@ -145,7 +145,7 @@ pub fn start(
         net: net.as_ref().map(|n| n.controller.clone()),
         sysctl: sysctl_status.clone(),
         files: files_status.clone(),
-        storage: storage.clone(),
+        storage: volumes,
         services: services_status.clone(),
     };
     let logs_desired = logs.desired.clone();
@@ -162,6 +162,7 @@ pub fn start(
                 }
                 sysctl_tx.send_replace(Some(Target::new(generation, apply::sysctls(&a.config))));
                 files_tx.send_replace(Some(Target::new(generation, apply::files(&a.config))));
+                volumes_tx.send_replace(Some(Target::new(generation, apply::volumes(&a.config))));
                 logs_desired.send_replace(Some(Target::new(generation, a.config.log_forward.clone())));
                 upgrade_tx.send_replace(Some(Target::new(generation, a.config.upgrade.clone())));
                 let shown = format!("{generation}\n");

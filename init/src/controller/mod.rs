@@ -175,6 +175,12 @@ pub trait Controller: Send + 'static {
         }
     }
 
+    /// How long to wait before looking again while an item waits: [`Controller::POLL`] unless the kind looks
+    /// faster for a while (storage: every 200 ms in the first 30 s of a config, for a disk that is appearing).
+    fn poll(&self) -> Duration {
+        Self::POLL
+    }
+
     /// Folds one of the kind's events into its state.
     fn event(&mut self, _event: Self::Event) -> impl Future<Output = Wake> + Send {
         async { Wake::Now }

@@ -111,7 +111,7 @@ pub async fn run<C: Controller>(
         let mut next = None;
         if let Some(target) = &target {
             let out = pass(&mut c, target, reason).await;
-            let wait = if out.failed() {
+            let (wait, why) = if out.failed() {
                 let wait = backoff.failed();
                 log::warn!(
                     "{}.retry generation={} failures={} retry_in_s={:.1}",
@@ -120,16 +120,16 @@ pub async fn run<C: Controller>(
                     backoff.failures(),
                     wait.as_secs_f64()
                 );
-                wait
+                (wait, Reason::Retry)
             } else {
                 backoff.succeeded();
                 if out.items.iter().any(|(_, s)| matches!(s, ItemState::Waiting(_))) {
-                    C::POLL
+                    (c.poll(), Reason::Retry)
                 } else {
-                    C::RESYNC
+                    (C::RESYNC, Reason::Resync)
                 }
             };
-            next = Some((Instant::now() + wait, if wait == C::RESYNC { Reason::Resync } else { Reason::Retry }));
+            next = Some((Instant::now() + wait, why));
             let converged =
                 out.settled && out.error.is_none() && out.items.iter().all(|(_, s)| *s == ItemState::Converged);
             let failures = if out.failed() { status.borrow().failures.saturating_add(1) } else { 0 };

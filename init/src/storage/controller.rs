@@ -5,14 +5,14 @@
 
 use super::mount::{self, parse_options};
 use super::volume::{self, Env, Phase, VolumeSpec, VolumeStatus};
-use crate::config::pipeline::AppliedRx;
+use crate::controller::{self, ControllerStatus, ItemState};
 use crate::logging::q;
 use crate::reaper::Reaper;
 use crate::services::ServicesStatus;
 use keel_config::model::Volume;
 use nix::mount::MsFlags;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -49,73 +49,279 @@ impl StorageStatus {
     pub fn converged(&self) -> bool {
         self.volumes.iter().all(|v| v.phase == Phase::Mounted)
     }
-
-    /// Nothing is still on its way (waiting for its disk, or being made): each volume is mounted, blocked or
-    /// failed.
-    pub fn settled(&self) -> bool {
-        !self.volumes.iter().any(|v| matches!(v.phase, Phase::Waiting(_) | Phase::Formatting))
-    }
-
-    /// The volumes that are not mounted, with why: `data: blocked: …`.
-    pub fn problems(&self) -> Vec<String> {
-        self.volumes.iter().filter(|v| v.phase != Phase::Mounted).map(|v| format!("{}: {}", v.name, v.phase)).collect()
-    }
-}
-
-/// Starts the controller on the config pipeline's accepted configs; `services` is the services' status, read to
-/// unmount a dropped volume only after the services that used it have stopped.
-pub fn start(
-    applied: AppliedRx,
-    reaper: Reaper,
-    services: watch::Receiver<ServicesStatus>,
-    status: watch::Sender<StorageStatus>,
-) {
-    tokio::spawn(run(Env::system(), applied, reaper, status, services));
 }
 
 /// How long an unmount waits for the services of its config to be applied (their stops are bounded by their
 /// stop timeouts; this is the backstop).
 const RELEASE_WAIT: Duration = Duration::from_secs(300);
 
-/// Unmounts the volumes of `gone` (innermost last in the list, so undone first) once the services of
-/// `generation` are applied: a service that starts after a dropped volume was stopped by then. Returns the
-/// names unmounted. `unmount` runs off the event loop (it syncs).
-pub async fn release<F, Fut>(
-    gone: &[(String, PathBuf)],
-    generation: u64,
-    services: &mut watch::Receiver<ServicesStatus>,
-    mut unmount: F,
-) -> Vec<String>
-where
-    F: FnMut(PathBuf) -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
-{
-    if gone.is_empty() {
-        return Vec::new();
-    }
-    let applied = |s: &ServicesStatus| s.generation.is_some_and(|g| g >= generation);
-    if !applied(&services.borrow()) {
-        let names: Vec<&str> = gone.iter().map(|(n, _)| n.as_str()).collect();
-        log::info!("storage.unmount_waiting names={} for=services generation={generation}", names.join(","));
-        match tokio::time::timeout(RELEASE_WAIT, services.wait_for(applied)).await {
-            Ok(_) => {}
-            Err(_) => log::warn!(
-                "storage.unmount_forced generation={generation} after_s={} reason=\"services not applied\"",
-                RELEASE_WAIT.as_secs()
-            ),
-        }
-    }
-    let mut done = Vec::new();
-    for (name, at) in gone.iter().rev() {
-        match unmount(at.clone()).await {
-            Ok(()) => {
-                log::info!("storage.unmounted name={name} mount={} generation={generation}", at.display());
-                done.push(name.clone());
+/// What the storage controller sees in one observation.
+#[derive(Debug, Clone, Default)]
+pub struct StorageObserved {
+    pub generation: Option<u64>,
+    /// Per desired volume (by name): its status when it is still mounted as last converged (no probe needed),
+    /// else where its disk stands (`Waiting`/`Blocked`/`Failed` from finding it) or None (found: converge it).
+    pub volumes: BTreeMap<String, Option<VolumeStatus>>,
+    /// The volumes this controller mounted: name → mount point.
+    pub mounted: BTreeMap<String, PathBuf>,
+    /// The newest generation the services applied (their stops done).
+    pub services_generation: Option<u64>,
+    /// How long dropped volumes have waited for those services.
+    pub release_waited: Duration,
+}
+
+#[derive(Debug)]
+pub enum StorageOp {
+    /// Find, partition, format, check and mount one volume (`volume::converge`).
+    Converge(Volume),
+    Unmount {
+        name: String,
+        at: PathBuf,
+        forced: bool,
+    },
+}
+
+impl std::fmt::Display for StorageOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StorageOp::Converge(v) => {
+                write!(f, "op=converge name={} device={} mount={}", v.name, q(&v.device), v.mount)
             }
-            Err(e) => log::warn!("storage.unmount_failed name={name} mount={} error={}", at.display(), q(&e)),
+            StorageOp::Unmount { name, at, forced } => {
+                write!(f, "op=unmount name={name} mount={} forced={forced}", at.display())
+            }
         }
     }
-    done
+}
+
+fn item_state(phase: &Phase) -> ItemState {
+    match phase {
+        Phase::Mounted => ItemState::Converged,
+        Phase::Waiting(r) => ItemState::Waiting(r.clone()),
+        Phase::Formatting => ItemState::Waiting("formatting".into()),
+        Phase::Blocked(r) => ItemState::Failed(format!("blocked: {r}")),
+        Phase::Failed(r) => ItemState::Failed(r.clone()),
+    }
+}
+
+/// Pure: unmount what the config dropped (innermost first, once the services of the config stopped, or forced
+/// after [`RELEASE_WAIT`]), then converge every volume not mounted as desired.
+pub fn plan(desired: &[Volume], o: &StorageObserved) -> controller::Plan<StorageOp> {
+    let mut p = controller::Plan::default();
+    let gone: Vec<(&String, &PathBuf)> = o
+        .mounted
+        .iter()
+        .filter(|(name, at)| !desired.iter().any(|v| &&v.name == name && Path::new(&v.mount) == at.as_path()))
+        .collect();
+    let released = match o.generation {
+        Some(g) => o.services_generation.is_some_and(|s| s >= g),
+        None => true,
+    };
+    let forced = !released && o.release_waited >= RELEASE_WAIT;
+    // Deepest mount first.
+    let mut gone = gone;
+    gone.sort_by_key(|(_, at)| std::cmp::Reverse(at.components().count()));
+    for (name, at) in gone {
+        let item = format!("unmount {name}");
+        if released || forced {
+            p.op(item, StorageOp::Unmount { name: name.clone(), at: at.clone(), forced });
+        } else {
+            p.item(item, ItemState::Waiting("the services of this config are stopping".into()));
+        }
+    }
+    for v in desired {
+        match o.volumes.get(&v.name) {
+            Some(Some(s)) => p.item(v.name.clone(), item_state(&s.phase)),
+            _ => p.op(v.name.clone(), StorageOp::Converge(v.clone())),
+        }
+    }
+    p
+}
+
+pub enum StorageEvent {
+    /// The services' status changed (a dropped volume may be released now).
+    Services,
+}
+
+/// The config volumes on the one runner.
+pub struct Storage {
+    env: Env,
+    reaper: Reaper,
+    services: watch::Receiver<ServicesStatus>,
+    detail: watch::Sender<StorageStatus>,
+    mounted: BTreeMap<String, PathBuf>,
+    /// The last status of each volume, with the config it was converged for.
+    last: BTreeMap<String, (Volume, VolumeStatus)>,
+    last_phase: BTreeMap<String, Phase>,
+    generation: Option<u64>,
+    /// When the current config arrived (fast polling for a disk in its first 30 s).
+    since: Instant,
+    /// When dropped volumes started waiting for the services.
+    releasing: Option<Instant>,
+}
+
+impl Storage {
+    fn log_changed(&mut self, s: &VolumeStatus) {
+        if self.last_phase.get(&s.name) != Some(&s.phase) {
+            log_phase(s, self.generation.unwrap_or(0));
+            self.last_phase.insert(s.name.clone(), s.phase.clone());
+        }
+    }
+}
+
+impl controller::Controller for Storage {
+    const KIND: crate::registry::Kind = crate::registry::Kind::Storage;
+    const AREA: &'static str = "storage";
+    const RESYNC: Duration = RESYNC;
+    const POLL: Duration = RESYNC;
+
+    type Desired = Vec<Volume>;
+    type Observed = StorageObserved;
+    type Op = StorageOp;
+    type Event = StorageEvent;
+
+    fn poll(&self) -> Duration {
+        if self.since.elapsed() < WAIT_FAST {
+            POLL
+        } else {
+            RESYNC
+        }
+    }
+
+    async fn observe(&mut self, target: &controller::Target<Vec<Volume>>) -> Result<StorageObserved, String> {
+        if self.generation != target.generation {
+            self.generation = target.generation;
+            self.since = Instant::now();
+        }
+        // /proc/self/mountinfo is the kernel's memory: read in place.
+        let table = mount::read_mountinfo(&self.env.mountinfo);
+        let mut volumes = BTreeMap::new();
+        for v in &target.desired {
+            let mounted = self.last.get(&v.name).filter(|(was, s)| was == v && s.phase == Phase::Mounted);
+            let still = mounted.and_then(|s| still_mounted(Some(s), v, &table));
+            let seen = match still {
+                Some(s) => Some(s),
+                None => match spec(v) {
+                    Err(e) => Some(failed(v, e)),
+                    // Where its disk stands (sysfs and the disks' first bytes, read off the loop).
+                    Ok(spec) => match volume::find(&self.env, &spec, Duration::ZERO).await {
+                        Ok(_) => None,
+                        Err(phase) => Some(VolumeStatus { phase, ..failed(v, String::new()) }),
+                    },
+                },
+            };
+            if let Some(s) = &seen {
+                self.last.insert(v.name.clone(), (v.clone(), s.clone()));
+                self.log_changed(s);
+            }
+            volumes.insert(v.name.clone(), seen);
+        }
+        let services_generation = self.services.borrow().generation;
+        let gone = self.mounted.keys().any(|n| !target.desired.iter().any(|v| &v.name == n));
+        let released = target.generation.is_none_or(|g| services_generation.is_some_and(|s| s >= g));
+        if gone && !released {
+            if self.releasing.is_none() {
+                let names: Vec<&str> = self.mounted.keys().map(String::as_str).collect();
+                log::info!("storage.unmount_waiting names={} for=services", names.join(","));
+            }
+            self.releasing.get_or_insert_with(Instant::now);
+        } else {
+            self.releasing = None;
+        }
+        Ok(StorageObserved {
+            generation: target.generation,
+            volumes,
+            mounted: self.mounted.clone(),
+            services_generation,
+            release_waited: self.releasing.map_or(Duration::ZERO, |t| t.elapsed()),
+        })
+    }
+
+    fn plan(desired: &Vec<Volume>, observed: &StorageObserved) -> controller::Plan<StorageOp> {
+        plan(desired, observed)
+    }
+
+    async fn apply(&mut self, op: StorageOp, generation: Option<u64>) -> Result<(), String> {
+        match op {
+            StorageOp::Unmount { name, at, forced } => {
+                if forced {
+                    log::warn!(
+                        "storage.unmount_forced after_s={} reason=\"services not applied\"",
+                        RELEASE_WAIT.as_secs()
+                    );
+                }
+                unmount_off_loop(at.clone()).await.map_err(|e| format!("unmount {}: {e}", at.display()))?;
+                log::info!(
+                    "storage.unmounted name={name} mount={} generation={}",
+                    at.display(),
+                    generation.unwrap_or(0)
+                );
+                self.mounted.remove(&name);
+                self.last.remove(&name);
+                self.last_phase.remove(&name);
+                Ok(())
+            }
+            StorageOp::Converge(v) => {
+                let s = match spec(&v) {
+                    Ok(spec) => {
+                        let g = generation.unwrap_or(0);
+                        let mut formatting = |s: &VolumeStatus| log_phase(s, g);
+                        volume::converge(&self.env, &spec, &self.reaper, Duration::ZERO, &mut formatting).await
+                    }
+                    Err(e) => failed(&v, e),
+                };
+                if s.phase == Phase::Mounted {
+                    self.mounted.insert(s.name.clone(), s.mount.clone());
+                }
+                self.log_changed(&s);
+                self.last.insert(v.name.clone(), (v, s.clone()));
+                match &s.phase {
+                    Phase::Blocked(r) => Err(format!("blocked: {r}")),
+                    Phase::Failed(r) => Err(r.clone()),
+                    // Mounted, or its disk went away on the way: the next round sees which.
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+
+    async fn event(&mut self, _event: StorageEvent) -> controller::Wake {
+        // Only a volume waiting to be released cares about the services.
+        if self.releasing.is_some() {
+            controller::Wake::Now
+        } else {
+            controller::Wake::Later
+        }
+    }
+
+    /// A volume mounted again after it was unmounted behind the node's back is a repair; unmounts follow the
+    /// config.
+    fn repairs(op: &StorageOp) -> bool {
+        matches!(op, StorageOp::Converge(_))
+    }
+
+    fn passed(&mut self, target: &controller::Target<Vec<Volume>>, _status: &ControllerStatus) {
+        let volumes = target
+            .desired
+            .iter()
+            .filter_map(|v| self.last.get(&v.name).filter(|(was, _)| was == v).map(|(_, s)| s.clone()))
+            .collect();
+        self.detail.send_replace(StorageStatus { generation: target.generation, volumes });
+    }
+}
+
+fn failed(v: &Volume, why: String) -> VolumeStatus {
+    VolumeStatus {
+        name: v.name.clone(),
+        selector: v.device.clone(),
+        phase: Phase::Failed(why),
+        device: None,
+        size: None,
+        fs: None,
+        mount: PathBuf::from(&v.mount),
+        free: None,
+        formatted: false,
+    }
 }
 
 /// [`mount::unmount`] on a blocking thread: it syncs, and a busy disk must not stall PID 1's event loop.
@@ -123,84 +329,34 @@ async fn unmount_off_loop(at: PathBuf) -> Result<(), String> {
     crate::fsutil::off_loop("unmount", move || mount::unmount(&at)).await?.map_err(|e| e.to_string())
 }
 
-pub async fn run(
-    env: Env,
-    mut applied: AppliedRx,
+/// Starts the controller; `services` is the services' status, read to unmount a dropped volume only after the
+/// services that used it have stopped; the volumes' detail status goes to `detail` (the services read it).
+pub fn start(
     reaper: Reaper,
-    status: watch::Sender<StorageStatus>,
-    mut services: watch::Receiver<ServicesStatus>,
-) {
-    // Volumes this controller mounted: name → mount point.
-    let mut mounted: BTreeMap<String, PathBuf> = BTreeMap::new();
-    let mut last_phase: BTreeMap<String, Phase> = BTreeMap::new();
-    // The config and status of each volume found mounted last time, to skip re-probing disks when nothing moved.
-    let mut settled: BTreeMap<String, (Volume, VolumeStatus)> = BTreeMap::new();
-    let mut since = Instant::now();
-    loop {
-        let current = applied.borrow_and_update().clone();
-        let (generation, mut volumes) = match &current {
-            Some(a) => (a.generation, a.config.volumes.clone()),
-            None => (0, Vec::new()),
-        };
-        volumes.sort_by_key(|v| v.mount.matches('/').count());
-        // Dropped from the config (or moved): unmount, innermost first.
-        let gone: Vec<(String, PathBuf)> = mounted
-            .iter()
-            .filter(|(name, at)| {
-                !volumes.iter().any(|v| &&v.name == name && std::path::Path::new(&v.mount) == at.as_path())
-            })
-            .map(|(n, a)| (n.clone(), a.clone()))
-            .collect();
-        for name in release(&gone, generation, &mut services, unmount_off_loop).await {
-            mounted.remove(&name);
-            last_phase.remove(&name);
-            settled.remove(&name);
+    services: watch::Receiver<ServicesStatus>,
+    detail: watch::Sender<StorageStatus>,
+) -> (controller::DesiredTx<Vec<Volume>>, watch::Receiver<ControllerStatus>) {
+    let (events, inbox) = tokio::sync::mpsc::channel(16);
+    let mut changes = services.clone();
+    tokio::spawn(async move {
+        while changes.changed().await.is_ok() {
+            // A full inbox already holds a wake-up.
+            let _ = events.try_send(StorageEvent::Services);
         }
-        let mut statuses = Vec::new();
-        let table = mount::read_mountinfo(&env.mountinfo);
-        for v in &volumes {
-            if let Some(s) = still_mounted(settled.get(&v.name), v, &table) {
-                statuses.push(s);
-                continue;
-            }
-            let s = match spec(v) {
-                Ok(spec) => {
-                    let mut formatting = |s: &VolumeStatus| log_phase(s, generation);
-                    volume::converge(&env, &spec, &reaper, Duration::ZERO, &mut formatting).await
-                }
-                Err(e) => VolumeStatus {
-                    name: v.name.clone(),
-                    selector: v.device.clone(),
-                    phase: Phase::Failed(e),
-                    device: None,
-                    size: None,
-                    fs: None,
-                    mount: PathBuf::from(&v.mount),
-                    free: None,
-                    formatted: false,
-                },
-            };
-            if s.phase == Phase::Mounted {
-                mounted.insert(s.name.clone(), s.mount.clone());
-                settled.insert(s.name.clone(), (v.clone(), s.clone()));
-            } else {
-                settled.remove(&s.name);
-            }
-            if last_phase.get(&s.name) != Some(&s.phase) {
-                log_phase(&s, generation);
-                last_phase.insert(s.name.clone(), s.phase.clone());
-            }
-            statuses.push(s);
-        }
-        let waiting = statuses.iter().any(|s| matches!(s.phase, Phase::Waiting(_)));
-        status.send_replace(StorageStatus { generation: current.as_ref().map(|a| a.generation), volumes: statuses });
-        let wait = if waiting && since.elapsed() < WAIT_FAST { POLL } else { RESYNC };
-        match tokio::time::timeout(wait, applied.changed()).await {
-            Ok(Err(_)) => return, // the config pipeline is gone
-            Ok(Ok(())) => since = Instant::now(),
-            Err(_) => {}
-        }
-    }
+    });
+    let storage = Storage {
+        env: Env::system(),
+        reaper,
+        services,
+        detail,
+        mounted: BTreeMap::new(),
+        last: BTreeMap::new(),
+        last_phase: BTreeMap::new(),
+        generation: None,
+        since: Instant::now(),
+        releasing: None,
+    };
+    controller::runner::start_with(storage, inbox)
 }
 
 /// The last status again (with fresh free space) when the volume's config is unchanged and its device is still
@@ -270,22 +426,6 @@ mod tests {
     }
 
     #[test]
-    fn convergence_waits_for_waiting_and_formatting_volumes_and_reports_blocked_ones() {
-        let v = VolumeStatus::for_tests;
-        let s = |volumes| StorageStatus { generation: Some(2), volumes };
-        assert!(s(vec![]).converged() && s(vec![]).settled(), "no volumes: nothing to wait for");
-        let mounted = v("a", Phase::Mounted);
-        for on_its_way in [Phase::Waiting("no disk".into()), Phase::Formatting] {
-            let st = s(vec![mounted.clone(), v("b", on_its_way)]);
-            assert!(!st.converged() && !st.settled(), "{st:?}");
-        }
-        let blocked = s(vec![mounted.clone(), v("b", Phase::Blocked("holds ext4 data".into()))]);
-        assert!(blocked.settled() && !blocked.converged());
-        assert_eq!(blocked.problems(), ["b: blocked: holds ext4 data"]);
-        assert!(s(vec![mounted.clone(), mounted]).converged());
-    }
-
-    #[test]
     fn a_settled_volume_is_not_probed_again_while_it_stays_mounted() {
         let v = volume(Some("DATA"));
         let status = VolumeStatus {
@@ -310,46 +450,52 @@ mod tests {
         assert!(still_mounted(Some(&settled), &v, &[]).is_none(), "unmounted behind our back");
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_dropped_volume_is_unmounted_only_after_the_services_of_its_config_stopped() {
-        let (services_tx, mut services) = watch::channel(ServicesStatus { generation: Some(1), ..Default::default() });
-        let unmounted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let seen = unmounted.clone();
-        let gone = vec![("data".to_string(), PathBuf::from("/var/lib/data"))];
-        let task = tokio::spawn(async move {
-            release(&gone, 2, &mut services, move |at: PathBuf| {
-                seen.lock().unwrap().push(at);
-                async { Ok(()) }
-            })
-            .await
-        });
-        tokio::time::sleep(Duration::from_secs(20)).await;
-        assert!(unmounted.lock().unwrap().is_empty(), "unmounted while generation 1's services still ran");
-        // The services task applied generation 2: its stops (the volume's users) are done.
-        services_tx.send_modify(|s| s.generation = Some(2));
-        let done = tokio::time::timeout(Duration::from_secs(1), task).await.unwrap().unwrap();
-        assert_eq!(done, ["data"]);
-        assert_eq!(*unmounted.lock().unwrap(), [PathBuf::from("/var/lib/data")]);
+    fn observed(generation: u64, services: u64, waited_s: u64) -> StorageObserved {
+        let mounted = [("a", "/a"), ("b", "/a/b")].map(|(n, m)| (n.to_string(), PathBuf::from(m))).into();
+        StorageObserved {
+            generation: Some(generation),
+            volumes: BTreeMap::new(),
+            mounted,
+            services_generation: Some(services),
+            release_waited: Duration::from_secs(waited_s),
+        }
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn the_wait_for_services_is_bounded_and_failures_keep_the_volume() {
-        let (_services_tx, mut services) = watch::channel(ServicesStatus::default());
-        let gone = vec![("a".to_string(), PathBuf::from("/a")), ("b".to_string(), PathBuf::from("/a/b"))];
-        let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let seen = order.clone();
-        let done = release(&gone, 3, &mut services, move |at: PathBuf| {
-            seen.lock().unwrap().push(at.clone());
-            async move {
-                if at == std::path::Path::new("/a") {
-                    Err("busy".to_string())
-                } else {
-                    Ok(())
-                }
-            }
-        })
-        .await;
-        assert_eq!(done, ["b"], "only what really went is forgotten");
-        assert_eq!(*order.lock().unwrap(), [PathBuf::from("/a/b"), PathBuf::from("/a")], "innermost first");
+    fn shown(p: &controller::Plan<StorageOp>) -> Vec<String> {
+        p.ops.iter().map(|(_, op)| op.to_string()).collect()
+    }
+
+    #[test]
+    fn a_dropped_volume_is_unmounted_only_after_the_services_of_its_config_stopped() {
+        // Generation 2 drops both volumes; its services (the volumes' users) are still at generation 1.
+        let p = plan(&[], &observed(2, 1, 20));
+        assert!(p.ops.is_empty(), "unmounted while generation 1's services still ran: {:?}", shown(&p));
+        assert!(p.items.iter().all(|(_, s)| matches!(s, ItemState::Waiting(_))), "{:?}", p.items);
+        // The services applied generation 2: their stops are done; innermost first.
+        assert_eq!(
+            shown(&plan(&[], &observed(2, 2, 20))),
+            ["op=unmount name=b mount=/a/b forced=false", "op=unmount name=a mount=/a forced=false"]
+        );
+    }
+
+    #[test]
+    fn the_wait_for_services_is_bounded() {
+        let p = plan(&[], &observed(3, 1, RELEASE_WAIT.as_secs()));
+        assert_eq!(shown(&p), ["op=unmount name=b mount=/a/b forced=true", "op=unmount name=a mount=/a forced=true"]);
+    }
+
+    #[test]
+    fn a_volume_mounted_as_desired_is_left_alone_and_the_others_are_converged() {
+        let v = volume(Some("DATA"));
+        let mut o = observed(2, 2, 0);
+        o.mounted = [(v.name.clone(), PathBuf::from(&v.mount))].into();
+        o.volumes.insert(v.name.clone(), Some(VolumeStatus::for_tests(&v.name, Phase::Mounted)));
+        let p = plan(std::slice::from_ref(&v), &o);
+        assert!(p.ops.is_empty() && p.items == [(v.name.clone(), ItemState::Converged)]);
+        let waiting = Some(VolumeStatus::for_tests(&v.name, Phase::Waiting("no disk".into())));
+        o.volumes.insert(v.name.clone(), waiting);
+        assert!(matches!(plan(std::slice::from_ref(&v), &o).items[0].1, ItemState::Waiting(_)));
+        o.volumes.insert(v.name.clone(), None);
+        assert_eq!(shown(&plan(std::slice::from_ref(&v), &o)).len(), 1, "found: converge it");
     }
 }

@@ -141,7 +141,7 @@ fn disk_view(o: &Observed, table: &[MountEntry]) -> DiskView {
 }
 
 /// Finds the volume's device, waiting up to `wait` (polling sysfs every 200 ms) for it to appear.
-async fn find(env: &Env, spec: &VolumeSpec, wait: Duration) -> Result<(Vec<Observed>, Target), Phase> {
+pub async fn find(env: &Env, spec: &VolumeSpec, wait: Duration) -> Result<(Vec<Observed>, Target), Phase> {
     let started = Instant::now();
     let mut said = false;
     loop {

@@ -187,7 +187,7 @@ fn qemu_a_disk_with_data_is_left_untouched_and_reported_blocked() {
     assert!(blocked.contains("labelled") && blocked.contains("precious"), "{blocked}");
     // Convergence waits for the volumes, and says why it cannot finish.
     let not = vm.expect("keel: config.not_converged generation=2 controller=storage", STEP_TIMEOUT);
-    assert!(not.contains("old: blocked: "), "{not}");
+    assert!(not.contains("old: failed: blocked: "), "{not}");
     let lines = vm.transcript();
     for never in ["keel: storage.format name=old", "keel: storage.partition name=old", "config.converged generation=2"]
     {
