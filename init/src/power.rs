@@ -155,6 +155,16 @@ async fn read_button(fd: AsyncFd<std::fs::File>, path: String, tx: mpsc::Sender<
     }
 }
 
+/// Answer first, then act: the API's reply reaches the client before the node goes down. The one place that
+/// delays a power request after a reply (commands, upgrades).
+pub fn after_reply(power: &mpsc::Sender<Request>, action: Action, reason: String) {
+    let power = power.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let _ = power.send(Request { action, reason }).await;
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

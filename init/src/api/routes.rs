@@ -6,7 +6,7 @@ use super::state::{AppState, Inner, StatusCache};
 use super::status;
 use crate::config::run::Submit;
 use crate::config::store::Signed;
-use crate::power::{Action, Request};
+use crate::power::Action;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
@@ -178,13 +178,8 @@ async fn command(
     match verified {
         Ok(v) => {
             log::info!("api.command action={name} signer={}", crate::logging::q(&v.signer));
-            let power = s.power.clone();
-            let reason = format!("api:{}", v.signer);
             // Answer first, then act: the client hears the outcome before the node goes down.
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                let _ = power.send(Request { action, reason }).await;
-            });
+            crate::power::after_reply(&s.power, action, format!("api:{}", v.signer));
             (StatusCode::ACCEPTED, Json(json!({"accepted": true, "action": name}))).into_response()
         }
         Err(r) => {

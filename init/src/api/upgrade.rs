@@ -4,14 +4,13 @@
 //! slot manifest comes last), so a downgrade is refused before anything is written.
 
 use super::state::AppState;
-use crate::power::{Action, Request};
+use crate::power::Action;
 use crate::upgrade::image::{self, Refusal};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
-use std::time::Duration;
 
 /// The largest body: the image and its signature.
 pub const MAX_UPGRADE_BODY: usize = image::MAX_IMAGE + (64 << 10);
@@ -130,13 +129,8 @@ pub async fn put_upgrade(State(s): State<AppState>, Query(q): Query<UpgradeQuery
         }
         Err(e) => return refused(&Refusal::new("internal", e.to_string())),
     };
-    let power = s.power.clone();
-    let reason = format!("upgrade to slot {}", done.slot);
     // Answer first, then reboot into the trial.
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let _ = power.send(Request { action: Action::Reboot, reason }).await;
-    });
+    crate::power::after_reply(&s.power, Action::Reboot, format!("upgrade to slot {}", done.slot));
     Json(json!({"accepted": true, "slot": done.slot, "sha256": done.sha256, "signer": done.signer,
                 "bytes": done.bytes, "rebooting": true}))
     .into_response()
