@@ -121,6 +121,7 @@ pub fn plan(desired: &[Volume], o: &StorageObserved) -> controller::Plan<Storage
     // Deepest mount first.
     let mut gone = gone;
     gone.sort_by_key(|(_, at)| std::cmp::Reverse(at.components().count()));
+    let moving: Vec<&String> = gone.iter().map(|(name, _)| *name).collect();
     for (name, at) in gone {
         let item = format!("unmount {name}");
         if released || forced {
@@ -130,6 +131,11 @@ pub fn plan(desired: &[Volume], o: &StorageObserved) -> controller::Plan<Storage
         }
     }
     for v in desired {
+        if moving.contains(&&v.name) {
+            // Its mount point changed: the old one is released first (the same device is mounted once).
+            p.item(v.name.clone(), ItemState::Waiting("its previous mount point is released first".into()));
+            continue;
+        }
         match o.volumes.get(&v.name) {
             Some(Some(s)) => p.item(v.name.clone(), item_state(&s.phase)),
             _ => p.op(v.name.clone(), StorageOp::Converge(v.clone())),
@@ -497,5 +503,10 @@ mod tests {
         assert!(matches!(plan(std::slice::from_ref(&v), &o).items[0].1, ItemState::Waiting(_)));
         o.volumes.insert(v.name.clone(), None);
         assert_eq!(shown(&plan(std::slice::from_ref(&v), &o)).len(), 1, "found: converge it");
+        // Moved to another mount point: the old one goes first, then the volume is converged at the new one.
+        let moved = Volume { mount: "/var/lib/elsewhere".into(), ..v.clone() };
+        let p = plan(std::slice::from_ref(&moved), &o);
+        assert_eq!(shown(&p), [format!("op=unmount name={} mount=/var/lib/data forced=false", v.name)]);
+        assert!(matches!(p.items[0].1, ItemState::Waiting(_)), "{:?}", p.items);
     }
 }
