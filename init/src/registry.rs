@@ -5,7 +5,6 @@
 //! waits for that.
 
 use crate::controller::ControllerStatus;
-use crate::services::ServicesStatus;
 use keel_config::status::{ConvergenceState, KindConvergence};
 use std::fmt;
 use tokio::sync::watch;
@@ -63,14 +62,6 @@ pub fn controller(status: &ControllerStatus, generation: u64) -> Convergence {
     }
 }
 
-pub fn services(status: &ServicesStatus, generation: u64) -> Convergence {
-    match (status.generation == Some(generation), status.converged) {
-        (false, _) => Convergence::Pending,
-        (true, true) => Convergence::Converged,
-        (true, false) => Convergence::Pending,
-    }
-}
-
 /// Every controller's status channel.
 #[derive(Clone)]
 pub struct Registry {
@@ -79,7 +70,7 @@ pub struct Registry {
     pub sysctl: watch::Receiver<ControllerStatus>,
     pub files: watch::Receiver<ControllerStatus>,
     pub storage: watch::Receiver<ControllerStatus>,
-    pub services: watch::Receiver<ServicesStatus>,
+    pub services: watch::Receiver<ControllerStatus>,
     pub logs: watch::Receiver<ControllerStatus>,
 }
 
@@ -93,7 +84,7 @@ impl Registry {
         all.push((Kind::Sysctl, controller(&self.sysctl.borrow(), generation)));
         all.push((Kind::Files, controller(&self.files.borrow(), generation)));
         all.push((Kind::Storage, controller(&self.storage.borrow(), generation)));
-        all.push((Kind::Services, services(&self.services.borrow(), generation)));
+        all.push((Kind::Services, controller(&self.services.borrow(), generation)));
         all.push((Kind::Logs, controller(&self.logs.borrow(), generation)));
         all
     }
@@ -165,7 +156,6 @@ impl Registry {
 mod tests {
     use super::*;
     use crate::controller::ItemState;
-    use crate::services::{ServiceStatus, State};
     use std::time::Duration;
 
     #[test]
@@ -184,14 +174,6 @@ mod tests {
         c.items.clear();
         c.error = Some("netlink: closed".into());
         assert_eq!(controller(&c, 2), Convergence::Stuck(vec!["observe: netlink: closed".into()]));
-
-        let mut v = ServicesStatus { generation: Some(2), ..Default::default() };
-        v.services.insert("web".into(), ServiceStatus::new(State::Starting));
-        v.settle();
-        assert_eq!(services(&v, 2), Convergence::Pending);
-        v.services.insert("web".into(), ServiceStatus::new(State::Running));
-        v.settle();
-        assert_eq!(services(&v, 2), Convergence::Converged);
     }
 
     #[tokio::test(start_paused = true)]
@@ -200,9 +182,7 @@ mod tests {
         let (sysctl_tx, sysctl) = watch::channel(done.clone());
         let (_files_tx, files) = watch::channel(done.clone());
         let (_storage_tx, storage) = watch::channel(done.clone());
-        let mut svc = ServicesStatus { generation: Some(1), ..Default::default() };
-        svc.settle();
-        let (services_tx, services) = watch::channel(svc.clone());
+        let (services_tx, services) = watch::channel(done.clone());
         let (logs_tx, logs) = watch::channel(done);
         let registry = Registry { net: None, sysctl, files, storage, services, logs };
         let mut waiting = tokio::spawn({
@@ -219,10 +199,7 @@ mod tests {
         logs_tx.send_modify(|s| s.generation = Some(2));
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert!(!waiting.is_finished());
-        services_tx.send_modify(|s| {
-            s.generation = Some(2);
-            s.settle();
-        });
+        services_tx.send_modify(|s| s.generation = Some(2));
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert!(!waiting.is_finished(), "files and storage are still at generation 1");
         assert_eq!(

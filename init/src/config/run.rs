@@ -127,7 +127,6 @@ pub fn start(
     let (converged_tx, converged) = watch::channel(None);
     let net_desired = net.as_ref().map(|n| n.desired.clone());
     let net_status = net.as_ref().map(|n| n.status.clone());
-    let (services_tx, services_rx) = watch::channel(None);
     let network_ready = match &net_status {
         Some(status) => services::flag(status.clone(), |s: &NetStatus| s.ready),
         None => watch::channel(false).1,
@@ -136,7 +135,8 @@ pub fn start(
     // unmounts a dropped volume only after the services of that config stopped).
     let (storage_tx, storage) = watch::channel(StorageStatus::default());
     let deps = services::deps::Deps { network: network_ready.clone(), volumes: storage.clone() };
-    let (services, services_status) = services::start(reaper.clone(), services_rx, deps);
+    let (services, services_status) = services::start(reaper.clone(), deps);
+    let services_tx = services.desired.clone();
     let (volumes_tx, volumes) = crate::storage::controller::start(reaper, services_status.clone(), storage_tx);
     let logs = crate::logfwd::controller::start(machine_id.clone());
     let (upgrade_tx, upgrade) = crate::upgrade::source::start(network_ready.clone(), power);
@@ -146,7 +146,7 @@ pub fn start(
         sysctl: sysctl_status.clone(),
         files: files_status.clone(),
         storage: volumes,
-        services: services_status.clone(),
+        services: services.controller.clone(),
     };
     let logs_desired = logs.desired.clone();
     let mut applied_rx = applied.clone();
@@ -171,7 +171,7 @@ pub fn start(
                 {
                     log::warn!("config.generation_file_failed error={}", crate::logging::q(&e));
                 }
-                services_tx.send_replace(Some((generation, a.config.services.clone())));
+                services_tx.send_replace(Some(Target::new(generation, a.config.services.clone())));
                 if report_convergence(generation, started, &registry, applied_rx.clone()).await {
                     converged_tx.send_replace(Some(generation));
                 }

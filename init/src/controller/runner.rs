@@ -22,6 +22,10 @@ struct Outcome {
     repairs: u64,
     /// The last round planned nothing.
     settled: bool,
+    /// An operation failed or the host could not be observed: retried with backoff. (Items the plan reports as
+    /// failed from what it observed, such as a crash-looping service, are looked at again on events and on the
+    /// resync; there is nothing to retry for them.)
+    errored: bool,
 }
 
 impl Outcome {
@@ -32,7 +36,7 @@ impl Outcome {
 
 /// One pass for `target`.
 async fn pass<C: Controller>(c: &mut C, target: &Target<C::Desired>, reason: Reason) -> Outcome {
-    let mut out = Outcome { items: Vec::new(), error: None, writes: 0, repairs: 0, settled: false };
+    let mut out = Outcome { items: Vec::new(), error: None, writes: 0, repairs: 0, settled: false, errored: false };
     let generation = target.generation.map_or("none".to_string(), |g| g.to_string());
     for _ in 0..MAX_ROUNDS {
         let observed = match c.observe(target).await {
@@ -40,6 +44,7 @@ async fn pass<C: Controller>(c: &mut C, target: &Target<C::Desired>, reason: Rea
             Err(e) => {
                 log::warn!("{}.observe_failed error={}", C::AREA, q(&e));
                 out.error = Some(e);
+                out.errored = true;
                 return out;
             }
         };
@@ -72,6 +77,7 @@ async fn pass<C: Controller>(c: &mut C, target: &Target<C::Desired>, reason: Rea
                     out.items.push((item, ItemState::Converged));
                 }
                 Err(e) => {
+                    out.errored = true;
                     log::warn!("{}.apply_failed {shown} error={}", C::AREA, q(&e));
                     out.items.push((item, ItemState::Failed(e)));
                 }
@@ -111,7 +117,7 @@ pub async fn run<C: Controller>(
         let mut next = None;
         if let Some(target) = &target {
             let out = pass(&mut c, target, reason).await;
-            let (wait, why) = if out.failed() {
+            let (wait, why) = if out.errored {
                 let wait = backoff.failed();
                 log::warn!(
                     "{}.retry generation={} failures={} retry_in_s={:.1}",
@@ -132,7 +138,7 @@ pub async fn run<C: Controller>(
             next = Some((Instant::now() + wait, why));
             let converged =
                 out.settled && out.error.is_none() && out.items.iter().all(|(_, s)| *s == ItemState::Converged);
-            let failures = if out.failed() { status.borrow().failures.saturating_add(1) } else { 0 };
+            let failures = if out.errored { status.borrow().failures.saturating_add(1) } else { 0 };
             status.send_modify(|s| {
                 s.generation = target.generation;
                 s.converged = converged;

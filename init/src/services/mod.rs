@@ -55,14 +55,12 @@ pub use status::ServicesStatus;
 #[allow(unused_imports)] // read by the node API
 pub use status::{ServiceStatus, State};
 
+use crate::controller::{ControllerStatus, DesiredTx};
 use crate::reaper::Reaper;
 use keel_config::model::Service;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, watch};
-
-/// The desired services: the config generation and its `[[service]]` list.
-pub type Desired = Option<(u64, Vec<Service>)>;
 
 /// Where services live on the node; tests point these at throwaway places.
 #[derive(Debug, Clone)]
@@ -90,10 +88,14 @@ impl Default for Options {
     }
 }
 
-/// What the rest of the init holds to reach the services task.
+/// What the rest of the init holds to reach the services kind.
 #[derive(Clone)]
 pub struct ServicesHandle {
-    inbox: mpsc::Sender<manager::Command>,
+    events: mpsc::Sender<manager::ServicesEvent>,
+    /// Where the config task sends each accepted config's services.
+    pub desired: DesiredTx<Vec<Service>>,
+    /// The kind's status on the runner (what the registry reads).
+    pub controller: watch::Receiver<ControllerStatus>,
 }
 
 impl ServicesHandle {
@@ -101,26 +103,21 @@ impl ServicesHandle {
     /// after its stop timeout; nothing is started or restarted afterwards. Returns when all are stopped.
     pub async fn stop_all(&self) {
         let (done, wait) = oneshot::channel();
-        if self.inbox.send(manager::Command::StopAll(done)).await.is_ok() {
+        if self.events.send(manager::ServicesEvent::StopAll(done)).await.is_ok() {
             let _ = wait.await;
         }
     }
 }
 
-/// Starts the services task with the node's defaults.
+/// Starts the services kind with the node's defaults.
 /// `deps`: the status `after` is read from (the network's readiness, the volumes).
-pub fn start(
-    reaper: Reaper,
-    desired: watch::Receiver<Desired>,
-    deps: deps::Deps,
-) -> (ServicesHandle, watch::Receiver<ServicesStatus>) {
-    start_with(Options::default(), reaper, desired, deps)
+pub fn start(reaper: Reaper, deps: deps::Deps) -> (ServicesHandle, watch::Receiver<ServicesStatus>) {
+    start_with(Options::default(), reaper, deps)
 }
 
 pub fn start_with(
     options: Options,
     reaper: Reaper,
-    desired: watch::Receiver<Desired>,
     deps: deps::Deps,
 ) -> (ServicesHandle, watch::Receiver<ServicesStatus>) {
     let (status, status_rx) = watch::channel(ServicesStatus::default());
@@ -134,9 +131,8 @@ pub fn start_with(
         status,
         deps,
     });
-    let (inbox_tx, inbox) = mpsc::channel(4);
-    tokio::spawn(manager::Manager::new(ctx).run(desired, inbox));
-    (ServicesHandle { inbox: inbox_tx }, status_rx)
+    let (desired, controller, events) = manager::start(ctx);
+    (ServicesHandle { events, desired, controller }, status_rx)
 }
 
 /// A `bool` that follows `source` through `test` (e.g. "the network is ready" from the network's status).

@@ -60,7 +60,6 @@ fn cgroup2_mount() -> PathBuf {
 
 pub struct Harness {
     pub rt: tokio::runtime::Runtime,
-    pub desired: watch::Sender<super::Desired>,
     pub network: watch::Sender<bool>,
     /// While false the reaper reaps nothing: every child's exit goes unnoticed, as a process stuck in
     /// uninterruptible sleep never exits.
@@ -78,7 +77,6 @@ impl Harness {
         let mount = cgroup2_mount();
         let group = PathBuf::from(format!("keel-test-{}", std::process::id()));
         let reaper = Reaper::default();
-        let (desired, desired_rx) = watch::channel(None);
         let (network, network_rx) = watch::channel(false);
         let artifacts = std::env::temp_dir().join(format!("keel-test-artifacts-{}", std::process::id()));
         let options = Options {
@@ -103,13 +101,13 @@ impl Harness {
                 }
             });
             let volumes = watch::channel(crate::storage::controller::StorageStatus::default()).1;
-            start_with(options, reaper, desired_rx, super::deps::Deps { network: network_rx, volumes })
+            start_with(options, reaper, super::deps::Deps { network: network_rx, volumes })
         });
-        Harness { rt, desired, network, reaping, handle, status, mount, group }
+        Harness { rt, network, reaping, handle, status, mount, group }
     }
 
     pub fn apply(&self, generation: u64, services: Vec<Service>) {
-        self.desired.send_replace(Some((generation, services)));
+        self.handle.desired.send_replace(Some(crate::controller::Target::new(generation, services)));
     }
 
     /// Waits until `test` holds for the status; panics with the status after `secs`.
