@@ -371,6 +371,31 @@ mod tests {
     }
 
     #[test]
+    fn controller_items_and_the_held_rollout_keep_their_wire_shape() {
+        let c = ControllerStatus {
+            generation: Some(4),
+            items: vec![("a".into(), ItemState::Converged), ("b".into(), ItemState::Failed("read-only".into()))],
+            ..Default::default()
+        };
+        let v = serde_json::to_value(controller(&c)).unwrap();
+        assert_eq!(v["items"][0], json!({"name": "a", "state": "converged"}));
+        assert_eq!(v["items"][1], json!({"name": "b", "state": "failed", "reason": "read-only"}));
+        assert_eq!((v["generation"].as_u64(), v["error"].is_null()), (Some(4), true));
+        let w = crate::config::rollout::Waiting {
+            generation: 5,
+            applies_at: keel_config::Timestamp { unix_seconds: 1_796_234_400 },
+            slot: 0.5,
+            source: "api".into(),
+        };
+        let v = serde_json::to_value(rollout_waiting(&w)).unwrap();
+        assert_eq!(v["state"], "waiting-rollout");
+        assert_eq!((v["applies_at_unix"].as_i64(), v["generation"].as_u64()), (Some(1_796_234_400), Some(5)));
+        // keelctl reads what the node wrote.
+        let back: keel_config::status::RolloutWaiting = serde_json::from_value(v).unwrap();
+        assert_eq!(back, rollout_waiting(&w));
+    }
+
+    #[test]
     fn origins_follow_the_protocol_tag() {
         assert_eq!(address_origin(KEEL_PROTO, true), "dhcp");
         assert_eq!(address_origin(KEEL_PROTO, false), "static");
