@@ -150,7 +150,9 @@ pub fn status(o: Opts) -> Result<(), Failure> {
     if json_out {
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
-        print!("{}", status::render(&v));
+        let st: keel_config::status::NodeStatus = serde_json::from_value(v)
+            .map_err(|e| Failure::Failed(format!("status: the node's answer is not a status document: {e}")))?;
+        print!("{}", status::render(&st));
     }
     Ok(())
 }

@@ -104,13 +104,13 @@ impl Gates {
 }
 
 /// Free places, for `/v1/status`.
-pub fn free(g: &Gates) -> serde_json::Value {
-    json!({
-        "unauthenticated": g.preauth.available_permits(),
-        "readers": g.readers.available_permits(),
-        "writers": g.writers.available_permits(),
-        "log_followers": g.followers.available_permits(),
-    })
+pub fn free(g: &Gates) -> keel_config::status::ApiFree {
+    keel_config::status::ApiFree {
+        unauthenticated: g.preauth.available_permits(),
+        readers: g.readers.available_permits(),
+        writers: g.writers.available_permits(),
+        log_followers: g.followers.available_permits(),
+    }
 }
 
 #[derive(Default)]

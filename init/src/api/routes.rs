@@ -60,7 +60,7 @@ async fn get_status(State(s): State<AppState>) -> Response {
     let body = match cache.as_ref() {
         Some(c) if c.generations == generations && c.at.elapsed() < STATUS_FRESH => c.body.clone(),
         _ => {
-            let body = axum::body::Bytes::from(render_status(&s).to_string());
+            let body = axum::body::Bytes::from(serde_json::to_string(&render_status(&s)).unwrap_or_default());
             *cache = Some(StatusCache { at: tokio::time::Instant::now(), generations, body: body.clone() });
             body
         }
@@ -69,37 +69,34 @@ async fn get_status(State(s): State<AppState>) -> Response {
     ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-fn render_status(s: &Inner) -> Value {
-    let net = s.net.as_ref().map(|n| status::network(&n.borrow()));
-    let hostname = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok());
+fn render_status(s: &Inner) -> keel_config::status::NodeStatus {
     let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1000.0;
-    let mut boot = json!({"ready_uptime_ms": load(&crate::metrics::READY_UPTIME_US), "init_ms": load(&crate::metrics::READY_INIT_US)});
-    if let (Some(b), Value::Object(slots)) = (boot.as_object_mut(), crate::upgrade::status_json()) {
-        b.extend(slots);
+    let mut boot = crate::upgrade::boot_status();
+    boot.ready_uptime_ms = load(&crate::metrics::READY_UPTIME_US);
+    boot.init_ms = load(&crate::metrics::READY_INIT_US);
+    crate::trust::secureboot::fill_boot(crate::trust::secureboot::current(), &mut boot);
+    keel_config::status::NodeStatus {
+        version: env!("CARGO_PKG_VERSION").into(),
+        machine_id: s.machine_id.clone(),
+        hostname: nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()),
+        uptime_s: crate::clock::uptime().as_secs_f64(),
+        boot,
+        api: keel_config::status::ApiStatus {
+            fingerprint: s.fingerprint.clone(),
+            port: super::PORT,
+            free: super::limits::free(&s.gates),
+        },
+        config: status::config(&s.config),
+        controllers: status::controllers(&s.config),
+        network: s.net.as_ref().map(|n| status::network(&n.borrow())),
+        time: status::time(&s.time.borrow()),
+        services: status::services(&s.config),
+        storage: status::storage(&s.config),
+        install: crate::install::install_status(),
+        logs: status::logs(&s.config.logs.borrow()),
+        rollback: crate::trust::floor::rollback_status(),
+        rss_kib: crate::procfs::self_rss_kib(),
     }
-    if let (Some(b), Value::Object(sb)) =
-        (boot.as_object_mut(), crate::trust::secureboot::to_json(crate::trust::secureboot::current()))
-    {
-        b.extend(sb);
-    }
-    json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "machine_id": s.machine_id,
-        "hostname": hostname,
-        "uptime_s": crate::clock::uptime().as_secs_f64(),
-        "boot": boot,
-        "api": {"fingerprint": s.fingerprint, "port": super::PORT, "free": super::limits::free(&s.gates)},
-        "config": status::config(&s.config),
-        "controllers": status::controllers(&s.config),
-        "network": net,
-        "time": status::time(&s.time.borrow()),
-        "services": status::services(&s.config),
-        "storage": status::storage(&s.config),
-        "install": crate::install::status_json(),
-        "logs": status::logs(&s.config.logs.borrow()),
-        "rollback": crate::trust::floor::status_json(),
-        "rss_kib": crate::procfs::self_rss_kib(),
-    })
 }
 
 async fn get_config(State(s): State<AppState>) -> Json<Value> {

@@ -1,24 +1,36 @@
-//! The status document `/v1/status` serves: one JSON view over what every part of the init publishes.
+//! The status document `/v1/status` serves: one typed view ([`keel_config::status::NodeStatus`], the type keelctl
+//! reads) over what every part of the init publishes.
 
 use crate::config::run::ConfigHandle;
 use crate::controller::{ControllerStatus, ItemState};
 use crate::net::controller::NetStatus;
 use crate::net::observed::KEEL_PROTO;
 use crate::time::TimeStatus;
+use keel_config::status as st;
 use serde_json::{json, Value};
 
-fn controller(s: &ControllerStatus) -> Value {
-    let items: Vec<Value> = s
+fn controller(s: &ControllerStatus) -> st::ControllerStatus {
+    let items = s
         .items
         .iter()
-        .map(|(name, state)| match state {
-            ItemState::Converged => json!({"name": name, "state": "converged"}),
-            ItemState::Waiting(why) => json!({"name": name, "state": "waiting", "reason": why}),
-            ItemState::Failed(why) => json!({"name": name, "state": "failed", "reason": why}),
+        .map(|(name, state)| {
+            let (state, reason) = match state {
+                ItemState::Converged => ("converged", None),
+                ItemState::Waiting(why) => ("waiting", Some(why.clone())),
+                ItemState::Failed(why) => ("failed", Some(why.clone())),
+            };
+            st::ControllerItem { name: name.clone(), state: state.into(), reason }
         })
         .collect();
-    json!({"converged": s.converged, "generation": s.generation, "items": items, "error": s.error,
-        "writes": s.writes, "repairs": s.repairs, "runs": s.runs})
+    st::ControllerStatus {
+        converged: s.converged,
+        generation: s.generation,
+        items,
+        error: s.error.clone(),
+        writes: s.writes,
+        repairs: s.repairs,
+        runs: s.runs,
+    }
 }
 
 fn address_origin(proto: u8, is_lease: bool) -> String {
@@ -40,125 +52,187 @@ fn route_origin(proto: u8, metric: u32, oif: Option<u32>) -> String {
     }
 }
 
-pub fn network(s: &NetStatus) -> Value {
+pub fn network(s: &NetStatus) -> st::NetworkStatus {
     let name = |i: u32| s.observed.link_name(i);
-    let links: Vec<Value> = s
+    let links = s
         .observed
         .links
         .iter()
-        .map(|l| {
-            json!({"name": l.name, "index": l.index, "mac": l.mac.map(|m| crate::net::model::format_mac(&m)),
-                   "up": l.up, "carrier": l.carrier, "mtu": l.mtu, "physical": l.physical})
+        .map(|l| st::LinkStatus {
+            name: l.name.clone(),
+            index: l.index,
+            mac: l.mac.map(|m| crate::net::model::format_mac(&m)),
+            up: l.up,
+            carrier: l.carrier,
+            mtu: l.mtu,
+            physical: l.physical,
         })
         .collect();
-    let addresses: Vec<Value> = s
+    let addresses = s
         .observed
         .addrs
         .iter()
         .map(|a| {
             let leased = s.leases.get(&a.index).is_some_and(|l| std::net::IpAddr::V4(l.address) == a.addr);
-            json!({"link": name(a.index), "address": format!("{}/{}", a.addr, a.prefix),
-                   "origin": address_origin(a.proto, leased)})
+            st::AddressStatus {
+                link: name(a.index),
+                address: format!("{}/{}", a.addr, a.prefix),
+                origin: address_origin(a.proto, leased),
+            }
         })
         .collect();
-    let routes: Vec<Value> = s
+    let routes = s
         .observed
         .routes
         .iter()
-        .map(|r| {
-            json!({"to": format!("{}/{}", r.dest, r.prefix), "via": r.gateway.map(|g| g.to_string()),
-                   "link": r.oif.map(name), "metric": r.metric, "origin": route_origin(r.proto, r.metric, r.oif)})
+        .map(|r| st::RouteStatus {
+            to: format!("{}/{}", r.dest, r.prefix),
+            via: r.gateway.map(|g| g.to_string()),
+            link: r.oif.map(name),
+            metric: r.metric,
+            origin: route_origin(r.proto, r.metric, r.oif),
         })
         .collect();
-    let leases: Vec<Value> = s
+    let strings = |v: &[std::net::Ipv4Addr]| v.iter().map(|a| a.to_string()).collect();
+    let leases = s
         .leases
         .values()
-        .map(|l| {
-            json!({"link": l.ifname, "address": format!("{}/{}", l.address, l.prefix), "routers": l.routers,
-                        "dns": l.dns})
+        .map(|l| st::LeaseStatus {
+            link: l.ifname.clone(),
+            address: format!("{}/{}", l.address, l.prefix),
+            routers: strings(&l.routers),
+            dns: strings(&l.dns),
         })
         .collect();
-    let pending: Vec<Value> = s.pending.iter().map(|p| json!({"item": p.item, "reason": p.reason})).collect();
-    let failed: Vec<Value> = s.failed.iter().map(|(op, e)| json!({"op": op, "error": e})).collect();
-    json!({"ready": s.ready, "generation": s.generation, "hostname": s.hostname, "links": links, "addresses": addresses,
-           "routes": routes, "leases": leases, "nameservers": s.nameservers, "ntp": s.ntp, "pending": pending,
-           "failed": failed, "reconciles": s.reconciles, "writes": s.writes})
+    st::NetworkStatus {
+        ready: s.ready,
+        generation: s.generation,
+        hostname: s.hostname.clone(),
+        links,
+        addresses,
+        routes,
+        leases,
+        nameservers: s.nameservers.clone(),
+        ntp: s.ntp.clone(),
+        pending: s.pending.iter().map(|p| st::PendingItem { item: p.item.clone(), reason: p.reason.clone() }).collect(),
+        failed: s.failed.iter().map(|(op, e)| st::FailedOp { op: op.clone(), error: e.clone() }).collect(),
+        reconciles: s.reconciles,
+        writes: s.writes,
+    }
 }
 
-pub fn time(t: &TimeStatus) -> Value {
-    json!({"synced": t.synced, "source": t.source.to_string(), "server": t.server, "offset_ms": t.offset_ms,
-           "delay_ms": t.delay_ms, "error": t.error})
+pub fn time(t: &TimeStatus) -> st::TimeStatus {
+    st::TimeStatus {
+        synced: t.synced,
+        source: t.source.to_string(),
+        server: t.server.clone(),
+        offset_ms: t.offset_ms,
+        delay_ms: t.delay_ms,
+        error: t.error.clone(),
+    }
 }
 
-pub fn config(c: &ConfigHandle) -> Value {
+pub fn config(c: &ConfigHandle) -> st::ConfigStatus {
     let applied = c.applied.borrow().clone();
     let rejection = c.rejection.borrow().clone();
     let pull = c.pull.borrow().clone();
     let waiting = c.waiting.borrow().clone();
     let secs = |t: std::time::SystemTime| t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    json!({
-        "generation": applied.as_ref().map(|a| a.generation),
-        "source": applied.as_ref().map(|a| a.source.clone()),
-        "signer": applied.as_ref().map(|a| a.signer.clone()),
-        "fingerprint": applied.as_ref().map(|a| a.fingerprint.clone()),
-        "accepted_at": applied.as_ref().map(|a| secs(a.accepted_at)),
-        "converged_generation": *c.converged.borrow(),
-        // Each kind against the applied generation: keel_config::status::KindConvergence, read by keelctl.
-        "convergence": applied.as_ref().map(|a| serde_json::to_value(c.registry.report(a.generation)).unwrap_or_default()),
-        "last_rejection": rejection.map(|r| json!({"reason": r.code, "detail": r.detail, "source": r.source})),
-        // A verified newer generation held until this node's rollout turn; the node keeps running `generation`.
-        "rollout": waiting.map(|w| rollout_waiting(&w)),
-        "pull": pull.url.as_ref().map(|url| json!({"url": url, "polls": pull.polls, "failures": pull.failures,
-                                                    "last_error": pull.last_error})),
-    })
+    st::ConfigStatus {
+        generation: applied.as_ref().map(|a| a.generation),
+        source: applied.as_ref().map(|a| a.source.clone()),
+        signer: applied.as_ref().map(|a| a.signer.clone()),
+        fingerprint: applied.as_ref().map(|a| a.fingerprint.clone()),
+        accepted_at: applied.as_ref().map(|a| secs(a.accepted_at)),
+        converged_generation: *c.converged.borrow(),
+        convergence: applied.as_ref().map(|a| c.registry.report(a.generation)),
+        last_rejection: rejection.map(|r| st::RejectionStatus {
+            reason: r.code.to_string(),
+            detail: r.detail,
+            source: r.source,
+        }),
+        rollout: waiting.map(|w| rollout_waiting(&w)),
+        pull: pull.url.clone().map(|url| st::PullStatus {
+            url,
+            polls: pull.polls,
+            failures: pull.failures,
+            last_error: pull.last_error.clone(),
+        }),
+    }
 }
 
 /// `config.rollout` and the PUT reply's `waiting_rollout`: the held generation and when it applies.
-pub fn rollout_waiting(w: &crate::config::rollout::Waiting) -> Value {
-    json!({"state": "waiting-rollout", "generation": w.generation, "applies_at": w.applies_at.to_string(),
-           "applies_at_unix": w.applies_at.unix_seconds, "slot": w.slot, "source": w.source})
+pub fn rollout_waiting(w: &crate::config::rollout::Waiting) -> st::RolloutWaiting {
+    st::RolloutWaiting {
+        state: "waiting-rollout".into(),
+        generation: w.generation,
+        applies_at: w.applies_at.to_string(),
+        applies_at_unix: w.applies_at.unix_seconds,
+        slot: w.slot,
+        source: w.source.clone(),
+    }
 }
 
-pub fn services(c: &ConfigHandle) -> Value {
+pub fn services(c: &ConfigHandle) -> st::ServicesStatus {
     let s = c.services_status.borrow();
-    let list: serde_json::Map<String, Value> = s
+    let services = s
         .services
         .iter()
-        .map(|(name, st)| {
-            let v = json!({"state": st.state.to_string(), "pid": st.pid, "restarts": st.restarts,
-                           "last_exit": st.last_exit.map(|e| e.to_string()), "since_s": st.since.as_secs_f64(),
-                           "artifact": st.artifact, "reason": st.reason, "image": st.image,
-                           "pull_percent": st.pull_percent});
+        .map(|(name, x)| {
+            let v = st::ServiceStatus {
+                state: x.state.to_string(),
+                pid: x.pid,
+                restarts: x.restarts,
+                last_exit: x.last_exit.map(|e| e.to_string()),
+                since_s: x.since.as_secs_f64(),
+                artifact: x.artifact.clone(),
+                reason: x.reason.clone(),
+                image: x.image.clone(),
+                pull_percent: x.pull_percent,
+            };
             (name.clone(), v)
         })
         .collect();
-    json!({"generation": s.generation, "converged": s.converged, "services": list})
+    st::ServicesStatus { generation: s.generation, converged: s.converged, services }
 }
 
-pub fn controllers(c: &ConfigHandle) -> Value {
-    let mut all = json!({"sysctl": controller(&c.sysctl.borrow()), "files": controller(&c.files.borrow()),
-                         "logs": controller(&c.registry.logs.borrow()), "upgrade": controller(&c.upgrade.borrow())});
+pub fn controllers(c: &ConfigHandle) -> std::collections::BTreeMap<String, st::ControllerStatus> {
+    let mut all: std::collections::BTreeMap<String, st::ControllerStatus> = [
+        ("sysctl", controller(&c.sysctl.borrow())),
+        ("files", controller(&c.files.borrow())),
+        ("logs", controller(&c.registry.logs.borrow())),
+        ("upgrade", controller(&c.upgrade.borrow())),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
     if let Some(net) = &c.registry.net {
-        all["network"] = controller(&net.borrow());
+        all.insert("network".into(), controller(&net.borrow()));
     }
     all
 }
 
 /// The log collectors: connection, lines sent, dropped (buffer full, oldest first) and waiting, the last error.
-pub fn logs(s: &crate::logfwd::LogFwdStatus) -> Value {
-    let forward: Vec<Value> = s
+pub fn logs(s: &crate::logfwd::LogFwdStatus) -> st::LogsStatus {
+    let forward = s
         .destinations
         .iter()
-        .map(|d| {
-            json!({"url": d.url, "format": d.format, "connected": d.connected, "sent": d.sent, "dropped": d.dropped,
-                   "buffered": d.buffered, "buffer_lines": d.buffer_lines, "error": d.error})
+        .map(|d| st::LogDestination {
+            url: d.url.clone(),
+            format: d.format.to_string(),
+            connected: d.connected,
+            sent: d.sent,
+            dropped: d.dropped,
+            buffered: d.buffered,
+            buffer_lines: d.buffer_lines,
+            error: d.error.clone(),
         })
         .collect();
-    json!({"generation": s.generation, "forward": forward, "intake_dropped": s.intake_dropped})
+    st::LogsStatus { generation: s.generation, forward, intake_dropped: s.intake_dropped }
 }
 
 /// The state volume (or why /var is tmpfs) and the config's volumes.
-pub fn storage(c: &ConfigHandle) -> Value {
+pub fn storage(c: &ConfigHandle) -> st::StorageStatus {
     crate::storage::status_json::storage(&c.storage.borrow(), crate::storage::state::boot_state())
 }
 
@@ -294,6 +368,31 @@ mod tests {
         assert_eq!(files[1]["content"], "hello");
         let service = &applied_config(&a)["config"]["service"][0];
         assert_eq!((service["uid"].as_u64(), service["devices"][0].as_str()), (Some(65534), Some("/dev/net/tun")));
+    }
+
+    #[test]
+    fn controller_items_and_the_held_rollout_keep_their_wire_shape() {
+        let c = ControllerStatus {
+            generation: Some(4),
+            items: vec![("a".into(), ItemState::Converged), ("b".into(), ItemState::Failed("read-only".into()))],
+            ..Default::default()
+        };
+        let v = serde_json::to_value(controller(&c)).unwrap();
+        assert_eq!(v["items"][0], json!({"name": "a", "state": "converged"}));
+        assert_eq!(v["items"][1], json!({"name": "b", "state": "failed", "reason": "read-only"}));
+        assert_eq!((v["generation"].as_u64(), v["error"].is_null()), (Some(4), true));
+        let w = crate::config::rollout::Waiting {
+            generation: 5,
+            applies_at: keel_config::Timestamp { unix_seconds: 1_796_234_400 },
+            slot: 0.5,
+            source: "api".into(),
+        };
+        let v = serde_json::to_value(rollout_waiting(&w)).unwrap();
+        assert_eq!(v["state"], "waiting-rollout");
+        assert_eq!((v["applies_at_unix"].as_i64(), v["generation"].as_u64()), (Some(1_796_234_400), Some(5)));
+        // keelctl reads what the node wrote.
+        let back: keel_config::status::RolloutWaiting = serde_json::from_value(v).unwrap();
+        assert_eq!(back, rollout_waiting(&w));
     }
 
     #[test]

@@ -10,7 +10,6 @@ pub mod disk;
 pub mod plan;
 pub mod run;
 
-use serde_json::{json, Value};
 use std::sync::Mutex;
 
 pub use run::run;
@@ -41,12 +40,16 @@ pub(crate) fn set(s: Status) {
     *STATUS.lock().unwrap_or_else(|p| p.into_inner()) = s;
 }
 
-/// The `install` field of `/v1/status`: null when the config names no install disk.
-pub fn status_json() -> Value {
+/// The `install` field of `/v1/status`: None (null) when the config names no install disk.
+pub fn install_status() -> Option<keel_config::status::InstallStatus> {
     let s = status();
-    if s.generation.is_none() {
-        return Value::Null;
-    }
-    json!({"generation": s.generation, "phase": s.phase, "disk": s.disk, "code": s.code, "reason": s.reason,
-           "failures": s.failures})
+    s.generation?;
+    Some(keel_config::status::InstallStatus {
+        generation: s.generation,
+        phase: s.phase.into(),
+        disk: s.disk,
+        code: s.code,
+        reason: s.reason,
+        failures: s.failures,
+    })
 }

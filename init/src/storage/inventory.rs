@@ -3,7 +3,6 @@
 
 use super::sysfs::{self, Disk, Roots};
 use crate::logging::q;
-use serde_json::{json, Value};
 
 /// The disks worth listing: not loop/ram/zram (never storage a node keeps), not empty drives.
 pub fn disks(roots: &Roots) -> Vec<Disk> {
@@ -33,8 +32,8 @@ pub fn log_disks(disks: &[Disk]) {
 }
 
 /// The `storage.disks` array of the status: each disk with the selectors that name it.
-pub fn disks_json(disks: &[Disk]) -> Value {
-    let list: Vec<Value> = disks
+pub fn disks_status(disks: &[Disk]) -> Vec<keel_config::status::DiskStatus> {
+    disks
         .iter()
         .map(|d| {
             let mut selectors = vec![d.node.display().to_string()];
@@ -50,14 +49,23 @@ pub fn disks_json(disks: &[Disk]) -> Value {
             if let Some(p) = &d.by_path {
                 selectors.push(format!("path:{p}"));
             }
-            json!({"name": d.name, "device": d.node.display().to_string(), "size": d.size,
-                   "transport": d.transport, "model": d.model, "vendor": d.vendor, "serial": d.serial,
-                   "wwn": d.wwid, "path": d.by_path, "removable": d.removable, "read_only": d.read_only,
-                   "partitions": d.partitions.iter().map(|p| p.name.clone()).collect::<Vec<_>>(),
-                   "selectors": selectors})
+            keel_config::status::DiskStatus {
+                name: d.name.clone(),
+                device: d.node.display().to_string(),
+                size: d.size,
+                transport: d.transport.map(str::to_string),
+                model: d.model.clone(),
+                vendor: d.vendor.clone(),
+                serial: d.serial.clone(),
+                wwn: d.wwid.clone(),
+                path: d.by_path.clone(),
+                removable: d.removable,
+                read_only: d.read_only,
+                partitions: d.partitions.iter().map(|p| p.name.clone()).collect(),
+                selectors,
+            }
         })
-        .collect();
-    Value::Array(list)
+        .collect()
 }
 
 #[cfg(test)]
@@ -76,7 +84,7 @@ mod tests {
         t.disk("sr0", 0, &[]);
         let found = disks(&t.roots());
         assert_eq!(found.len(), 1, "loop devices and empty drives are left out");
-        let v = disks_json(&found);
+        let v = serde_json::to_value(disks_status(&found)).unwrap();
         assert_eq!(v[0]["name"], "nvme0n1");
         assert_eq!(v[0]["model"], "SAMSUNG MZQL21T9HCJR-00A07");
         assert_eq!(v[0]["serial"], "S64GNE0R123456");

@@ -4,7 +4,7 @@
 use super::controller::StorageStatus;
 use super::state::{StateMode, StateStatus};
 use super::volume::{Phase, VolumeStatus};
-use serde_json::{json, Value};
+use keel_config::status as st;
 
 fn phase(p: &Phase) -> (&'static str, Option<&str>) {
     match p {
@@ -16,32 +16,49 @@ fn phase(p: &Phase) -> (&'static str, Option<&str>) {
     }
 }
 
-pub fn volume(v: &VolumeStatus) -> Value {
+pub fn volume(v: &VolumeStatus) -> st::VolumeStatus {
     let (name, reason) = phase(&v.phase);
-    json!({"name": v.name, "selector": v.selector, "phase": name, "reason": reason,
-           "device": v.device.as_ref().map(|d| d.display().to_string()), "size": v.size, "fs": v.fs,
-           "mount": v.mount.display().to_string(), "free": v.free, "formatted": v.formatted})
+    st::VolumeStatus {
+        name: v.name.clone(),
+        selector: v.selector.clone(),
+        phase: name.into(),
+        reason: reason.map(str::to_string),
+        device: v.device.as_ref().map(|d| d.display().to_string()),
+        size: v.size,
+        fs: v.fs.clone(),
+        mount: v.mount.display().to_string(),
+        free: v.free,
+        formatted: v.formatted,
+    }
 }
 
 /// The storage status, with every disk the node sees now (`disks`: sysfs only, no disk I/O).
-pub fn storage(s: &StorageStatus, state: Option<&StateStatus>) -> Value {
+pub fn storage(s: &StorageStatus, state: Option<&StateStatus>) -> st::StorageStatus {
     let mut v = storage_without_disks(s, state);
-    v["disks"] = super::inventory::disks_json(&super::inventory::disks(&super::sysfs::Roots::system()));
+    v.disks = super::inventory::disks_status(&super::inventory::disks(&super::sysfs::Roots::system()));
     v
 }
 
-fn storage_without_disks(s: &StorageStatus, state: Option<&StateStatus>) -> Value {
-    let state = state.map(|st| {
-        let mode = match st.mode {
+fn storage_without_disks(s: &StorageStatus, state: Option<&StateStatus>) -> st::StorageStatus {
+    let state = state.map(|x| {
+        let mode = match x.mode {
             StateMode::Volume => "volume",
             StateMode::Tmpfs => "tmpfs",
         };
-        json!({"mode": mode, "persistent": st.mode == StateMode::Volume, "reason": st.reason,
-               "volume": st.volume.as_ref().map(volume)})
+        st::StateVolumeStatus {
+            mode: mode.into(),
+            persistent: x.mode == StateMode::Volume,
+            reason: x.reason.clone(),
+            volume: x.volume.as_ref().map(volume),
+        }
     });
-    let volumes: Vec<Value> = s.volumes.iter().map(volume).collect();
-    json!({"generation": s.generation, "converged": s.generation.is_some() && s.converged(), "state": state,
-           "volumes": volumes})
+    st::StorageStatus {
+        generation: s.generation,
+        converged: s.generation.is_some() && s.converged(),
+        state,
+        volumes: s.volumes.iter().map(volume).collect(),
+        disks: Vec::new(),
+    }
 }
 
 #[cfg(test)]
@@ -71,14 +88,15 @@ mod tests {
         };
         let state =
             StateStatus { mode: StateMode::Tmpfs, reason: Some("disabled by keel.state=none".into()), volume: None };
-        let v = storage(&s, Some(&state));
+        let v = serde_json::to_value(storage(&s, Some(&state))).unwrap();
         assert_eq!(v["converged"], false);
         assert_eq!(v["volumes"][0]["phase"], "blocked");
         assert_eq!(v["volumes"][0]["reason"], "holds an ext4 filesystem");
         assert_eq!(v["state"]["persistent"], false);
         assert_eq!(v["state"]["reason"], "disabled by keel.state=none");
         let ok = StorageStatus { generation: Some(3), volumes: vec![status("old", Phase::Mounted)] };
-        assert_eq!(storage(&ok, None)["converged"], true);
-        assert_eq!(storage(&ok, None)["volumes"][0]["reason"], Value::Null);
+        let v = serde_json::to_value(storage(&ok, None)).unwrap();
+        assert_eq!(v["converged"], true);
+        assert_eq!(v["volumes"][0]["reason"], serde_json::Value::Null);
     }
 }

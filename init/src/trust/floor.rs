@@ -272,20 +272,26 @@ pub fn now_at_least(floor: &Floor) -> u64 {
     now.max(floor.time)
 }
 
-pub fn status_json() -> serde_json::Value {
+/// The `rollback` field of `/v1/status`.
+pub fn rollback_status() -> keel_config::status::RollbackStatus {
     let places = Places::system();
     let read = places.read();
     let mut f = read.merged();
     f.time = f.time.max(build_time());
-    let kept_in: Vec<&str> = [("efi", read.efi.is_some()), ("state", read.file.is_some())]
+    let kept_in = [("efi", read.efi.is_some()), ("state", read.file.is_some())]
         .into_iter()
-        .filter_map(|(n, ok)| ok.then_some(n))
+        .filter_map(|(n, ok)| ok.then_some(n.to_string()))
         .collect();
-    serde_json::json!({
-        "generation": f.generation, "image": f.image.map(|v| v.to_string()), "time": f.time,
-        "build_time": build_time(), "nonces": f.nonces.len(), "kept_in": kept_in,
-        "state": state_word(), "errors": read.errors,
-    })
+    keel_config::status::RollbackStatus {
+        generation: f.generation,
+        image: f.image.map(|v| v.to_string()),
+        time: f.time,
+        build_time: build_time(),
+        nonces: f.nonces.len(),
+        kept_in,
+        state: state_word().into(),
+        errors: read.errors,
+    }
 }
 
 /// Whether the state volume holds its part: `volume`, `none` (no state volume: /var is memory by choice or for

@@ -6,7 +6,6 @@
 //! the signed UKI, with its subject in `.txt`), and the node checks that the firmware's `db` holds it.
 
 use crate::upgrade::efivar::{Vars, GLOBAL};
-use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use std::sync::OnceLock;
 
@@ -76,9 +75,14 @@ pub fn log_boot() {
     );
 }
 
-pub fn to_json(sb: &SecureBoot) -> Value {
-    json!({"secure_boot": sb.enabled, "uefi": sb.uefi, "setup_mode": sb.setup_mode, "signer": sb.signer,
-           "signer_sha256": sb.signer_sha256, "signer_enrolled": sb.signer_enrolled})
+/// The Secure Boot fields of `boot` in `/v1/status`.
+pub fn fill_boot(sb: &SecureBoot, boot: &mut keel_config::status::BootStatus) {
+    boot.secure_boot = sb.enabled;
+    boot.uefi = sb.uefi;
+    boot.setup_mode = sb.setup_mode;
+    boot.signer = sb.signer.clone();
+    boot.signer_sha256 = sb.signer_sha256.clone();
+    boot.signer_enrolled = sb.signer_enrolled;
 }
 
 #[cfg(test)]

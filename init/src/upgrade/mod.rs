@@ -21,7 +21,6 @@ pub mod trial;
 pub mod watchdog;
 
 use record::{Outcome, Pending};
-use serde_json::{json, Value};
 use slots::{Layout, Slot};
 use std::sync::Mutex;
 
@@ -49,20 +48,30 @@ pub fn update(f: impl FnOnce(&mut Status)) {
     f(&mut STATUS.lock().unwrap_or_else(|p| p.into_inner()))
 }
 
-/// The `boot` fields of `/v1/status` this module owns.
-pub fn status_json() -> Value {
+/// The `boot` fields of `/v1/status` this module owns (slots and the last upgrade); the rest stay default.
+pub fn boot_status() -> keel_config::status::BootStatus {
     let s = status();
-    let last = s
-        .last
-        .as_ref()
-        .map(|o| json!({"result": o.result, "slot": o.slot, "sha256": o.sha256, "reason": o.reason, "at": o.at}));
-    json!({
-        "slot": s.running,
-        "pending_slot": s.pending.as_ref().map(|p| p.slot),
-        "last_upgrade": last,
-        "upgrades": match &s.unsupported { None => json!({"supported": true}),
-                                            Some(r) => json!({"supported": false, "reason": r}) },
-    })
+    let slot = |s: Slot| format!("{s:?}");
+    let verdict = |v: record::Verdict| match v {
+        record::Verdict::Committed => "committed",
+        record::Verdict::RolledBack => "rolled-back",
+    };
+    keel_config::status::BootStatus {
+        slot: s.running.map(slot),
+        pending_slot: s.pending.as_ref().map(|p| slot(p.slot)),
+        last_upgrade: s.last.as_ref().map(|o| keel_config::status::LastUpgrade {
+            result: verdict(o.result).into(),
+            slot: slot(o.slot),
+            sha256: o.sha256.clone(),
+            reason: o.reason.clone(),
+            at: o.at,
+        }),
+        upgrades: keel_config::status::UpgradesSupport {
+            supported: s.unsupported.is_none(),
+            reason: s.unsupported.clone(),
+        },
+        ..Default::default()
+    }
 }
 
 pub fn unix_now() -> u64 {

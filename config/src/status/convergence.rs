@@ -1,5 +1,4 @@
-//! Status the node publishes and keelctl reads, as one set of types on both sides (the node serializes them into
-//! `GET /v1/status`, keelctl deserializes them): where each resource kind stands against the applied config.
+//! Where each resource kind stands against the applied config (`config.convergence`).
 
 use serde::{Deserialize, Serialize};
 
