@@ -146,7 +146,9 @@ struct TimeSync<C: Clock> {
     schedule: Schedule,
     status: watch::Sender<TimeStatus>,
     /// The list the schedule was computed for: a new one is queried at once and starts polling over.
-    servers: Vec<String>,
+    servers: Option<Vec<String>>,
+    /// The last round, for the log lines of a refusal.
+    last: Option<Round>,
     /// The wait before the next round once synced.
     next: Duration,
     /// How long every server stays silenced (the wait while the clock item waits).
@@ -187,7 +189,8 @@ pub async fn run_with(
         clock,
         tuning,
         status,
-        servers: Vec::new(),
+        servers: None,
+        last: None,
         next,
         silenced: Duration::ZERO,
         adjusted: false,
@@ -291,8 +294,11 @@ impl<C: Clock> crate::controller::Controller for TimeSync<C> {
 
     async fn observe(&mut self, target: &Target<Vec<String>>) -> Result<Round, String> {
         let list = clean(&target.desired);
-        if list != self.servers {
-            self.servers = list.clone();
+        if self.servers.as_ref() != Some(&list) {
+            if list.is_empty() {
+                log::info!("time.no_servers");
+            }
+            self.servers = Some(list.clone());
             self.schedule.reset();
         }
         if std::mem::take(&mut self.adjusted) {
@@ -305,6 +311,7 @@ impl<C: Clock> crate::controller::Controller for TimeSync<C> {
         if let Round::Silenced(d) = &round {
             self.silenced = *d;
         }
+        self.last = Some(round.clone());
         Ok(round)
     }
 
@@ -347,7 +354,6 @@ impl<C: Clock> crate::controller::Controller for TimeSync<C> {
     /// Publishes why the clock is not synced (the adjustments publish the good news themselves).
     fn passed(&mut self, target: &Target<Vec<String>>, status: &ControllerStatus) {
         let error = if clean(&target.desired).is_empty() {
-            log::info!("time.no_servers");
             Some("no servers configured".to_string())
         } else {
             status.items.iter().find_map(|(_, s)| match s {
@@ -361,7 +367,18 @@ impl<C: Clock> crate::controller::Controller for TimeSync<C> {
         if status.failures > 0 {
             // A failed round starts polling over once the servers answer again.
             self.schedule.reset();
-            log::warn!("time.unsynced error={}", q(&error));
+            match self.last.take() {
+                Some(Round::Answers { best: Some(best), agreeing, now_s, floor_s, .. }) => {
+                    if let Err(why) = judge(now_s, best.offset_ns, floor_s, agreeing) {
+                        log::warn!(
+                            "time.refused reason={why} offset_ms={:.3} server={} agreeing={agreeing}",
+                            ms(best.offset_ns),
+                            q(&best.server)
+                        );
+                    }
+                }
+                _ => log::warn!("time.unsynced error={}", q(&error)),
+            }
         }
         let synced = self.synced_recently() && !clean(&target.desired).is_empty();
         self.status.send_modify(|s| {
