@@ -20,6 +20,8 @@ pub enum Kind {
     Logs,
     /// The image the config's `[upgrade]` names; not part of "converged" (a download never holds a config).
     Upgrade,
+    /// The clock (SNTP servers); not part of "converged" (a config never waits for a time server).
+    Time,
 }
 
 impl fmt::Display for Kind {
@@ -32,6 +34,7 @@ impl fmt::Display for Kind {
             Kind::Services => "services",
             Kind::Logs => "logs",
             Kind::Upgrade => "upgrade",
+            Kind::Time => "time",
         })
     }
 }

@@ -65,6 +65,16 @@ pub fn volumes(config: &Config) -> Vec<keel_config::model::Volume> {
     volumes
 }
 
+/// The log collectors (`[[log.forward]]`), as the log forwarding controller runs them.
+pub fn log_forward(config: &Config) -> Vec<keel_config::model::LogForward> {
+    config.log_forward.clone()
+}
+
+/// The image the config's `[upgrade]` names, for the upgrade source (None: nothing to fetch).
+pub fn upgrade(config: &Config) -> Option<keel_config::model::Upgrade> {
+    config.upgrade.clone()
+}
+
 pub fn sysctls(config: &Config) -> BTreeMap<String, String> {
     config.sysctl.clone()
 }
@@ -130,5 +140,20 @@ mod tests {
         assert_eq!(sysctls(&c).get("net.ipv4.ip_forward").map(String::as_str), Some("1"));
         let f = files(&c);
         assert_eq!((f[0].path.to_str(), f[0].content.as_slice(), f[0].mode), (Some("/run/motd"), &b"hi\n"[..], 0o640));
+    }
+
+    #[test]
+    fn log_collectors_and_the_upgrade_image_translate() {
+        let digest = "a".repeat(64);
+        let c = parse(&format!(
+            "version = 1\ngeneration = 2\n[[log.forward]]\nurl = \"tcp://10.0.2.2:5514\"\n[upgrade]\n\
+             url = \"http://h/slot.img\"\nsha256 = \"{digest}\"\n"
+        ));
+        let logs = log_forward(&c);
+        assert_eq!((logs.len(), logs[0].host.as_str(), logs[0].port), (1, "10.0.2.2", 5514));
+        let u = upgrade(&c).expect("the config names an image");
+        assert_eq!((u.url.as_str(), u.sha256.as_str()), ("http://h/slot.img", digest.as_str()));
+        assert_eq!(upgrade(&parse("version = 1\ngeneration = 3\n")), None, "no [upgrade]: nothing to fetch");
+        assert!(log_forward(&parse("version = 1\ngeneration = 3\n")).is_empty());
     }
 }

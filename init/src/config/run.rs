@@ -163,8 +163,8 @@ pub fn start(
                 sysctl_tx.send_replace(Some(Target::new(generation, apply::sysctls(&a.config))));
                 files_tx.send_replace(Some(Target::new(generation, apply::files(&a.config))));
                 volumes_tx.send_replace(Some(Target::new(generation, apply::volumes(&a.config))));
-                logs_desired.send_replace(Some(Target::new(generation, a.config.log_forward.clone())));
-                upgrade_tx.send_replace(Some(Target::new(generation, a.config.upgrade.clone())));
+                logs_desired.send_replace(Some(Target::new(generation, apply::log_forward(&a.config))));
+                upgrade_tx.send_replace(Some(Target::new(generation, apply::upgrade(&a.config))));
                 let shown = format!("{generation}\n");
                 if let Err(e) =
                     crate::fsutil::write_atomic_off_loop(GENERATION_FILE.into(), shown.into_bytes(), 0o644).await

@@ -181,6 +181,12 @@ pub trait Controller: Send + 'static {
         Self::POLL
     }
 
+    /// How long to wait before looking again once everything converged: [`Controller::RESYNC`] unless the kind
+    /// adapts it (time: the SNTP poll interval grows while the clock stays close).
+    fn resync(&self) -> Duration {
+        Self::RESYNC
+    }
+
     /// Folds one of the kind's events into its state.
     fn event(&mut self, _event: Self::Event) -> impl Future<Output = Wake> + Send {
         async { Wake::Now }

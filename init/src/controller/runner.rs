@@ -132,7 +132,7 @@ pub async fn run<C: Controller>(
                 if out.items.iter().any(|(_, s)| matches!(s, ItemState::Waiting(_))) {
                     (c.poll(), Reason::Retry)
                 } else {
-                    (C::RESYNC, Reason::Resync)
+                    (c.resync(), Reason::Resync)
                 }
             };
             next = Some((Instant::now() + wait, why));

@@ -17,6 +17,8 @@ struct Host {
     observes: u32,
     applies: u32,
     block_ms: u64,
+    /// When set, the kind's own resync period (an adaptive one, like time's poll interval) instead of RESYNC.
+    resync_s: u64,
 }
 
 struct Counter(Arc<Mutex<Host>>);
@@ -69,6 +71,13 @@ impl Controller for Counter {
         Ok(())
     }
 
+    fn resync(&self) -> Duration {
+        match self.0.lock().unwrap().resync_s {
+            0 => Self::RESYNC,
+            s => Duration::from_secs(s),
+        }
+    }
+
     async fn event(&mut self, event: Ev) -> Wake {
         match event {
             Ev::Poke => Wake::Now,
@@ -112,6 +121,18 @@ async fn applies_round_after_round_then_a_converged_host_costs_no_writes() {
     let s = status.borrow().clone();
     assert_eq!((s.writes, s.repairs), (5, 2));
     assert!(s.converged);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_kind_with_its_own_resync_period_looks_again_on_it() {
+    let host = Arc::new(Mutex::new(Host { resync_s: 300, ..Default::default() }));
+    let (desired, _events, mut status) = start(&host);
+    desired.send_replace(Some(Target::new(1, 1)));
+    assert!(settled(&mut status, 1).await.converged);
+    tokio::time::sleep(Duration::from_secs(31)).await;
+    assert_eq!(status.borrow().runs, 1, "not on RESYNC (30 s)");
+    tokio::time::sleep(Duration::from_secs(270)).await;
+    assert_eq!(status.borrow().runs, 2, "on the kind's own period");
 }
 
 #[tokio::test(start_paused = true)]

@@ -3,7 +3,7 @@
 //! - [`rtc`]: at boot, the system clock is set from the hardware clock (forward only); after good SNTP syncs
 //!   the hardware clock is written back, at most every 11 minutes.
 //! - [`sntp`]: the SNTPv4 client: packets, checks, offset and delay.
-//! - [`sync`]: the task that polls the configured servers for as long as the node runs, steps or slews the
+//! - [`sync`]: the time controller (on the one runner) that polls the configured servers, steps or slews the
 //!   clock through a [`Clock`] and publishes a [`TimeStatus`].
 //!
 //! Integration: call [`rtc::set_system_clock_from_rtc`] early in boot, seed the status watch with

@@ -12,7 +12,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, SystemTime};
 use tokio::net::UdpSocket;
 
-pub use keel_wire::sntp::{check_reply, offset_delay, unix_nanos, NtpTimestamp, Packet, ReplyError, Sample, PORT};
+pub use keel_wire::sntp::{check_reply, offset_delay, NtpTimestamp, Packet, ReplyError, Sample, PORT};
 
 /// Addresses tried per host name.
 const MAX_ADDRESSES: usize = 4;

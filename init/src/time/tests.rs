@@ -44,8 +44,9 @@ async fn fake_server(behaviour: Fake) -> SocketAddr {
                 Fake::Silent => continue,
                 _ => (0, Duration::ZERO),
             };
-            let server_now =
-                || NtpTimestamp::from_unix_nanos(sntp::unix_nanos(SystemTime::now()) + i128::from(offset_ns));
+            let server_now = || {
+                NtpTimestamp::from_unix_nanos(keel_wire::sntp::unix_nanos(SystemTime::now()) + i128::from(offset_ns))
+            };
             tokio::time::sleep(hold).await;
             let receive = server_now();
             let mut reply = Packet {
