@@ -27,6 +27,9 @@ pub enum UrlError {
     NoHost(String),
     #[error("{0:?}: bad port")]
     Port(String),
+    /// `:`, `[` or `]` where they cannot be: an IPv6 literal goes in brackets, a name or IPv4 address has none.
+    #[error("{0:?}: bad host")]
+    Host(String),
 }
 
 pub fn parse_url(text: &str) -> Result<Url, UrlError> {
@@ -59,6 +62,10 @@ pub fn parse_url(text: &str) -> Result<Url, UrlError> {
     if host.is_empty() {
         return Err(UrlError::NoHost(text.to_string()));
     }
+    let bracketed = authority.starts_with('[');
+    if host.contains(['[', ']']) || (!bracketed && host.contains(':')) {
+        return Err(UrlError::Host(text.to_string()));
+    }
     Ok(Url { tls, host: host.to_string(), port, path: path.to_string() })
 }
 
@@ -89,5 +96,9 @@ mod tests {
         assert!(matches!(parse_url("ftp://x/"), Err(UrlError::Scheme(_))));
         assert!(matches!(parse_url("http://:80/"), Err(UrlError::NoHost(_))));
         assert!(matches!(parse_url("http://x:99999/"), Err(UrlError::Port(_))));
+        // An IPv6 address only in brackets: without them it would print back as another URL (found by fuzzing).
+        assert!(matches!(parse_url("http://>fd00::1]:8080/x"), Err(UrlError::Host(_))));
+        assert!(matches!(parse_url("http://fd00::1:80/"), Err(UrlError::Host(_))));
+        assert!(matches!(parse_url("http://[a[b]/"), Err(UrlError::Host(_))));
     }
 }
