@@ -191,7 +191,7 @@ api-size: init
 ## fuzz: every cargo-fuzz target in fuzz/ (its own workspace) for FUZZ_SECONDS each (default 20), from
 ## the seeds in fuzz/seeds/; a crash stops it and leaves the input in fuzz/artifacts/<target>/. README.md, "Fuzzing".
 FUZZ_SECONDS ?= 20
-FUZZ_TARGETS := config_parse sshsig_parse command_parse api_request credential_parse dhcp_decode ipv4_udp_parse sntp_reply oci_reference oci_manifest oci_tar oci_www_authenticate
+FUZZ_TARGETS := config_parse sshsig_parse command_parse api_request credential_parse dhcp_decode ipv4_udp_parse sntp_reply oci_reference oci_manifest oci_tar oci_www_authenticate gpt_parse efi_load_option http_response
 FUZZ_DIR     := $(CURDIR)/target/fuzz
 # cargo-fuzz passes -Z flags (sanitizer, coverage): the machine's one toolchain is stable and no other can be
 # fetched, so it is told to accept them.

@@ -134,7 +134,7 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    fn new(code: &'static str, detail: impl Into<String>) -> Refusal {
+    pub fn new(code: &'static str, detail: impl Into<String>) -> Refusal {
         Refusal { code, detail: detail.into() }
     }
 }

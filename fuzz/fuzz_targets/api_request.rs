@@ -79,7 +79,7 @@ async fn command(
     match verified {
         Ok(_) => (StatusCode::ACCEPTED, Json(json!({"accepted": true, "action": action}))).into_response(),
         Err(r) => {
-            let status = StatusCode::from_u16(r.http_status()).unwrap_or(StatusCode::CONFLICT);
+            let status = StatusCode::from_u16(command::http_status(&r)).unwrap_or(StatusCode::CONFLICT);
             (status, Json(json!({"accepted": false, "reason": r.code, "detail": r.detail}))).into_response()
         }
     }

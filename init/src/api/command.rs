@@ -11,21 +11,12 @@ pub const NAMESPACE: &str = "keel-command";
 /// How far ahead a command may expire: a stolen signed command is useless after this.
 pub const MAX_AHEAD: Duration = Duration::from_secs(15 * 60);
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    pub code: &'static str,
-    pub detail: String,
-}
+/// A refused command: the API's one refusal type (code and detail), shared with the credential checks.
+pub use keel_config::credential::Refusal;
 
-impl Refusal {
-    fn new(code: &'static str, detail: impl Into<String>) -> Refusal {
-        Refusal { code, detail: detail.into() }
-    }
-
-    /// 403 for who signed, 422 for what was sent, 409 for when and where.
-    pub fn http_status(&self) -> u16 {
-        super::refusals::status(super::refusals::Kind::Command, self.code)
-    }
+/// 403 for who signed, 422 for what was sent, 409 for when and where.
+pub fn http_status(r: &Refusal) -> u16 {
+    super::refusals::status(super::refusals::Kind::Command, r.code)
 }
 
 #[derive(Debug, serde::Deserialize)]

@@ -181,7 +181,7 @@ async fn command(
         }
         Err(r) => {
             log::warn!("api.command_refused action={name} reason={} detail={}", r.code, crate::logging::q(&r.detail));
-            refusal(r.http_status(), r.code, &r.detail)
+            refusal(super::command::http_status(&r), r.code, &r.detail)
         }
     }
 }

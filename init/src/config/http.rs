@@ -1,72 +1,12 @@
 //! A small HTTP/1.1 client for pulling node config: one GET per connection (`Connection: close`), conditional on
 //! the last ETag, with a bounded body and a deadline for the whole exchange; over TLS for https:// (see tls.rs).
-//! Parsing is pure and unit-tested.
+//! Parsing is pure: URLs and responses are keel-wire's (`wire/src/http/`), unit-tested and fuzzed there.
 
 use super::tls;
+pub use keel_wire::http::{parse_response, parse_url, Response, Url, UrlError};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::TlsConnector;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Url {
-    /// https:// (true) or http:// (false).
-    pub tls: bool,
-    pub host: String,
-    pub port: u16,
-    /// Path and query, starting with '/'.
-    pub path: String,
-}
-
-impl std::fmt::Display for Url {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let scheme = if self.tls { "https" } else { "http" };
-        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
-        write!(f, "{scheme}://{host}:{}{}", self.port, self.path)
-    }
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum UrlError {
-    #[error("{0:?}: only http:// and https:// URLs are supported")]
-    Scheme(String),
-    #[error("{0:?}: no host")]
-    NoHost(String),
-    #[error("{0:?}: bad port")]
-    Port(String),
-}
-
-pub fn parse_url(text: &str) -> Result<Url, UrlError> {
-    let (tls, rest) = match (text.strip_prefix("http://"), text.strip_prefix("https://")) {
-        (Some(r), _) => (false, r),
-        (_, Some(r)) => (true, r),
-        _ => return Err(UrlError::Scheme(text.to_string())),
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let default_port = if tls { 443 } else { 80 };
-    let port = |p: &str| p.parse::<u16>().map_err(|_| UrlError::Port(text.to_string()));
-    // `[v6]` or `[v6]:port`; otherwise `host` or `host:port`.
-    let (host, port) = match authority.strip_prefix('[') {
-        Some(bracketed) => match bracketed.split_once(']') {
-            Some((h, "")) => (h, default_port),
-            Some((h, rest)) => match rest.strip_prefix(':') {
-                Some(p) => (h, port(p)?),
-                None => return Err(UrlError::Port(text.to_string())),
-            },
-            None => return Err(UrlError::NoHost(text.to_string())),
-        },
-        None => match authority.rsplit_once(':') {
-            Some((h, p)) => (h, port(p)?),
-            None => (authority, default_port),
-        },
-    };
-    if host.is_empty() {
-        return Err(UrlError::NoHost(text.to_string()));
-    }
-    Ok(Url { tls, host: host.to_string(), port, path: path.to_string() })
-}
 
 /// Replaces `${name}` with its value for each (name, value); unknown names stay as they are.
 pub fn substitute(template: &str, vars: &[(&str, &str)]) -> String {
@@ -75,13 +15,6 @@ pub fn substitute(template: &str, vars: &[(&str, &str)]) -> String {
         out = out.replace(&format!("${{{name}}}"), value);
     }
     out
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Response {
-    pub status: u16,
-    pub etag: Option<String>,
-    pub body: Vec<u8>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,68 +32,6 @@ pub enum HttpError {
     /// The TLS handshake failed or https cannot be used at all; the text says what is wrong.
     #[error("{0}: {1}")]
     Tls(String, String),
-}
-
-/// Parses a complete response (the server closed the connection). `max` bounds the body.
-pub fn parse_response(raw: &[u8], max: usize) -> Result<Response, String> {
-    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or("no end of headers")?;
-    let head = std::str::from_utf8(&raw[..end]).map_err(|_| "headers are not UTF-8")?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().ok_or("empty response")?;
-    let mut parts = status_line.splitn(3, ' ');
-    let version = parts.next().unwrap_or("");
-    if !version.starts_with("HTTP/1.") {
-        return Err(format!("not an HTTP/1.x status line: {status_line:?}"));
-    }
-    let status: u16 =
-        parts.next().and_then(|s| s.parse().ok()).ok_or_else(|| format!("bad status line {status_line:?}"))?;
-    let (mut length, mut chunked, mut etag) = (None, false, None);
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else { continue };
-        let value = value.trim();
-        match name.trim().to_ascii_lowercase().as_str() {
-            "content-length" => {
-                length = Some(value.parse::<usize>().map_err(|_| format!("bad Content-Length {value:?}"))?)
-            }
-            "transfer-encoding" => chunked = value.to_ascii_lowercase().contains("chunked"),
-            "etag" => etag = Some(value.to_string()),
-            _ => {}
-        }
-    }
-    let rest = &raw[end + 4..];
-    let body = if chunked {
-        dechunk(rest, max)?
-    } else if let Some(n) = length {
-        if n > max {
-            return Err(format!("body of {n} bytes is over the {max}-byte limit"));
-        }
-        rest.get(..n).ok_or("body shorter than Content-Length")?.to_vec()
-    } else {
-        rest.to_vec()
-    };
-    if body.len() > max {
-        return Err(format!("body over the {max}-byte limit"));
-    }
-    Ok(Response { status, etag, body })
-}
-
-fn dechunk(mut data: &[u8], max: usize) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    loop {
-        let eol = data.windows(2).position(|w| w == b"\r\n").ok_or("chunk size line not terminated")?;
-        let size_text = std::str::from_utf8(&data[..eol]).map_err(|_| "chunk size is not text")?;
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-            .map_err(|_| format!("bad chunk size {size_text:?}"))?;
-        data = &data[eol + 2..];
-        if size == 0 {
-            return Ok(out);
-        }
-        if out.len() + size > max {
-            return Err(format!("body over the {max}-byte limit"));
-        }
-        out.extend_from_slice(data.get(..size).ok_or("chunk shorter than its size")?);
-        data = data.get(size + 2..).ok_or("chunk not terminated")?;
-    }
 }
 
 /// GET `url`, sending `If-None-Match` when an ETag is known; https:// trusts the CAs baked into the image.
@@ -251,56 +122,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_urls() {
-        assert_eq!(
-            parse_url("http://10.0.2.2:8080/nodes/a.toml?x=1"),
-            Ok(Url { tls: false, host: "10.0.2.2".into(), port: 8080, path: "/nodes/a.toml?x=1".into() })
-        );
-        let url = |tls, host: &str, port, path: &str| Ok(Url { tls, host: host.into(), port, path: path.into() });
-        assert_eq!(parse_url("http://cfg.example"), url(false, "cfg.example", 80, "/"));
-        assert_eq!(parse_url("http://[fd00::1]:81/c"), url(false, "fd00::1", 81, "/c"));
-        // An IPv6 literal without a port takes the scheme's.
-        assert_eq!(parse_url("http://[fd00::1]/x"), url(false, "fd00::1", 80, "/x"));
-        assert_eq!(parse_url("https://[fd00::1]"), url(true, "fd00::1", 443, "/"));
-        assert_eq!(parse_url("http://[fd00::1]/x").unwrap().to_string(), "http://[fd00::1]:80/x");
-        assert!(matches!(parse_url("http://[fd00::1]x/"), Err(UrlError::Port(_))));
-        assert!(matches!(parse_url("http://[fd00::1/"), Err(UrlError::NoHost(_))));
-        assert!(matches!(parse_url("http://[]:80/"), Err(UrlError::NoHost(_))));
-        assert_eq!(parse_url("https://cfg.example/n.toml"), url(true, "cfg.example", 443, "/n.toml"));
-        assert_eq!(parse_url("https://10.0.2.2:8443/n"), url(true, "10.0.2.2", 8443, "/n"));
-        assert_eq!(parse_url("https://10.0.2.2:8443/n").unwrap().to_string(), "https://10.0.2.2:8443/n");
-        assert_eq!(parse_url("http://[fd00::1]:81/c").unwrap().to_string(), "http://[fd00::1]:81/c");
-        assert!(matches!(parse_url("ftp://x/"), Err(UrlError::Scheme(_))));
-        assert!(matches!(parse_url("http://:80/"), Err(UrlError::NoHost(_))));
-        assert!(matches!(parse_url("http://x:99999/"), Err(UrlError::Port(_))));
-    }
-
-    #[test]
     fn substitutes_node_variables() {
         let vars = [("mac", "52:54:00:12:34:56"), ("uuid", "0a1b"), ("hostname", "keel-0a1b")];
         assert_eq!(
             substitute("http://h/${uuid}/${mac}.toml?h=${hostname}&k=${other}", &vars),
             "http://h/0a1b/52:54:00:12:34:56.toml?h=keel-0a1b&k=${other}"
         );
-    }
-
-    #[test]
-    fn parses_responses() {
-        let r = parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nETag: \"abc\"\r\n\r\nhello", 100).unwrap();
-        assert_eq!(r, Response { status: 200, etag: Some("\"abc\"".into()), body: b"hello".to_vec() });
-        let r = parse_response(b"HTTP/1.1 304 Not Modified\r\nETag: \"abc\"\r\n\r\n", 100).unwrap();
-        assert_eq!(r.status, 304);
-        assert!(r.body.is_empty());
-        let r = parse_response(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhel\r\n2;x=y\r\nlo\r\n0\r\n\r\n",
-            100,
-        )
-        .unwrap();
-        assert_eq!(r.body, b"hello");
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\nx", 100).unwrap_err().contains("limit"));
-        assert!(parse_response(b"garbage", 100).is_err());
-        assert!(parse_response(b"SSH-2.0\r\n\r\n", 100).unwrap_err().contains("not an HTTP"));
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 100).is_err());
     }
 
     #[test]

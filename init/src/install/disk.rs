@@ -64,7 +64,7 @@ pub fn partition(
     if &now != planned {
         return Err(format!("the disk changed since it was planned for: it now holds {now}; nothing written"));
     }
-    let guid = || Guid::random().map_err(|e| format!("random GUID: {e}"));
+    let guid = || gpt::random_guid().map_err(|e| format!("random GUID: {e}"));
     let (disk_guid, guids) = (guid()?, [guid()?, guid()?, guid()?, guid()?]);
     let parts = plan::layout(sector, disk_bytes, guids, INSTALLING)
         .ok_or_else(|| format!("the disk ({disk_bytes} bytes) is too small for the install layout"))?;

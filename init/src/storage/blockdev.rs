@@ -3,7 +3,7 @@
 //! then re-read with BLKRRPART (or, where that is refused, the partition added with BLKPG), and the partition's
 //! node waited for.
 
-use super::gpt::{self, Guid, Layout};
+use super::gpt::{self, Layout};
 use super::probe::{self, Content};
 use super::sysfs::{self, Part, Roots};
 use std::fs::{File, OpenOptions};
@@ -97,7 +97,7 @@ pub fn write_gpt(node: &Path, disk_bytes: u64, sector: u32, name: &str) -> Resul
     if content != Content::Blank {
         return Err(PartitionError::NotBlank(content.to_string()));
     }
-    let guid = || Guid::random().map_err(PartitionError::Write);
+    let guid = || gpt::random_guid().map_err(PartitionError::Write);
     let layout = Layout {
         sector,
         disk_bytes,

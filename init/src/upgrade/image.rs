@@ -14,17 +14,8 @@ pub const NAMESPACE: &str = "keel-image";
 pub const MAX_IMAGE: usize = 64 << 20;
 const END_MARKER: &[u8] = b"-----END SSH SIGNATURE-----";
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
-    pub code: &'static str,
-    pub detail: String,
-}
-
-impl Refusal {
-    pub fn new(code: &'static str, detail: impl Into<String>) -> Refusal {
-        Refusal { code, detail: detail.into() }
-    }
-}
+/// A refused upgrade: the API's one refusal type (code and detail).
+pub use keel_config::credential::Refusal;
 
 /// `PUT /v1/upgrade`'s body: the armored signature (up to and including its END line and one newline), then the
 /// image bytes.

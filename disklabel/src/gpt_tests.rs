@@ -118,3 +118,11 @@ fn identical_to_what_sgdisk_writes() {
     assert!(verify.status.success() && text.contains("No problems found"), "{text}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn v4_guids_carry_the_version_and_variant_bits() {
+    let g = Guid::v4([0xff; 16]);
+    assert_eq!(g.to_string(), "ffffffff-ffff-4fff-bfff-ffffffffffff");
+    let g = Guid::v4([0; 16]);
+    assert_eq!(g.to_string(), "00000000-0000-4000-8000-000000000000");
+}
