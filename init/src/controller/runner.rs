@@ -22,9 +22,8 @@ struct Outcome {
     repairs: u64,
     /// The last round planned nothing.
     settled: bool,
-    /// An operation failed or the host could not be observed: retried with backoff. (Items the plan reports as
-    /// failed from what it observed, such as a crash-looping service, are looked at again on events and on the
-    /// resync; there is nothing to retry for them.)
+    /// An operation failed or the host could not be observed (logged `AREA.retry`). Items the plan reports as
+    /// failed are retried with the same backoff, without that line.
     errored: bool,
 }
 
@@ -117,15 +116,19 @@ pub async fn run<C: Controller>(
         let mut next = None;
         if let Some(target) = &target {
             let out = pass(&mut c, target, reason).await;
-            let (wait, why) = if out.errored {
+            let (wait, why) = if out.failed() {
                 let wait = backoff.failed();
-                log::warn!(
-                    "{}.retry generation={} failures={} retry_in_s={:.1}",
-                    C::AREA,
-                    target.generation.map_or("none".to_string(), |g| g.to_string()),
-                    backoff.failures(),
-                    wait.as_secs_f64()
-                );
+                // Only a failed operation or observation is news; an item the plan reports failed (a crash-looping
+                // service, a refused time answer) has its own log lines and would repeat on every event.
+                if out.errored {
+                    log::warn!(
+                        "{}.retry generation={} failures={} retry_in_s={:.1}",
+                        C::AREA,
+                        target.generation.map_or("none".to_string(), |g| g.to_string()),
+                        backoff.failures(),
+                        wait.as_secs_f64()
+                    );
+                }
                 (wait, Reason::Retry)
             } else {
                 backoff.succeeded();
@@ -138,7 +141,7 @@ pub async fn run<C: Controller>(
             next = Some((Instant::now() + wait, why));
             let converged =
                 out.settled && out.error.is_none() && out.items.iter().all(|(_, s)| *s == ItemState::Converged);
-            let failures = if out.errored { status.borrow().failures.saturating_add(1) } else { 0 };
+            let failures = if out.failed() { status.borrow().failures.saturating_add(1) } else { 0 };
             status.send_modify(|s| {
                 s.generation = target.generation;
                 s.converged = converged;
