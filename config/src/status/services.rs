@@ -28,8 +28,10 @@ pub struct ServiceStatus {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct LogsStatus {
+    /// The config generation whose collectors are running.
     pub generation: Option<u64>,
     pub forward: Vec<LogDestination>,
+    /// Lines lost before reaching any queue (the forwarder fell behind the loggers).
     pub intake_dropped: u64,
 }
 
@@ -40,6 +42,7 @@ pub struct LogDestination {
     pub format: String,
     pub connected: bool,
     pub sent: u64,
+    /// Lines dropped because the queue was full (oldest first), since the collector was configured.
     pub dropped: u64,
     pub buffered: usize,
     pub buffer_lines: usize,

@@ -95,7 +95,7 @@ fn families(
         Family::new("keel_log_forward_dropped_total", "Log lines dropped while a collector was down.", "counter");
     let mut connected = Family::new("keel_log_forward_connected", "1 while connected to the collector.", "gauge");
     let mut buffered = Family::new("keel_log_forward_buffered_lines", "Log lines waiting for the collector.", "gauge");
-    for d in &logs.destinations {
+    for d in &logs.forward {
         let l = [("destination", d.url.as_str())];
         sent.sample(&l, d.sent as f64);
         dropped.sample(&l, d.dropped as f64);
@@ -108,9 +108,9 @@ fn families(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::logfwd::controller::DestStatus;
     use crate::metrics::tests::{get, parse};
     use crate::services::{ServiceStatus, State};
+    use keel_config::status::LogDestination;
 
     #[test]
     fn the_scraped_exposition_parses_strictly_with_every_family() {
@@ -131,9 +131,9 @@ mod tests {
             mtu: None,
             ntp: vec![],
         };
-        let dest = DestStatus {
+        let dest = LogDestination {
             url: "tls://logs.example.org:6514".into(),
-            format: "json",
+            format: "json".into(),
             connected: true,
             sent: 12,
             dropped: 3,
@@ -141,7 +141,7 @@ mod tests {
             buffer_lines: 10,
             error: None,
         };
-        let logs = LogFwdStatus { generation: Some(2), destinations: vec![dest], intake_dropped: 0 };
+        let logs = LogFwdStatus { generation: Some(2), forward: vec![dest], intake_dropped: 0 };
         let text = crate::metrics::render_with(
             &[("keel_pid1_rss_bytes", "RSS.", 1024.0)],
             &families(&convergence, &services, vec![lease], &logs),

@@ -93,7 +93,7 @@ fn render_status(s: &Inner) -> keel_config::status::NodeStatus {
         services: status::services(&s.config),
         storage: status::storage(&s.config),
         install: crate::install::install_status(),
-        logs: status::logs(&s.config.logs.borrow()),
+        logs: s.config.logs.borrow().clone(),
         rollback: crate::trust::floor::rollback_status(),
         rss_kib: crate::procfs::self_rss_kib(),
     }

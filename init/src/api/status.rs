@@ -212,25 +212,6 @@ pub fn controllers(c: &ConfigHandle) -> std::collections::BTreeMap<String, st::C
     all
 }
 
-/// The log collectors: connection, lines sent, dropped (buffer full, oldest first) and waiting, the last error.
-pub fn logs(s: &crate::logfwd::LogFwdStatus) -> st::LogsStatus {
-    let forward = s
-        .destinations
-        .iter()
-        .map(|d| st::LogDestination {
-            url: d.url.clone(),
-            format: d.format.to_string(),
-            connected: d.connected,
-            sent: d.sent,
-            dropped: d.dropped,
-            buffered: d.buffered,
-            buffer_lines: d.buffer_lines,
-            error: d.error.clone(),
-        })
-        .collect();
-    st::LogsStatus { generation: s.generation, forward, intake_dropped: s.intake_dropped }
-}
-
 /// The state volume (or why /var is tmpfs) and the config's volumes.
 pub fn storage(c: &ConfigHandle) -> st::StorageStatus {
     crate::storage::status_json::storage(&c.storage.borrow(), crate::storage::state::boot_state())

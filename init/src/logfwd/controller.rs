@@ -22,27 +22,8 @@ use tokio::sync::{mpsc, watch};
 const HISTORY_LINES: usize = 1000;
 const STATUS_EVERY: Duration = Duration::from_secs(1);
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct LogFwdStatus {
-    /// The config generation whose collectors are running.
-    pub generation: Option<u64>,
-    pub destinations: Vec<DestStatus>,
-    /// Lines lost before reaching any queue (the forwarder fell behind the loggers).
-    pub intake_dropped: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DestStatus {
-    pub url: String,
-    pub format: &'static str,
-    pub connected: bool,
-    pub sent: u64,
-    /// Lines dropped because the queue was full (oldest first), since the collector was configured.
-    pub dropped: u64,
-    pub buffered: usize,
-    pub buffer_lines: usize,
-    pub error: Option<String>,
-}
+/// What the collectors report: the node's status type (`keel_config::status::LogsStatus`), published as is.
+pub type LogFwdStatus = keel_config::status::LogsStatus;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum LogOp {
@@ -143,12 +124,12 @@ impl Forwarder {
     fn detail(&self) -> LogFwdStatus {
         LogFwdStatus {
             generation: self.generation,
-            destinations: self
+            forward: self
                 .running
                 .iter()
-                .map(|(spec, r)| DestStatus {
+                .map(|(spec, r)| keel_config::status::LogDestination {
                     url: spec.url.clone(),
-                    format: spec.format.as_str(),
+                    format: spec.format.as_str().to_string(),
                     connected: r.shared.connected.load(Ordering::Relaxed),
                     sent: r.shared.sent.load(Ordering::Relaxed),
                     dropped: r.shared.dropped.load(Ordering::Relaxed),
@@ -321,14 +302,14 @@ mod tests {
         converge(&mut fwd, 1, std::slice::from_ref(&s)).await;
         fwd.fan_out(rec("after"));
         let st = fwd.detail();
-        assert_eq!((st.generation, st.destinations.len(), st.destinations[0].buffered), (Some(1), 1, 2));
+        assert_eq!((st.generation, st.forward.len(), st.forward[0].buffered), (Some(1), 1, 2));
         converge(&mut fwd, 2, std::slice::from_ref(&s)).await;
-        assert_eq!(fwd.detail().destinations[0].buffered, 2, "the same collector keeps its queue");
+        assert_eq!(fwd.detail().forward[0].buffered, 2, "the same collector keeps its queue");
         let mut bigger = s.clone();
         bigger.buffer_lines = 200;
         converge(&mut fwd, 3, &[bigger]).await;
-        assert_eq!(fwd.detail().destinations[0].buffered, 0, "replaced, without the history a second time");
+        assert_eq!(fwd.detail().forward[0].buffered, 0, "replaced, without the history a second time");
         converge(&mut fwd, 4, &[]).await;
-        assert!(fwd.detail().destinations.is_empty());
+        assert!(fwd.detail().forward.is_empty());
     }
 }

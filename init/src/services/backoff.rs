@@ -1,13 +1,15 @@
-//! When to restart: exponential backoff over consecutive short runs, capped, reset by a stable run.
+//! When to restart: the init's one retry policy (`crate::retry`: exponential, capped, ±20% jitter) over consecutive
+//! short runs, reset by a stable run, plus the crash-loop threshold shown in status.
 
+use crate::retry;
 use std::time::Duration;
 
 /// The restart schedule. The defaults are the node's; tests shrink them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timing {
-    /// Delay after the first short run.
+    /// Delay after the first short run (±20% jitter).
     pub base: Duration,
-    /// The delay never grows past this.
+    /// The delay never grows past this (+20% jitter).
     pub cap: Duration,
     /// A run at least this long resets the schedule.
     pub stable: Duration,
@@ -26,32 +28,32 @@ impl Default for Timing {
     }
 }
 
-impl Timing {
-    /// The delay before the next start after `n` short runs in a row (n ≥ 1): base · 2^(n-1), at most `cap`.
-    pub fn delay(&self, n: u32) -> Duration {
-        let factor = 1u32 << n.saturating_sub(1).min(20);
-        self.base.saturating_mul(factor).min(self.cap)
-    }
-}
-
 /// Consecutive short runs of one service.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Backoff {
-    short_runs: u32,
+    runs: retry::Backoff,
 }
 
 impl Backoff {
+    pub fn new(timing: &Timing) -> Backoff {
+        Backoff { runs: retry::Backoff::new(timing.base, timing.cap) }
+    }
+
+    #[cfg(test)]
+    fn seeded(timing: &Timing, seed: u64) -> Backoff {
+        Backoff { runs: retry::Backoff::seeded(timing.base, timing.cap, seed) }
+    }
+
     /// Records a run that lasted `ran` (`None`: it never started) and returns the delay before the next start.
     pub fn after_run(&mut self, ran: Option<Duration>, timing: &Timing) -> Duration {
         if ran.is_some_and(|r| r >= timing.stable) {
-            self.short_runs = 0;
+            self.runs.succeeded();
         }
-        self.short_runs = self.short_runs.saturating_add(1);
-        timing.delay(self.short_runs)
+        self.runs.failed()
     }
 
     pub fn crash_loop(&self, timing: &Timing) -> bool {
-        self.short_runs >= timing.crash_loop_after
+        self.runs.failures() >= timing.crash_loop_after
     }
 }
 
@@ -59,31 +61,41 @@ impl Backoff {
 mod tests {
     use super::*;
 
-    #[test]
-    fn doubles_from_one_second_to_a_minute() {
-        let t = Timing::default();
-        let schedule: Vec<u64> = (1..=9).map(|n| t.delay(n).as_secs()).collect();
-        assert_eq!(schedule, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
-        assert_eq!(t.delay(1000), Duration::from_secs(60));
+    fn secs(d: Duration) -> f64 {
+        d.as_secs_f64()
     }
 
     #[test]
-    fn short_runs_grow_the_delay_and_a_stable_run_resets_it() {
+    fn short_runs_double_the_delay_to_a_minute_and_a_stable_run_resets_it() {
         let t = Timing::default();
-        let mut b = Backoff::default();
-        let short = Some(Duration::from_millis(300));
-        let delays: Vec<u64> = (0..6).map(|_| b.after_run(short, &t).as_secs()).collect();
-        assert_eq!(delays, [1, 2, 4, 8, 16, 32]);
-        assert!(b.crash_loop(&t));
-        assert_eq!(b.after_run(None, &t), Duration::from_secs(60), "a failed start counts as a short run");
-        assert_eq!(b.after_run(Some(Duration::from_secs(30)), &t), Duration::from_secs(1));
-        assert!(!b.crash_loop(&t));
+        for seed in 0..50 {
+            let mut b = Backoff::seeded(&t, seed);
+            let short = Some(Duration::from_millis(300));
+            let delays: Vec<f64> = (0..9).map(|_| secs(b.after_run(short, &t))).collect();
+            for (d, want) in delays.iter().zip([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0, 60.0]) {
+                assert!((want * 0.8..=want * 1.2).contains(d), "{delays:?}");
+            }
+            assert!(b.crash_loop(&t));
+            let failed_start = secs(b.after_run(None, &t));
+            assert!(failed_start >= 48.0, "a failed start counts as a short run: {failed_start}");
+            let after_stable = secs(b.after_run(Some(Duration::from_secs(30)), &t));
+            assert!(after_stable <= 1.2, "a stable run starts over: {after_stable}");
+            assert!(!b.crash_loop(&t));
+        }
+    }
+
+    #[test]
+    fn services_that_crashed_together_do_not_restart_together() {
+        let t = Timing::default();
+        let (mut a, mut b) = (Backoff::seeded(&t, 1), Backoff::seeded(&t, 2));
+        let differ = (0..5).filter(|_| a.after_run(None, &t) != b.after_run(None, &t)).count();
+        assert!(differ >= 4, "jitter spreads restarts: {differ} of 5 differ");
     }
 
     #[test]
     fn crash_loop_starts_at_the_threshold() {
         let t = Timing { crash_loop_after: 3, ..Timing::default() };
-        let mut b = Backoff::default();
+        let mut b = Backoff::new(&t);
         b.after_run(None, &t);
         b.after_run(None, &t);
         assert!(!b.crash_loop(&t));

@@ -149,8 +149,8 @@ fn inner_restart_backoff() {
         starts.push((s.services["crash"].pid.unwrap_or(0), Instant::now()));
     }
     let gaps: Vec<u128> = starts.windows(2).map(|w| w[1].1.duration_since(w[0].1).as_millis()).collect();
-    // 100, 200, 400, then capped at 400 ms (a lower bound each; the machine may be slow).
-    for (gap, min) in gaps.iter().zip([100u128, 200, 400, 400, 400]) {
+    // 100, 200, 400, then capped at 400 ms, each −20% jitter at most (a lower bound each; the machine may be slow).
+    for (gap, min) in gaps.iter().zip([80u128, 160, 320, 320, 320]) {
         assert!(*gap + 20 >= min, "gaps {gaps:?}");
     }
     let s = h.until("crash-loop", 10, |s| s.services["crash"].state == State::CrashLoop);

@@ -133,7 +133,7 @@ async fn supervise(ctx: Arc<Ctx>, def: Arc<Service>, mut stop: watch::Receiver<O
         ctx.enter(name, State::Stopped, None);
         return;
     }
-    let mut backoff = Backoff::default();
+    let mut backoff = Backoff::new(&ctx.timing);
     let mut fetched = Fetched::default();
     let mut first = true;
     // Only the first start is timed from the config's apply; restarts are timed by the backoff.
