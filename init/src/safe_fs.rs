@@ -112,18 +112,10 @@ fn check(ret: libc::c_int) -> io::Result<()> {
     }
 }
 
-/// 16 hex digits from the kernel's random pool (unpredictable to other processes on the node).
+/// 16 hex digits from the init's one non-blocking random source (`retry::insecure_u64`: never waits for the pool
+/// early at boot). O_EXCL, not the name, is what makes the temp file safe.
 fn random_suffix() -> String {
-    let mut buf = [0u8; 8];
-    // SAFETY: getrandom into a local buffer of the given length. GRND_INSECURE never blocks, even before the
-    // pool is initialised early at boot; O_EXCL, not the name, is what makes the temp file safe.
-    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), libc::GRND_INSECURE) };
-    if n != buf.len() as isize {
-        // Fallback: time and pid; still collision-checked by O_EXCL.
-        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-        buf = ((t as u64) ^ (u64::from(std::process::id()) << 40)).to_le_bytes();
-    }
-    buf.iter().map(|b| format!("{b:02x}")).collect()
+    format!("{:016x}", crate::retry::insecure_u64())
 }
 
 /// Says which path a refused symlink was on: "…: a symbolic link is in the path (never followed)".

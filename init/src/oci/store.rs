@@ -6,7 +6,7 @@ use keel_oci::{Digest, Reference};
 use sha2::{Digest as _, Sha256};
 use std::collections::HashSet;
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// The store on the state volume.
@@ -59,18 +59,9 @@ pub fn hex_of(h: Sha256) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Writes a small verified blob (manifest, config) durably: temp file, fsync, rename, fsync dir.
+/// Writes a small verified blob (manifest, config) durably, with the init's one atomic write.
 pub fn put_small_blob(root: &Path, d: &Digest, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = blob_dir(root);
-    fs::create_dir_all(&dir)?;
-    let tmp = dir.join(format!("{}.small", d.hex));
-    {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, blob_path(root, d))?;
-    sync_dir(&dir)
+    crate::safe_fs::write_atomic(&blob_path(root, d), bytes, 0o644, None)
 }
 
 /// A stored blob's bytes, bounded (manifests and configs only).
@@ -88,15 +79,7 @@ pub fn mark_complete(root: &Path, manifest: &Digest, config: &Digest) -> std::io
     if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&tree)) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
-    let marker = complete_marker(root, manifest);
-    let tmp = marker.with_extension("complete.tmp");
-    {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(format!("{config}\n").as_bytes())?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, &marker)?;
-    sync_dir(&root.join("rootfs"))
+    crate::safe_fs::write_atomic(&complete_marker(root, manifest), format!("{config}\n").as_bytes(), 0o644, None)
 }
 
 /// The config digest a complete rootfs was made with, if it is complete.
