@@ -135,8 +135,9 @@ async fn a_kiss_is_reported_with_its_code() {
 
 #[tokio::test]
 async fn a_closed_port_fails_without_waiting_forever() {
-    let addr = UdpSocket::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap(); // bound, then dropped
-                                                                                    // The ICMP port-unreachable must end the query at once: a timeout is a failure, not an accepted outcome.
+    // Bound, then dropped: nothing listens. The ICMP port-unreachable must end the query at once: a timeout is a
+    // failure, not an accepted outcome.
+    let addr = UdpSocket::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
     let r = sntp::query_server(&addr.to_string(), Duration::from_secs(5), &SystemTime::now).await;
     assert!(
         matches!(&r, Err(SntpError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused),
