@@ -62,6 +62,11 @@ impl Api {
         Api { key: Some(Arc::new(key)), ..self.clone() }
     }
 
+    /// The same node, each request failing after `timeout` without progress (the default is 120 s).
+    pub fn with_timeout(&self, timeout: Duration) -> Api {
+        Api { timeout, ..self.clone() }
+    }
+
     /// The same node, anonymous.
     pub fn anonymous(&self) -> Api {
         Api { key: None, ..self.clone() }

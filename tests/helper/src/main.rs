@@ -11,9 +11,12 @@
 //!   PID 1, write sysctls, leave its cgroup, mount); prints each refusal ([`attack`]).
 //! - `container [PORT]`: as an image service, reports its pid, what of the node it sees and whether its root is
 //!   writable; with PORT, serves that line over HTTP ([`container`]).
+//! - `read-direct DEVICE`: reads DEVICE with O_DIRECT and reports when its reader is stuck in uninterruptible
+//!   sleep (a disk the host throttles to nothing) ([`direct`]).
 
 mod attack;
 mod container;
+mod direct;
 mod kill;
 mod storm;
 
@@ -123,10 +126,12 @@ fn main() -> ExitCode {
         ["container"] => container::run(None),
         ["container", port] => container::run(Some(port)),
         ["connect", addr, token] => connect(addr, token),
+        ["read-direct", device] => direct::run(device),
         _ => {
             eprintln!(
                 "usage: keel-testhelper orphans N | orphan-storm N | kill-service NAME ROUNDS | exit CODE | \
-                 signal-init TERM|INT|PWR | connect ADDR:PORT TOKEN | attack"
+                 signal-init TERM|INT|PWR | connect ADDR:PORT TOKEN | attack | container [PORT] | \
+                 read-direct DEVICE"
             );
             ExitCode::from(2)
         }
