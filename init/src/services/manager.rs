@@ -74,6 +74,9 @@ fn item_state(s: Option<&ServiceStatus>) -> ItemState {
     }
 }
 
+/// Why a service's process is still there after its stop.
+const LINGERING: &str = "its process did not exit after SIGKILL (uninterruptible sleep?)";
+
 /// Pure: the config's services against what runs. A service whose previous process is still exiting waits for
 /// it (nothing of that name starts before it is gone).
 pub fn plan(desired: &[Service], o: &ServicesObserved) -> controller::Plan<Converge> {
@@ -87,6 +90,11 @@ pub fn plan(desired: &[Service], o: &ServicesObserved) -> controller::Plan<Conve
         } else if !p.start.contains(&s.name) {
             out.item(s.name.clone(), item_state(o.states.get(&s.name)));
         }
+    }
+    // A dropped service whose process outlived SIGKILL still runs where the config says nothing should: the kind is
+    // not converged until the kernel lets it go (the other kinds and services converge meanwhile).
+    for name in o.lingering.iter().filter(|n| !desired.iter().any(|s| &s.name == *n)) {
+        out.item(name.clone(), ItemState::Waiting(format!("dropped, but {LINGERING}")));
     }
     if !p.stop.is_empty() || !p.start.is_empty() {
         let names: Vec<String> = p.start.clone();
@@ -331,5 +339,20 @@ mod tests {
         let p = plan(std::slice::from_ref(&a), &o);
         assert!(p.ops.is_empty(), "no converge that could not start it");
         assert!(matches!(p.items[0].1, ItemState::Waiting(_)));
+    }
+
+    #[test]
+    fn a_dropped_service_whose_process_lingers_keeps_the_kind_unconverged() {
+        let a = service("a", "/bin/a", &[]);
+        let mut o = observed(std::slice::from_ref(&a), &[("a", State::Running)]);
+        o.lingering.insert("gone".into());
+        let p = plan(std::slice::from_ref(&a), &o);
+        assert!(p.ops.is_empty(), "nothing to start or stop");
+        assert_eq!(p.items[0], ("a".to_string(), ItemState::Converged), "the config's own services converge");
+        assert!(
+            matches!(&p.items[1], (n, ItemState::Waiting(r)) if n == "gone" && r.contains("SIGKILL")),
+            "{:?}",
+            p.items
+        );
     }
 }

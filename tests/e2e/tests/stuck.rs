@@ -3,7 +3,8 @@
 //! config. Its stop can never finish (SIGKILL is not delivered to a process in D state), yet the API keeps
 //! answering, that config's other resources converge (a sysctl, a file, and a new service the services manager
 //! starts once it gave up waiting), the stuck stop is reported (`service.stuck`, `services.stop_unfinished`, and
-//! the service shown as `stopping` with the reason), and the config after it converges too.
+//! the service shown as `stopping` with the reason), and the config after it converges too, all but the services
+//! kind: it stays unconverged, naming the lingering service, as long as a process the config dropped still runs.
 
 use keel_e2e::api_client::Api;
 use keel_e2e::http_server::ssh_sign;
@@ -113,6 +114,13 @@ fn service_state<'a>(st: &'a Value, name: &str) -> &'a str {
     st["services"]["services"][name]["state"].as_str().unwrap_or("absent")
 }
 
+/// The services kind's problems, as `config.convergence` lists them (None: the kind is converged or not listed).
+fn services_problem(st: &Value) -> Option<String> {
+    let kinds = st["config"]["convergence"].as_array()?;
+    let services = kinds.iter().find(|k| k["kind"] == "services")?;
+    (services["state"] != "converged").then(|| services["problems"].to_string())
+}
+
 /// The dropped `slow` is still listed, stopping, with the reason its stop did not finish.
 fn shown_stuck(st: &Value) -> bool {
     let slow = &st["services"]["services"]["slow"];
@@ -202,10 +210,19 @@ fn qemu_a_service_stuck_in_uninterruptible_sleep_blocks_neither_the_api_nor_late
     assert_eq!(service_state(&st, "demo"), "running", "{}", st["services"]);
     let hello = http_get(demo_port, "/", STEP_TIMEOUT).unwrap_or_else(|e| panic!("{e}"));
     assert!(hello.contains("config generation 4"), "{hello}");
+    // One meaning of "converged": a process the config no longer has still runs, so the services kind (and the
+    // node) is not converged, with the lingering service named as its problem; everything else is.
+    let (st, n) = until(&vm, &api, "the services kind reported unconverged because of `slow`", STEP_TIMEOUT, |st| {
+        services_problem(st).is_some_and(|p| p.contains("slow") && p.contains("SIGKILL"))
+    });
+    answers += n;
+    assert_eq!(st["services"]["converged"], Value::Bool(false), "{}", st["services"]);
+    assert_ne!(st["config"]["converged_generation"].as_u64(), Some(4), "{}", st["config"]);
 
     // Both pushes were answered (within the node's bound), and the API answered every status request meanwhile.
     let v3 = accepted("generation 3", gen3);
     let v4 = accepted("generation 4", gen4);
+    assert_eq!(v4["converged"], Value::Bool(false), "generation 4 answered converged while `slow` lingers: {v4}");
     assert!(answers >= 5, "only {answers} status answers while the service was stuck");
     let t = vm.transcript();
     eprintln!(
