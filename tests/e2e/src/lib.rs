@@ -56,7 +56,8 @@ pub struct VmConfig {
     pub boot: Boot,
     /// For `Boot::Kernel`: which initramfs.
     pub initrd: Initrd,
-    /// For `Boot::Kernel`: appended to the base command line (`console=ttyS0 panic=-1`). PXE and disk boots carry
+    /// For `Boot::Kernel`: appended to the base command line (`console=ttyS0 panic=-1`; without `console=ttyS0` when
+    /// it names a serial console itself). PXE and disk boots carry
     /// their own command line.
     pub append: String,
     /// SMBIOS product UUID (`-uuid`), from which the node derives its machine id.
@@ -177,7 +178,9 @@ impl Vm {
         cmd.args(media_args);
         if let Some((kernel, initrd)) = kernel {
             cmd.arg("-kernel").arg(kernel).arg("-initrd").arg(initrd);
-            cmd.arg("-append").arg(format!("console=ttyS0 panic=-1 {}", cfg.append).trim());
+            // Linux's 8250 driver is one console: a test naming another UART (`console=ttyS1`) gets it alone.
+            let base = if cfg.append.contains("console=ttyS") { "panic=-1" } else { "console=ttyS0 panic=-1" };
+            cmd.arg("-append").arg(format!("{base} {}", cfg.append).trim());
         }
         if let Some(uuid) = &cfg.uuid {
             cmd.args(["-uuid", uuid]);
