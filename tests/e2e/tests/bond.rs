@@ -22,8 +22,14 @@ fn links(side: &str, ports: (u16, u16), macs: (&str, &str)) -> Vec<String> {
 }
 
 #[test]
-#[ignore = "does not pass yet: both nodes make bond0 + VLAN 100 and reach net.ready, but the partner's 802.3ad \
-            bond never gets an active aggregator and ARP over the VLAN goes unanswered; run with --ignored"]
+// Flaky, not broken (main at 77557fc, 2026-12-03): 3 of 4 runs pass in ~4 s. The failing run: on the node, eth2's
+// carrier comes up (miimon "link status definitely up") in the same instant bond0 is set up after both members
+// were enslaved to the still-down bond; the kernel logs "bond0: now running without any active interface!", no
+// aggregator is ever selected (no "No 802.3ad response" either), and the helper's 60 s of connects get
+// EHOSTUNREACH. Next step: bring the bond up before enslaving (or re-enslave a member of a bond with no active
+// aggregator) and print /proc/net/bonding/bond0 on failure, then run it many times before removing the ignore.
+#[ignore = "flaky (about 1 run in 4): the node's 802.3ad bond can come up with no active aggregator and stay so; \
+            see the comment above; run with --ignored"]
 fn qemu_lacp_bond_with_vlan_from_the_command_line_survives_a_cut_link() {
     let ports = (free_port(), free_port());
     // The partner listens on both sockets; it boots first and serves the demo on 10.9.100.2:8080.
