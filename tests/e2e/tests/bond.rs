@@ -22,8 +22,14 @@ fn links(side: &str, ports: (u16, u16), macs: (&str, &str)) -> Vec<String> {
 }
 
 #[test]
-#[ignore = "does not pass yet: both nodes make bond0 + VLAN 100 and reach net.ready, but the partner's 802.3ad \
-            bond never gets an active aggregator and ARP over the VLAN goes unanswered; run with --ignored"]
+// Flaky, not broken (main at 77557fc, 2026-12-03): 5 of 7 runs passed, four in 3-4 s, one only after 45 s; in the
+// two failures the helper's 60 s of connects over the VLAN all got EHOSTUNREACH (ARP unanswered). Both nodes log
+// "bond0: now running without any active interface!" in passing runs too (members are enslaved to the bond while it
+// is still down, then it is set up), and no "No 802.3ad response" appears, so the cause is not found yet. Next:
+// print /proc/net/bonding/bond0 from both nodes on failure (a testhelper mode), try the bond up before enslaving,
+// and run it many times before removing the ignore.
+#[ignore = "flaky (2 of 7 runs fail): LACP over the one link left sometimes never carries traffic within 60 s; see the \
+            comment above; run with --ignored"]
 fn qemu_lacp_bond_with_vlan_from_the_command_line_survives_a_cut_link() {
     let ports = (free_port(), free_port());
     // The partner listens on both sockets; it boots first and serves the demo on 10.9.100.2:8080.
