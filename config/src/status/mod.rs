@@ -1,12 +1,16 @@
 //! The status document `GET /v1/status` serves, as one set of types on both sides: the node builds and serializes
 //! a [`NodeStatus`], keelctl deserializes the same type. Every struct takes `#[serde(default)]` so a newer keelctl
 //! reads an older node that lacks a field, and none denies unknown fields so an older keelctl reads a newer node.
-//! `Option` fields serialize as `null` (the document has always carried them so).
+//! `Option` fields serialize as `null` (the document has always carried them so). `GET /v1/config`
+//! ([`RunningConfig`]) and the API's short replies ([`ConfigAccepted`], [`Refused`], [`ApiError`], ...) are typed
+//! the same way.
 
 mod config;
 mod convergence;
 mod network;
 mod node;
+mod reply;
+mod running;
 mod services;
 mod storage;
 
@@ -16,6 +20,11 @@ pub use network::{AddressStatus, FailedOp, LeaseStatus, LinkStatus, NetworkStatu
 pub use node::{
     ApiFree, ApiStatus, BootStatus, ControllerItem, ControllerStatus, InstallStatus, LastUpgrade, RollbackStatus,
     TimeStatus, UpgradesSupport,
+};
+pub use reply::{ApiError, CommandAccepted, ConfigAccepted, Refused, UpgradeAccepted};
+pub use running::{
+    RunningBody, RunningConfig, RunningFile, RunningForward, RunningLink, RunningLog, RunningNetwork, RunningNode,
+    RunningRoute, RunningService, RunningStorage, RunningVolume, REDACTED,
 };
 pub use services::{LogDestination, LogsStatus, ServiceStatus, ServicesStatus};
 pub use storage::{DiskStatus, StateVolumeStatus, StorageStatus, VolumeStatus};

@@ -6,14 +6,12 @@
 //! each, so anonymous clients cannot push real lines out of the log ring.
 
 use super::limits::{self, Conn};
-use super::state::AppState;
-use axum::extract::{Request, State};
+use super::state::Inner;
+use axum::extract::Request;
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::response::Response;
 use keel_config::credential::{self, Credential, Identity, Refusal, Role};
-use serde_json::json;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -48,7 +46,7 @@ pub fn deadline(role: Role) -> Duration {
 fn refuse(status: StatusCode, code: &str, detail: String) -> Response {
     let counter = if status == StatusCode::UNAUTHORIZED { &UNAUTHENTICATED } else { &FORBIDDEN };
     counter.fetch_add(1, Ordering::Relaxed);
-    let mut r = (status, Json(json!({"error": code, "detail": detail}))).into_response();
+    let mut r = keel_api::reply::error(status, code, detail);
     if status == StatusCode::UNAUTHORIZED {
         r.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Keel-SSHSIG"));
     }
@@ -58,7 +56,7 @@ fn refuse(status: StatusCode, code: &str, detail: String) -> Response {
 }
 
 /// Verifies `value` for this connection.
-fn verify(s: &AppState, conn: &Conn, value: &str) -> Result<Identity, Refusal> {
+fn verify(s: &Inner, conn: &Conn, value: &str) -> Result<Identity, Refusal> {
     let allowed = s.allowed.as_ref().map_err(|e| Refusal { code: "untrusted-image", detail: e.clone() })?;
     match credential::parse(value)? {
         Credential::Proof(sig) => credential::verify_proof(&sig, &conn.exporter, allowed, SystemTime::now()),
@@ -66,13 +64,12 @@ fn verify(s: &AppState, conn: &Conn, value: &str) -> Result<Identity, Refusal> {
     }
 }
 
-/// The middleware: 401 without a valid credential, 403 without the role, else the handler under its deadline.
-pub async fn authorize(
-    State(s): State<AppState>,
-    Extension(conn): Extension<Arc<Conn>>,
-    req: Request,
-    next: Next,
-) -> Response {
+/// The middleware (`NodeApi::authorize`): 401 without a valid credential, 403 without the role, else the handler
+/// under its deadline. Every connection the server accepts carries its [`Conn`].
+pub async fn authorize(s: &Inner, conn: Option<Arc<Conn>>, req: Request, next: Next) -> Response {
+    let Some(conn) = conn else {
+        return keel_api::reply::error(StatusCode::INTERNAL_SERVER_ERROR, "internal", "no connection state");
+    };
     let Some(role) = needed(req.method(), req.uri().path()) else {
         return next.run(req).await;
     };
@@ -89,7 +86,7 @@ pub async fn authorize(
             let Ok(text) = value.to_str() else {
                 return refuse(StatusCode::UNAUTHORIZED, "malformed", "Authorization is not text".into());
             };
-            match verify(&s, &conn, text) {
+            match verify(s, &conn, text) {
                 Ok(id) => {
                     if let Err(busy) = conn.authenticated(value.as_bytes(), &id).await {
                         return busy;
@@ -129,8 +126,7 @@ pub async fn authorize(
         Err(_) => {
             limits::DEADLINE_EXPIRED.fetch_add(1, Ordering::Relaxed);
             let detail = format!("no answer within {} s", deadline(role).as_secs());
-            let mut r =
-                (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": "deadline", "detail": detail}))).into_response();
+            let mut r = keel_api::reply::error(StatusCode::SERVICE_UNAVAILABLE, "deadline", detail);
             r.headers_mut().insert(header::CONNECTION, header::HeaderValue::from_static("close"));
             r
         }

@@ -14,10 +14,8 @@
 //! (writes never wait for them); at most [`MAX_FOLLOWERS`] `logs?follow=1` streams; one upgrade upload at a time.
 
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::response::Response;
 use keel_config::credential::Identity;
-use serde_json::json;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -133,7 +131,7 @@ pub struct Conn {
 }
 
 fn busy(detail: &str) -> Response {
-    let mut r = (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": "busy", "detail": detail}))).into_response();
+    let mut r = keel_api::reply::error(StatusCode::SERVICE_UNAVAILABLE, "busy", detail);
     r.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("1"));
     r
 }

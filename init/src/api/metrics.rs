@@ -2,16 +2,15 @@
 //! controllers' status at scrape time: convergence per resource kind, service restarts, DHCP leases and log
 //! forwarding per collector.
 
-use super::state::AppState;
+use super::state::Inner;
 use crate::logfwd::LogFwdStatus;
 use crate::metrics::Family;
 use crate::net::desired::LeaseInfo;
 use crate::registry::{Convergence, Kind};
 use crate::services::ServicesStatus;
-use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 
-pub async fn metrics(State(s): State<AppState>) -> Response {
+pub fn metrics(s: &Inner) -> Response {
     let generation = s.config.applied.borrow().as_ref().map(|a| a.generation);
     let rss = crate::procfs::self_rss_kib() as f64 * 1024.0;
     let count = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed) as f64;

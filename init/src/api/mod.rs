@@ -1,14 +1,12 @@
 //! The node API: HTTPS on port 7443, served by PID 1 (docs/api.md). TLS 1.3 terminates here with rustls on the
 //! ring provider; each connection is one task. Every endpoint but `/healthz` needs a credential bound to the
 //! connection ([`auth`]); [`limits`] caps what unauthenticated and authenticated clients can hold, so a slow or
-//! hostile client costs little, never blocks the init, and never locks out a signed write.
+//! hostile client costs little, never blocks the init, and never locks out a signed write. The routes, request
+//! and reply types, refusal table and command checks are the keel-api crate's; [`routes`] is what they do here.
 
 pub mod auth;
-pub mod command;
 pub mod limits;
 pub mod metrics;
-pub mod refusals;
-pub mod request;
 pub mod routes;
 pub mod state;
 pub mod status;
@@ -83,10 +81,10 @@ pub async fn start(parts: Parts) {
         time: parts.time,
         power: parts.power,
         allowed: trust,
-        nonces: Mutex::new(
-            command::Nonces::load(std::path::Path::new(TLS_DIR).join("command-nonces"))
+        nonces: Arc::new(Mutex::new(
+            keel_api::command::Nonces::load(std::path::Path::new(TLS_DIR).join("command-nonces"))
                 .with_floor(Box::new(crate::trust::floor::Places::system())),
-        ),
+        )),
     });
     serve(listener, tls_config, routes::router(state), gates).await
 }

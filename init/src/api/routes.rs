@@ -1,50 +1,75 @@
-//! The HTTP handlers of the node API (docs/api.md). Every handler answers; none can take PID 1 down: bad input
-//! is a 4xx with a JSON reason.
+//! The node's side of the API's routes (`keel_api::router`, docs/api.md): [`NodeApi`] on the PID 1's state. The
+//! route table, request decoding and reply shapes live in keel-api; here is what each endpoint does on the node.
 
-use super::request::{LogQuery, Push, SignedCommand};
 use super::state::{AppState, Inner, StatusCache};
 use super::status;
 use crate::config::run::Submit;
 use crate::config::store::Signed;
-use crate::power::Action;
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use crate::power;
+use axum::extract::Request;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde_json::{json, Value};
+use keel_api::command::Refusal;
+use keel_api::request::{Push, SignedCommand, UpgradeQuery};
+use keel_api::{Action, Failure, NodeApi};
+use keel_config::status::{ConfigAccepted, RunningConfig};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::oneshot;
 
-pub const MAX_BODY: usize = 1 << 20;
 /// How long PUT /v1/config waits for the node to converge before answering "accepted, still converging".
 const CONVERGE_WAIT: Duration = Duration::from_secs(30);
 
-fn error(status: StatusCode, code: &str, detail: impl Into<String>) -> Response {
-    (status, Json(json!({"error": code, "detail": detail.into()}))).into_response()
+pub fn router(state: AppState) -> axum::Router {
+    keel_api::router(state)
 }
 
-fn refusal(status: u16, reason: &str, detail: &str) -> Response {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::CONFLICT);
-    (status, Json(json!({"accepted": false, "reason": reason, "detail": detail}))).into_response()
+fn power_action(a: Action) -> power::Action {
+    match a {
+        Action::Reboot => power::Action::Reboot,
+        Action::Poweroff => power::Action::Poweroff,
+    }
 }
 
-pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/v1/status", get(get_status))
-        .route("/v1/config", get(get_config).put(put_config))
-        .route("/v1/reboot", post(|s, b| command(s, b, Action::Reboot)))
-        .route("/v1/poweroff", post(|s, b| command(s, b, Action::Poweroff)))
-        .route("/v1/logs", get(logs))
-        .route("/metrics", get(super::metrics::metrics))
-        .route("/v1/upgrade", axum::routing::put(super::upgrade::put_upgrade))
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "not-found", "no such endpoint; see docs/api.md") })
-        .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), super::auth::authorize))
-        .with_state(state)
+impl NodeApi for Inner {
+    type Conn = Arc<super::limits::Conn>;
+
+    async fn authorize(&self, conn: Option<Self::Conn>, req: Request, next: Next) -> Response {
+        super::auth::authorize(self, conn, req, next).await
+    }
+
+    fn status(&self) -> Response {
+        get_status(self)
+    }
+
+    fn running_config(&self) -> RunningConfig {
+        status::running_config(&self.config)
+    }
+
+    async fn push_config(&self, push: Push) -> Result<ConfigAccepted, Failure> {
+        put_config(self, push).await
+    }
+
+    async fn check_command(&self, cmd: SignedCommand, action: Action) -> Result<String, Failure> {
+        check_command(self, cmd, action).await
+    }
+
+    fn act(&self, action: Action, signer: &str) {
+        // Answer first, then act: the client hears the outcome before the node goes down.
+        power::after_reply(&self.power, power_action(action), format!("api:{signer}"));
+    }
+
+    fn logs(&self, follow: bool, conn: Option<Self::Conn>) -> Response {
+        logs(self, follow, conn)
+    }
+
+    fn metrics(&self) -> Response {
+        super::metrics::metrics(self)
+    }
+
+    async fn upgrade(&self, query: UpgradeQuery, body: axum::body::Body) -> Response {
+        super::upgrade::put_upgrade(self, query, body).await
+    }
 }
 
 /// How long a rendered `/v1/status` is served again: under many readers, the node renders it four times a
@@ -52,7 +77,7 @@ pub fn router(state: AppState) -> Router {
 /// push changes `last_rejection`), makes a fresh one at once.
 const STATUS_FRESH: Duration = Duration::from_millis(250);
 
-async fn get_status(State(s): State<AppState>) -> Response {
+fn get_status(s: &Inner) -> Response {
     let applied = s.config.applied.borrow().as_ref().map(|a| a.generation);
     let writes = s.gates.writes_done.load(std::sync::atomic::Ordering::Relaxed);
     let generations = (applied, *s.config.converged.borrow(), writes);
@@ -60,7 +85,7 @@ async fn get_status(State(s): State<AppState>) -> Response {
     let body = match cache.as_ref() {
         Some(c) if c.generations == generations && c.at.elapsed() < STATUS_FRESH => c.body.clone(),
         _ => {
-            let body = axum::body::Bytes::from(serde_json::to_string(&render_status(&s)).unwrap_or_default());
+            let body = axum::body::Bytes::from(serde_json::to_string(&render_status(s)).unwrap_or_default());
             *cache = Some(StatusCache { at: tokio::time::Instant::now(), generations, body: body.clone() });
             body
         }
@@ -99,90 +124,56 @@ fn render_status(s: &Inner) -> keel_config::status::NodeStatus {
     }
 }
 
-async fn get_config(State(s): State<AppState>) -> Json<Value> {
-    Json(status::running_config(&s.config))
-}
-
-fn config_status(code: &str) -> u16 {
-    super::refusals::status(super::refusals::Kind::Config, code)
-}
-
-async fn put_config(State(s): State<AppState>, body: Result<Json<Push>, JsonRejection>) -> Response {
-    let Json(push) = match body {
-        Ok(b) => b,
-        Err(e) => return error(e.status(), "bad-request", e.body_text()),
-    };
+async fn put_config(s: &Inner, push: Push) -> Result<ConfigAccepted, Failure> {
     let (reply, outcome) = oneshot::channel();
     let signed = Signed { text: push.config.into_bytes(), sig: push.signature.into_bytes() };
     let mut converged = s.config.converged.clone();
     if s.config.submit.send(Submit { source: "api".into(), signed, reply: Some(reply) }).await.is_err() {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the config pipeline is not running");
+        return Err(Failure::Unavailable("the config pipeline is not running"));
     }
     match outcome.await {
         Ok(Ok(generation)) => {
             // Held for this node's rollout turn: nothing converges before then, so the answer says when.
             let held = s.config.waiting.borrow().clone().filter(|w| w.generation == generation);
             if let Some(w) = held {
-                let waiting = status::rollout_waiting(&w);
-                return Json(json!({"accepted": true, "generation": generation, "converged": false,
-                                   "waiting_rollout": waiting}))
-                .into_response();
+                let waiting_rollout = Some(status::rollout_waiting(&w));
+                return Ok(ConfigAccepted { accepted: true, converged: false, generation, waiting_rollout });
             }
             let done = tokio::time::timeout(CONVERGE_WAIT, converged.wait_for(|g| g.is_some_and(|g| g >= generation)));
             let converged = matches!(done.await, Ok(Ok(_)));
-            Json(json!({"accepted": true, "generation": generation, "converged": converged})).into_response()
+            Ok(ConfigAccepted { accepted: true, converged, generation, waiting_rollout: None })
         }
-        Ok(Err(r)) => refusal(config_status(r.code), r.code, &r.detail),
-        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the config pipeline did not answer"),
+        Ok(Err(r)) => Err(Failure::Refused(Refusal::new(r.code, r.detail))),
+        Err(_) => Err(Failure::Unavailable("the config pipeline did not answer")),
     }
 }
 
-async fn command(
-    State(s): State<AppState>,
-    body: Result<Json<SignedCommand>, JsonRejection>,
-    action: Action,
-) -> Response {
-    let Json(cmd) = match body {
-        Ok(b) => b,
-        Err(e) => return error(e.status(), "bad-request", e.body_text()),
-    };
+async fn check_command(s: &Inner, cmd: SignedCommand, action: Action) -> Result<String, Failure> {
+    let name = action.name();
     if let Err(e) = &s.allowed {
-        return refusal(
-            super::refusals::status(super::refusals::Kind::Command, "untrusted-image"),
-            "untrusted-image",
-            e,
-        );
+        return Err(Failure::Refused(Refusal::new("untrusted-image", e.clone())));
     }
-    let name = action.to_string();
     // The signature check and the nonce record's fsync run on a blocking thread, never on PID 1's event loop;
     // commands are checked one at a time (the lock), so a nonce is never accepted twice.
     let verified = {
-        let (s, name) = (s.clone(), name.clone());
+        let (allowed, nonces, machine_id) = (s.allowed.clone(), s.nonces.clone(), s.machine_id.clone());
         crate::fsutil::off_loop("command check", move || {
-            let Ok(allowed) = &s.allowed else { return Err(None) };
-            let mut nonces = s.nonces.lock().unwrap_or_else(|p| p.into_inner());
-            nonces.verify(&cmd.command, &cmd.signature, allowed, &s.machine_id, &name, SystemTime::now()).map_err(Some)
+            let Ok(allowed) = &allowed else { return Err(None) };
+            let mut nonces = nonces.lock().unwrap_or_else(|p| p.into_inner());
+            nonces.verify(&cmd.command, &cmd.signature, allowed, &machine_id, name, SystemTime::now()).map_err(Some)
         })
         .await
     };
-    let verified = match verified {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(Some(r))) => Err(r),
-        Ok(Err(None)) | Err(_) => {
-            return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the command could not be checked")
-        }
-    };
     match verified {
-        Ok(v) => {
+        Ok(Ok(v)) => {
             log::info!("api.command action={name} signer={}", crate::logging::q(&v.signer));
-            // Answer first, then act: the client hears the outcome before the node goes down.
-            crate::power::after_reply(&s.power, action, format!("api:{}", v.signer));
-            (StatusCode::ACCEPTED, Json(json!({"accepted": true, "action": name}))).into_response()
+            Ok(v.signer)
         }
-        Err(r) => {
+        Ok(Err(Some(r))) => {
             log::warn!("api.command_refused action={name} reason={} detail={}", r.code, crate::logging::q(&r.detail));
-            refusal(super::command::http_status(&r), r.code, &r.detail)
+            Err(Failure::Refused(r))
         }
+        Ok(Err(None)) | Err(_) => Err(Failure::Unavailable("the command could not be checked")),
     }
 }
 
@@ -196,19 +187,14 @@ fn log_line(e: &crate::logging_ring::Entry) -> String {
 
 /// The ring buffer as text; with `?follow=1` new lines keep coming until the client goes away (at most
 /// [`MAX_FOLLOWERS`](super::limits::MAX_FOLLOWERS) streams at once).
-async fn logs(
-    State(s): State<AppState>,
-    conn: Option<axum::Extension<Arc<super::limits::Conn>>>,
-    axum::extract::Query(q): axum::extract::Query<LogQuery>,
-) -> Response {
-    let follow = matches!(q.follow.as_deref(), Some("1") | Some("true"));
+fn logs(s: &Inner, follow: bool, conn: Option<Arc<super::limits::Conn>>) -> Response {
     let permit = match follow {
         false => None,
         true => match s.gates.followers.clone().try_acquire_owned() {
             Ok(p) => Some(p),
             Err(_) => {
                 let detail = format!("{} log streams are open already; try later", super::limits::MAX_FOLLOWERS);
-                return error(StatusCode::SERVICE_UNAVAILABLE, "busy", detail);
+                return keel_api::reply::error(axum::http::StatusCode::SERVICE_UNAVAILABLE, "busy", detail);
             }
         },
     };
@@ -218,7 +204,7 @@ async fn logs(
     if !follow {
         return ([("content-type", "text/plain; charset=utf-8")], text).into_response();
     }
-    if let Some(axum::Extension(c)) = conn {
+    if let Some(c) = conn {
         c.streaming();
     }
     let first = futures_util::stream::once(async move { Ok::<_, std::convert::Infallible>(text) });

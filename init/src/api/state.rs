@@ -1,12 +1,12 @@
 //! What every API handler shares: the node's handles (config, network, time, power), the trusted signers, the
-//! command nonces and the status cache. Handlers in `routes`, `upgrade`, `auth` and `metrics` read it; it
+//! command nonces and the status cache. `routes` implements `keel_api::NodeApi` on it; `upgrade`, `auth` and `metrics` read it; it
 //! depends on none of them.
 
-use super::command::Nonces;
 use crate::config::run::ConfigHandle;
 use crate::net::controller::NetStatus;
 use crate::power::Request;
 use crate::time::TimeStatus;
+use keel_api::command::Nonces;
 use keel_config::sshsig::AllowedSigners;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, watch};
@@ -19,7 +19,8 @@ pub struct Inner {
     pub time: watch::Receiver<TimeStatus>,
     pub power: mpsc::Sender<Request>,
     pub allowed: Result<AllowedSigners, String>,
-    pub nonces: Mutex<Nonces>,
+    /// Shared with the blocking thread that checks a command.
+    pub nonces: Arc<Mutex<Nonces>>,
     pub gates: Arc<super::limits::Gates>,
     pub status_cache: Mutex<Option<StatusCache>>,
 }

@@ -6,8 +6,8 @@ use crate::controller::{ControllerStatus, ItemState};
 use crate::net::controller::NetStatus;
 use crate::net::observed::KEEL_PROTO;
 use crate::time::TimeStatus;
+use keel_config::model::LinkSelector;
 use keel_config::status as st;
-use serde_json::{json, Value};
 
 fn controller(s: &ControllerStatus) -> st::ControllerStatus {
     let items = s
@@ -217,114 +217,119 @@ pub fn storage(c: &ConfigHandle) -> st::StorageStatus {
     crate::storage::status_json::storage(&c.storage.borrow(), crate::storage::state::boot_state())
 }
 
-/// The running config as JSON in the shape of node.toml (so clients diff like with like), inside an envelope
-/// that says where it came from; the content of secret files is redacted.
-pub fn running_config(c: &ConfigHandle) -> Value {
+/// The running config (`GET /v1/config`): node.toml's shape in an envelope saying where it came from; the
+/// content of secret files is redacted.
+pub fn running_config(c: &ConfigHandle) -> st::RunningConfig {
     let Some(a) = c.applied.borrow().clone() else {
-        return json!({"generation": null, "config": null});
+        return st::RunningConfig::default();
     };
     applied_config(&a)
 }
 
+fn link_selector(s: &LinkSelector) -> (Option<String>, Option<String>) {
+    match s {
+        LinkSelector::Name(n) => (Some(n.clone()), None),
+        LinkSelector::Mac(m) => (None, Some(m.to_string())),
+    }
+}
+
+fn strings<T: ToString>(items: &[T]) -> Vec<String> {
+    items.iter().map(T::to_string).collect()
+}
+
 /// [`running_config`] of one applied config.
-fn applied_config(a: &crate::config::pipeline::Applied) -> Value {
+fn applied_config(a: &crate::config::pipeline::Applied) -> st::RunningConfig {
     let cfg = &a.config;
-    let selector = |s: &keel_config::model::LinkSelector| match s {
-        keel_config::model::LinkSelector::Name(n) => json!({"name": n}),
-        keel_config::model::LinkSelector::Mac(m) => json!({"mac": m.to_string()}),
+    let link = |l: &keel_config::model::Link| {
+        let (name, mac) = link_selector(&l.selector);
+        st::RunningLink { addresses: strings(&l.addresses), dhcp4: l.dhcp4, mac, mtu: l.mtu, name, up: l.up }
     };
-    let links: Vec<Value> = cfg
-        .network
-        .links
-        .iter()
-        .map(|l| {
-            let mut v = selector(&l.selector);
-            v["up"] = json!(l.up);
-            v["mtu"] = json!(l.mtu);
-            v["dhcp4"] = json!(l.dhcp4);
-            v["addresses"] = json!(l.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>());
-            v
-        })
-        .collect();
-    let routes: Vec<Value> = cfg
-        .network
-        .routes
-        .iter()
-        .map(|r| {
-            json!({"to": r.to.to_string(), "via": r.via.map(|v| v.to_string()),
-                   "link": r.link.as_ref().map(|l| l.to_string()), "metric": r.metric, "onlink": r.onlink})
-        })
-        .collect();
-    let files: Vec<Value> = cfg
-        .files
-        .iter()
-        .map(|f| {
-            let content =
-                if f.secret { "<redacted>".to_string() } else { String::from_utf8_lossy(&f.content).into_owned() };
-            json!({"path": f.path, "mode": format!("{:04o}", f.mode), "uid": f.uid, "gid": f.gid, "secret": f.secret,
-                   "size": f.content.len(), "content": content})
-        })
-        .collect();
-    let services: Vec<Value> = cfg
-        .services
-        .iter()
-        .map(|s| {
-            let exec = match &s.program {
-                keel_config::model::Program::Path(p) => p.clone(),
-                keel_config::model::Program::Artifact { url, sha256 } => format!("{url} sha256:{sha256}"),
-                // The registry's token stays out: only the reference and the entrypoint override.
-                keel_config::model::Program::Image(i) => match &i.exec {
-                    Some(exec) => format!("image {} exec {exec}", i.reference),
-                    None => format!("image {}", i.reference),
-                },
-            };
-            json!({"name": s.name, "exec": exec, "args": s.args, "env": s.env, "uid": s.uid, "gid": s.gid,
-                   "capabilities": s.capabilities, "devices": s.devices, "paths": s.paths, "restart": format!("{:?}", s.restart).to_lowercase(),
-                   "after": s.after.iter().map(|a| a.to_string()).collect::<Vec<_>>()})
-        })
-        .collect();
-    let volumes: Vec<Value> = cfg
-        .volumes
-        .iter()
-        .map(|v| {
-            json!({"name": v.name, "device": v.device, "fs": format!("{:?}", v.fs).to_lowercase(), "mount": v.mount,
-                   "options": v.options, "wipe": v.wipe, "label": v.label})
-        })
-        .collect();
-    let node = json!({
-        "hostname": cfg.target.hostname,
-        "uuid": cfg.target.machine_id,
-        "mac": cfg.target.mac.map(|m| m.to_string()),
-        "expires": cfg.target.expires.map(|t| t.unix_seconds),
-    });
-    json!({
-        "generation": a.generation,
-        "source": a.source,
-        "signer": a.signer,
-        "config": {
-            "version": 1,
-            "generation": a.generation,
-            "node": node,
-            "sysctl": cfg.sysctl,
-            "network": {
-                "nameservers": cfg.network.nameservers.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
-                "search": cfg.network.search,
-                "ntp": cfg.network.ntp.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
-                "link": links,
-                "route": routes,
+    let route = |r: &keel_config::model::Route| st::RunningRoute {
+        link: r.link.as_ref().map(|l| l.to_string()),
+        metric: r.metric,
+        onlink: r.onlink,
+        to: r.to.to_string(),
+        via: r.via.map(|v| v.to_string()),
+    };
+    let file = |f: &keel_config::model::File| st::RunningFile {
+        content: if f.secret { st::REDACTED.into() } else { String::from_utf8_lossy(&f.content).into_owned() },
+        gid: f.gid,
+        mode: format!("{:04o}", f.mode),
+        path: f.path.clone(),
+        secret: f.secret,
+        size: f.content.len() as u64,
+        uid: f.uid,
+    };
+    let service = |s: &keel_config::model::Service| st::RunningService {
+        after: strings(&s.after),
+        args: s.args.clone(),
+        capabilities: s.capabilities.clone(),
+        devices: s.devices.clone(),
+        env: s.env.clone(),
+        exec: match &s.program {
+            keel_config::model::Program::Path(p) => p.clone(),
+            keel_config::model::Program::Artifact { url, sha256 } => format!("{url} sha256:{sha256}"),
+            // The registry's token stays out: only the reference and the entrypoint override.
+            keel_config::model::Program::Image(i) => match &i.exec {
+                Some(exec) => format!("image {} exec {exec}", i.reference),
+                None => format!("image {}", i.reference),
             },
-            "storage": {"volume": volumes},
-            "file": files,
-            "service": services,
-            "log": {"forward": cfg.log_forward.iter().map(|f| json!({"url": f.url, "format": f.format.as_str(),
-                "ca": if f.ca.is_some() { "config" } else { "image" }, "buffer_lines": f.buffer_lines})).collect::<Vec<_>>()},
         },
-    })
+        gid: s.gid,
+        name: s.name.clone(),
+        paths: s.paths.clone(),
+        restart: format!("{:?}", s.restart).to_lowercase(),
+        uid: s.uid,
+    };
+    let volume = |v: &keel_config::model::Volume| st::RunningVolume {
+        device: v.device.clone(),
+        fs: format!("{:?}", v.fs).to_lowercase(),
+        label: v.label.clone(),
+        mount: v.mount.clone(),
+        name: v.name.clone(),
+        options: v.options.clone(),
+        wipe: v.wipe,
+    };
+    let forward = |f: &keel_config::model::LogForward| st::RunningForward {
+        buffer_lines: f.buffer_lines as u64,
+        ca: if f.ca.is_some() { "config" } else { "image" }.into(),
+        format: f.format.as_str().into(),
+        url: f.url.clone(),
+    };
+    let body = st::RunningBody {
+        file: cfg.files.iter().map(file).collect(),
+        generation: a.generation,
+        log: st::RunningLog { forward: cfg.log_forward.iter().map(forward).collect() },
+        network: st::RunningNetwork {
+            link: cfg.network.links.iter().map(link).collect(),
+            nameservers: strings(&cfg.network.nameservers),
+            ntp: strings(&cfg.network.ntp),
+            route: cfg.network.routes.iter().map(route).collect(),
+            search: cfg.network.search.clone(),
+        },
+        node: st::RunningNode {
+            expires: cfg.target.expires.map(|t| t.unix_seconds),
+            hostname: cfg.target.hostname.clone(),
+            mac: cfg.target.mac.map(|m| m.to_string()),
+            uuid: cfg.target.machine_id.clone(),
+        },
+        service: cfg.services.iter().map(service).collect(),
+        storage: st::RunningStorage { volume: cfg.volumes.iter().map(volume).collect() },
+        sysctl: cfg.sysctl.clone(),
+        version: 1,
+    };
+    st::RunningConfig {
+        config: Some(body),
+        generation: Some(a.generation),
+        signer: Some(a.signer.clone()),
+        source: Some(a.source.clone()),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn secret_file_content_never_leaves_the_node_and_grants_are_shown() {
@@ -341,13 +346,13 @@ mod tests {
             config,
             accepted_at: std::time::SystemTime::UNIX_EPOCH,
         };
-        let shown = applied_config(&a).to_string();
-        assert!(!shown.contains("hunter2"), "{shown}");
-        let files = &applied_config(&a)["config"]["file"];
+        let shown = serde_json::to_value(applied_config(&a)).unwrap();
+        assert!(!shown.to_string().contains("hunter2"), "{shown}");
+        let files = &shown["config"]["file"];
         assert_eq!(files[0]["content"], "<redacted>");
         assert_eq!((files[0]["mode"].as_str(), files[0]["size"].as_u64()), (Some("0600"), Some(14)));
         assert_eq!(files[1]["content"], "hello");
-        let service = &applied_config(&a)["config"]["service"][0];
+        let service = &shown["config"]["service"][0];
         assert_eq!((service["uid"].as_u64(), service["devices"][0].as_str()), (Some(65534), Some("/dev/net/tun")));
     }
 

@@ -3,31 +3,20 @@
 //! the image. `?sha256=HEX` additionally pins the image's hash; `?version=V` names the image's version (its signed
 //! slot manifest comes last), so a downgrade is refused before anything is written.
 
-use super::state::AppState;
+use super::state::Inner;
 use crate::power::Action;
 use crate::upgrade::image::{self, Refusal};
-use axum::extract::{Query, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use keel_api::request::UpgradeQuery;
+use keel_config::status::UpgradeAccepted;
 
 /// The largest body: the image and its signature.
 pub const MAX_UPGRADE_BODY: usize = image::MAX_IMAGE + (64 << 10);
 
-#[derive(serde::Deserialize)]
-pub struct UpgradeQuery {
-    sha256: Option<String>,
-    version: Option<String>,
-}
-
-fn http_status(code: &str) -> StatusCode {
-    let status = super::refusals::status(super::refusals::Kind::Upgrade, code);
-    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
-}
-
 fn refused(r: &Refusal) -> Response {
-    (http_status(r.code), Json(json!({"accepted": false, "reason": r.code, "detail": r.detail}))).into_response()
+    let status = keel_api::refusals::status(keel_api::refusals::Kind::Upgrade, r.code);
+    keel_api::reply::refused(status, r.code, r.detail.clone())
 }
 
 /// The signature must arrive within this many bytes.
@@ -74,7 +63,7 @@ async fn drain(body: &mut axum::body::BodyDataStream, mut seen: usize) {
     }
 }
 
-pub async fn put_upgrade(State(s): State<AppState>, Query(q): Query<UpgradeQuery>, body: axum::body::Body) -> Response {
+pub async fn put_upgrade(s: &Inner, q: UpgradeQuery, body: axum::body::Body) -> Response {
     use futures_util::StreamExt;
     let allowed = match &s.allowed {
         Ok(a) => a.clone(),
@@ -94,7 +83,7 @@ pub async fn put_upgrade(State(s): State<AppState>, Query(q): Query<UpgradeQuery
         }
     };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<bytes_chunk::Chunk, String>>(CHUNKS_IN_FLIGHT);
-    let (sha, version) = (q.sha256.clone(), q.version.clone());
+    let (sha, version) = (q.sha256, q.version);
     let work = tokio::task::spawn_blocking(move || {
         let chunks = std::iter::from_fn(move || rx.blocking_recv());
         crate::upgrade::stream::install(&sig, chunks, sha.as_deref(), version.as_deref(), &allowed)
@@ -131,9 +120,15 @@ pub async fn put_upgrade(State(s): State<AppState>, Query(q): Query<UpgradeQuery
     };
     // Answer first, then reboot into the trial.
     crate::power::after_reply(&s.power, Action::Reboot, format!("upgrade to slot {}", done.slot));
-    Json(json!({"accepted": true, "slot": done.slot, "sha256": done.sha256, "signer": done.signer,
-                "bytes": done.bytes, "rebooting": true}))
-    .into_response()
+    let accepted = UpgradeAccepted {
+        accepted: true,
+        bytes: done.bytes as u64,
+        rebooting: true,
+        sha256: done.sha256,
+        signer: done.signer,
+        slot: done.slot.to_string(),
+    };
+    Json(accepted).into_response()
 }
 
 /// A body chunk: the first one (copied while looking for the signature's end), then hyper's own.

@@ -201,9 +201,9 @@ impl Places {
     }
 }
 
-/// The command API's replay memory (`api::command`) in the floor.
+/// The command API's replay memory (`keel_api::command`) in the floor.
 #[cfg(feature = "api")]
-impl crate::api::command::Floor for Places {
+impl keel_api::command::Floor for Places {
     fn read(&self) -> (u64, BTreeMap<String, u64>) {
         let f = current_in(self, build_time());
         (f.time, f.nonces)
@@ -399,6 +399,47 @@ mod tests {
         assert!(raise_in(&none, 0, |f| f.generation = Some(1)).is_ok());
         let broken = Places { efi: Some(Vars { dir: dir.join("missing") }), file: None };
         assert!(raise_in(&broken, 0, |f| f.generation = Some(1)).is_err());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// The command nonces (`keel_api::command::Nonces`) kept in the real floor.
+#[cfg(all(test, feature = "api"))]
+mod command_tests {
+    use keel_api::command::{Nonces, NAMESPACE};
+    use keel_config::sshsig::{sign, AllowedSigners, HashAlg, PrivateKey};
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    const ID: &str = "0a1b2c3d4e5f60718293a4b5c6d7e8f9";
+
+    fn doc(nonce: &str, expires: u64) -> String {
+        format!("action = \"reboot\"\nnode = \"{ID}\"\nnonce = \"{nonce}\"\nexpires = {expires}\n")
+    }
+
+    #[test]
+    fn a_diskless_node_remembers_nonces_in_the_floor_and_never_goes_below_its_time() {
+        let k = PrivateKey::from_seed([7u8; 32], "ops");
+        let line = format!("ops namespaces=\"keel-command\" {}", k.public_key().to_openssh());
+        let allowed = AllowedSigners::parse("allowed_signers", &line).unwrap();
+        let now = SystemTime::now();
+        let t = now.duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let dir = std::env::temp_dir().join(format!("keel-nonce-floor-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("efivars")).unwrap();
+        let places = super::Places { efi: Some(crate::upgrade::efivar::Vars { dir: dir.join("efivars") }), file: None };
+        let fresh = || Nonces::default().with_floor(Box::new(places.clone()));
+        let cmd = doc("nonce-in-the-floor-01", t + 60);
+        let sig = sign(cmd.as_bytes(), &k, NAMESPACE, HashAlg::Sha512);
+        assert!(fresh().verify(&cmd, &sig, &allowed, ID, "reboot", now).is_ok());
+        // Power cycle: no file, a new PID 1; the UEFI variable remembers.
+        let again = fresh().verify(&cmd, &sig, &allowed, ID, "reboot", now);
+        assert_eq!(again.err().map(|r| r.code), Some("replayed"));
+        // The clock turned back an hour: a command that expired before the floor's time stays expired.
+        let earlier = now - Duration::from_secs(3600);
+        let old = doc("nonce-in-the-floor-02", t - 30);
+        let sig = sign(old.as_bytes(), &k, NAMESPACE, HashAlg::Sha512);
+        let r = fresh().verify(&old, &sig, &allowed, ID, "reboot", earlier);
+        assert_eq!(r.err().map(|r| r.code), Some("expired"));
         let _ = std::fs::remove_dir_all(dir);
     }
 }

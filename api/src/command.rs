@@ -16,7 +16,7 @@ pub use keel_config::credential::Refusal;
 
 /// 403 for who signed, 422 for what was sent, 409 for when and where.
 pub fn http_status(r: &Refusal) -> u16 {
-    super::refusals::status(super::refusals::Kind::Command, r.code)
+    crate::refusals::status(crate::refusals::Kind::Command, r.code)
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -218,34 +218,6 @@ mod tests {
         let other = doc("reboot", ID, "nonce-000000000009", t + 60);
         let sig = sign(other.as_bytes(), &stranger, NAMESPACE, HashAlg::Sha512);
         assert_eq!(code(nonces.verify(&other, &sig, &allowed, ID, "reboot", now)), Some("unknown-key"));
-    }
-
-    #[test]
-    fn a_diskless_node_remembers_nonces_in_the_floor_and_never_goes_below_its_time() {
-        let (k, allowed) = key();
-        let now = SystemTime::now();
-        let t = now_secs(now);
-        let dir = std::env::temp_dir().join(format!("keel-nonce-floor-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("efivars")).unwrap();
-        let places = crate::trust::floor::Places {
-            efi: Some(crate::upgrade::efivar::Vars { dir: dir.join("efivars") }),
-            file: None,
-        };
-        let fresh = || Nonces::default().with_floor(Box::new(places.clone()));
-        let cmd = doc("reboot", ID, "nonce-in-the-floor-01", t + 60);
-        let sig = sign(cmd.as_bytes(), &k, NAMESPACE, HashAlg::Sha512);
-        assert!(fresh().verify(&cmd, &sig, &allowed, ID, "reboot", now).is_ok());
-        // Power cycle: no file, a new PID 1; the UEFI variable remembers.
-        let again = fresh().verify(&cmd, &sig, &allowed, ID, "reboot", now);
-        assert_eq!(again.err().map(|r| r.code), Some("replayed"));
-        // The clock turned back an hour: a command that expired before the floor's time stays expired.
-        let earlier = now - Duration::from_secs(3600);
-        let old = doc("reboot", ID, "nonce-in-the-floor-02", t - 30);
-        let sig = sign(old.as_bytes(), &k, NAMESPACE, HashAlg::Sha512);
-        let r = fresh().verify(&old, &sig, &allowed, ID, "reboot", earlier);
-        assert_eq!(r.err().map(|r| r.code), Some("expired"));
-        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The request bodies and queries the API decodes, kept apart from the handlers so the fuzz targets
-//! (`fuzz/fuzz_targets/api_request.rs`) decode exactly these types through the same axum extractors.
+//! The request bodies and queries the API decodes (through the router's axum extractors, in the node and in the
+//! fuzz target `api_request` alike).
 
 /// `PUT /v1/config`.
 #[derive(Debug, serde::Deserialize)]
@@ -23,6 +23,20 @@ pub struct SignedCommand {
 #[derive(Debug, serde::Deserialize)]
 pub struct LogQuery {
     pub follow: Option<String>,
+}
+
+impl LogQuery {
+    /// `follow=1` or `follow=true`: keep streaming new lines.
+    pub fn follows(&self) -> bool {
+        matches!(self.follow.as_deref(), Some("1") | Some("true"))
+    }
+}
+
+/// `PUT /v1/upgrade?sha256=HEX&version=V`: the image's pinned hash and the version it claims (both optional).
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct UpgradeQuery {
+    pub sha256: Option<String>,
+    pub version: Option<String>,
 }
 
 #[cfg(test)]

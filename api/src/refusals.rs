@@ -1,6 +1,6 @@
 //! Every reason the API refuses a signed config, command or upgrade, with its HTTP status: the one table the
 //! three handlers answer from, and from which docs/api.md's table is generated (`KEEL_UPDATE_DOCS=1 cargo test
-//! -p keel-init refusals` rewrites it; the test fails when the docs differ). 403: who signed; 422: what was sent;
+//! -p keel-api refusals` rewrites it; the test fails when the docs differ). 403: who signed; 422: what was sent;
 //! 409: when and where; 429: too many; 500: the node's own fault.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,7 +110,7 @@ pub fn markdown() -> String {
 mod tests {
     use super::*;
 
-    const BEGIN: &str = "<!-- refusals: generated from init/src/api/refusals.rs; do not edit -->\n";
+    const BEGIN: &str = "<!-- refusals: generated from api/src/refusals.rs; do not edit -->\n";
     const END: &str = "<!-- refusals: end -->";
 
     #[test]
@@ -124,7 +124,7 @@ mod tests {
         }
         assert!(
             text == want,
-            "docs/api.md's refusal table is out of date: KEEL_UPDATE_DOCS=1 cargo test -p keel-init refusals"
+            "docs/api.md's refusal table is out of date: KEEL_UPDATE_DOCS=1 cargo test -p keel-api refusals"
         );
     }
 
