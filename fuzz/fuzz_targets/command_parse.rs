@@ -1,18 +1,10 @@
-//! The signed command parser of the node API (init/src/api/command.rs, compiled here from the same file). The
+//! The signed command parser of the node API (`keel_api::command`, the crate the node serves its API from). The
 //! fuzzed document is signed with a trusted key first, so what follows the signature check (the TOML document,
 //! node, nonce, expiry and replay rules) is reached; with the first byte odd, the rest is split into a document
 //! and a signature as sent, and the signature parser sees it too.
 #![no_main]
 
-// command.rs takes its HTTP statuses from the one refusal table.
-#[path = "../../init/src/api/refusals.rs"]
-#[allow(dead_code)]
-mod refusals;
-#[path = "../../init/src/api/command.rs"]
-#[allow(dead_code)]
-mod command;
-
-use command::Nonces;
+use keel_api::command::{self, Nonces};
 use keel_config::sshsig::{self, AllowedSigners, HashAlg, PrivateKey};
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
