@@ -264,6 +264,15 @@ pub enum Filesystem {
     Ext4,
 }
 
+impl Filesystem {
+    /// As node.toml spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Filesystem::Ext4 => "ext4",
+        }
+    }
+}
+
 /// A block-device volume: found by its selector, partitioned and formatted only when blank, then mounted.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -321,6 +330,17 @@ pub enum Restart {
     OnFailure,
     /// Runs once per start of its definition.
     Never,
+}
+
+impl Restart {
+    /// As node.toml spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Restart::Always => "always",
+            Restart::OnFailure => "on-failure",
+            Restart::Never => "never",
+        }
+    }
 }
 
 /// The level a service's stdout/stderr lines are logged at; `off` keeps them out of the console (they still go

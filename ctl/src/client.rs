@@ -94,7 +94,7 @@ impl Client {
         Ok(credential::proof_header(&sig))
     }
 
-    fn fail(&self, msg: impl std::fmt::Display) -> Failure {
+    pub fn fail(&self, msg: impl std::fmt::Display) -> Failure {
         Failure::Failed(format!("{}: {msg}", self.key))
     }
 

@@ -14,6 +14,7 @@ use crate::commands::{one_file, read, read_text, with_suffix};
 use crate::diff::diff;
 use crate::view::View;
 use crate::{cmddoc, status, Failure, Opts};
+use keel_config::status::RunningConfig;
 
 fn client(o: &Opts, command: &str) -> Result<Client, Failure> {
     Ok(Client::new(command, o.node.clone(), o.fingerprint.clone(), o.known_nodes.clone())?.with_key(o.key.clone()))
@@ -94,15 +95,16 @@ pub fn apply(o: Opts, plan: bool) -> Result<(), Failure> {
     let config = load_valid(&file, &bytes)?;
     if plan || o.dry_run {
         let (status, running) = client.json("GET", "/v1/config", None, READ_TIMEOUT)?;
-        let running = match status {
-            200..=299 => running,
-            404 => Value::Null,
+        let running: RunningConfig = match status {
+            200..=299 => serde_json::from_value(running)
+                .map_err(|e| client.fail(format!("GET /v1/config: not a running config: {e}")))?,
+            404 => RunningConfig::default(),
             _ => return Err(client.http_error("GET /v1/config", status, running.to_string().as_bytes())),
         };
-        if running.is_null() {
+        if running.config.is_none() {
             println!("the node runs no config yet");
         }
-        print!("{}", diff(&View::from_json(&running), &View::from_config(&config)));
+        print!("{}", diff(&View::from_running(&running), &View::from_config(&config)));
         return Ok(());
     }
     let sig = signature(&o, &file, &bytes)?;

@@ -23,8 +23,8 @@ pub use node::{
 };
 pub use reply::{ApiError, CommandAccepted, ConfigAccepted, Refused, UpgradeAccepted};
 pub use running::{
-    RunningBody, RunningConfig, RunningFile, RunningForward, RunningLink, RunningLog, RunningNetwork, RunningNode,
-    RunningRoute, RunningService, RunningStorage, RunningVolume, REDACTED,
+    program_text, RunningBody, RunningConfig, RunningFile, RunningForward, RunningLink, RunningLog, RunningNetwork,
+    RunningNode, RunningRoute, RunningService, RunningStorage, RunningVolume, REDACTED,
 };
 pub use services::{LogDestination, LogsStatus, ServiceStatus, ServicesStatus};
 pub use storage::{DiskStatus, StateVolumeStatus, StorageStatus, VolumeStatus};

@@ -3,6 +3,7 @@
 //! applied config, keelctl reads it for `plan`. Fields are in alphabetical order: the bytes the node sent when
 //! this was built with `json!`.
 
+use crate::model::{Config, LinkSelector, Program};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -147,4 +148,120 @@ pub struct RunningForward {
     pub ca: String,
     pub format: String,
     pub url: String,
+}
+
+/// A service's program as one string: its path in the image, `<url> sha256:<hex>` for an artifact, or
+/// `image <reference>` (and the entrypoint it replaces with `exec`) for an OCI image. Never a registry token.
+pub fn program_text(p: &Program) -> String {
+    match p {
+        Program::Path(path) => path.clone(),
+        Program::Artifact { url, sha256 } => format!("{url} sha256:{sha256}"),
+        Program::Image(i) => match &i.exec {
+            Some(exec) => format!("image {} exec {exec}", i.reference),
+            None => format!("image {}", i.reference),
+        },
+    }
+}
+
+fn strings<T: ToString>(items: &[T]) -> Vec<String> {
+    items.iter().map(T::to_string).collect()
+}
+
+impl RunningBody {
+    /// `c` as the node shows it: secret files' content redacted, the registry's token left out.
+    pub fn of(c: &Config, generation: u64) -> RunningBody {
+        let link = |l: &crate::model::Link| {
+            let (name, mac) = match &l.selector {
+                LinkSelector::Name(n) => (Some(n.clone()), None),
+                LinkSelector::Mac(m) => (None, Some(m.to_string())),
+            };
+            RunningLink { addresses: strings(&l.addresses), dhcp4: l.dhcp4, mac, mtu: l.mtu, name, up: l.up }
+        };
+        let route = |r: &crate::model::Route| RunningRoute {
+            link: r.link.as_ref().map(|l| l.to_string()),
+            metric: r.metric,
+            onlink: r.onlink,
+            to: r.to.to_string(),
+            via: r.via.map(|v| v.to_string()),
+        };
+        let file = |f: &crate::model::File| RunningFile {
+            content: if f.secret { REDACTED.into() } else { String::from_utf8_lossy(&f.content).into_owned() },
+            gid: f.gid,
+            mode: format!("{:04o}", f.mode),
+            path: f.path.clone(),
+            secret: f.secret,
+            size: f.content.len() as u64,
+            uid: f.uid,
+        };
+        let service = |s: &crate::model::Service| RunningService {
+            after: strings(&s.after),
+            args: s.args.clone(),
+            capabilities: s.capabilities.clone(),
+            devices: s.devices.clone(),
+            env: s.env.clone(),
+            exec: program_text(&s.program),
+            gid: s.gid,
+            name: s.name.clone(),
+            paths: s.paths.clone(),
+            restart: s.restart.as_str().into(),
+            uid: s.uid,
+        };
+        let volume = |v: &crate::model::Volume| RunningVolume {
+            device: v.device.clone(),
+            fs: v.fs.as_str().into(),
+            label: v.label.clone(),
+            mount: v.mount.clone(),
+            name: v.name.clone(),
+            options: v.options.clone(),
+            wipe: v.wipe,
+        };
+        let forward = |f: &crate::model::LogForward| RunningForward {
+            buffer_lines: f.buffer_lines as u64,
+            ca: if f.ca.is_some() { "config" } else { "image" }.into(),
+            format: f.format.as_str().into(),
+            url: f.url.clone(),
+        };
+        RunningBody {
+            file: c.files.iter().map(file).collect(),
+            generation,
+            log: RunningLog { forward: c.log_forward.iter().map(forward).collect() },
+            network: RunningNetwork {
+                link: c.network.links.iter().map(link).collect(),
+                nameservers: strings(&c.network.nameservers),
+                ntp: strings(&c.network.ntp),
+                route: c.network.routes.iter().map(route).collect(),
+                search: c.network.search.clone(),
+            },
+            node: RunningNode {
+                expires: c.target.expires.map(|t| t.unix_seconds),
+                hostname: c.target.hostname.clone(),
+                mac: c.target.mac.map(|m| m.to_string()),
+                uuid: c.target.machine_id.clone(),
+            },
+            service: c.services.iter().map(service).collect(),
+            storage: RunningStorage { volume: c.volumes.iter().map(volume).collect() },
+            sysctl: c.sysctl.clone(),
+            version: 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_content_never_leaves_and_the_shape_is_node_toml() {
+        let text = "version = 1\ngeneration = 5\n[[file]]\npath = \"/run/k\"\ncontent = \"hunter2\"\nsecret = true\n\
+                    [[service]]\nname = \"a\"\nexec = \"/a\"\n[[storage.volume]]\nname = \"d\"\ndevice = \"/dev/vdb\"\n\
+                    mount = \"/var/d\"\n";
+        let body = RunningBody::of(&crate::parse("node.toml", text).unwrap(), 5);
+        let shown = serde_json::to_string(&body).unwrap();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert_eq!((body.file[0].content.as_str(), body.file[0].size), (REDACTED, 7));
+        // The spellings node.toml takes, so a client can read them back as it reads a config.
+        assert_eq!((body.service[0].restart.as_str(), body.storage.volume[0].fs.as_str()), ("on-failure", "ext4"));
+        let back: RunningBody = serde_json::from_str(&shown).unwrap();
+        assert_eq!(back, body);
+    }
 }

@@ -219,10 +219,14 @@ fn status(fp: &str) -> Value {
     })
 }
 
+/// As a node answers `GET /v1/config` (keel_config::status::RunningConfig), with only the fields the test needs.
 fn running_config() -> Value {
     json!({
-        "version": 1, "generation": 6, "node": {"hostname": "edge-1"},
-        "sysctl": {"vm.swappiness": "60"},
-        "file": [{"path": "/run/motd", "content": "hello\n"}]
+        "generation": 6, "source": "api", "signer": "ops",
+        "config": {
+            "version": 1, "generation": 6, "node": {"hostname": "edge-1"},
+            "sysctl": {"vm.swappiness": "60"},
+            "file": [{"path": "/run/motd", "content": "hello\n", "mode": "0644", "size": 6}]
+        }
     })
 }

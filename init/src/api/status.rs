@@ -6,7 +6,6 @@ use crate::controller::{ControllerStatus, ItemState};
 use crate::net::controller::NetStatus;
 use crate::net::observed::KEEL_PROTO;
 use crate::time::TimeStatus;
-use keel_config::model::LinkSelector;
 use keel_config::status as st;
 
 fn controller(s: &ControllerStatus) -> st::ControllerStatus {
@@ -226,100 +225,10 @@ pub fn running_config(c: &ConfigHandle) -> st::RunningConfig {
     applied_config(&a)
 }
 
-fn link_selector(s: &LinkSelector) -> (Option<String>, Option<String>) {
-    match s {
-        LinkSelector::Name(n) => (Some(n.clone()), None),
-        LinkSelector::Mac(m) => (None, Some(m.to_string())),
-    }
-}
-
-fn strings<T: ToString>(items: &[T]) -> Vec<String> {
-    items.iter().map(T::to_string).collect()
-}
-
 /// [`running_config`] of one applied config.
 fn applied_config(a: &crate::config::pipeline::Applied) -> st::RunningConfig {
-    let cfg = &a.config;
-    let link = |l: &keel_config::model::Link| {
-        let (name, mac) = link_selector(&l.selector);
-        st::RunningLink { addresses: strings(&l.addresses), dhcp4: l.dhcp4, mac, mtu: l.mtu, name, up: l.up }
-    };
-    let route = |r: &keel_config::model::Route| st::RunningRoute {
-        link: r.link.as_ref().map(|l| l.to_string()),
-        metric: r.metric,
-        onlink: r.onlink,
-        to: r.to.to_string(),
-        via: r.via.map(|v| v.to_string()),
-    };
-    let file = |f: &keel_config::model::File| st::RunningFile {
-        content: if f.secret { st::REDACTED.into() } else { String::from_utf8_lossy(&f.content).into_owned() },
-        gid: f.gid,
-        mode: format!("{:04o}", f.mode),
-        path: f.path.clone(),
-        secret: f.secret,
-        size: f.content.len() as u64,
-        uid: f.uid,
-    };
-    let service = |s: &keel_config::model::Service| st::RunningService {
-        after: strings(&s.after),
-        args: s.args.clone(),
-        capabilities: s.capabilities.clone(),
-        devices: s.devices.clone(),
-        env: s.env.clone(),
-        exec: match &s.program {
-            keel_config::model::Program::Path(p) => p.clone(),
-            keel_config::model::Program::Artifact { url, sha256 } => format!("{url} sha256:{sha256}"),
-            // The registry's token stays out: only the reference and the entrypoint override.
-            keel_config::model::Program::Image(i) => match &i.exec {
-                Some(exec) => format!("image {} exec {exec}", i.reference),
-                None => format!("image {}", i.reference),
-            },
-        },
-        gid: s.gid,
-        name: s.name.clone(),
-        paths: s.paths.clone(),
-        restart: format!("{:?}", s.restart).to_lowercase(),
-        uid: s.uid,
-    };
-    let volume = |v: &keel_config::model::Volume| st::RunningVolume {
-        device: v.device.clone(),
-        fs: format!("{:?}", v.fs).to_lowercase(),
-        label: v.label.clone(),
-        mount: v.mount.clone(),
-        name: v.name.clone(),
-        options: v.options.clone(),
-        wipe: v.wipe,
-    };
-    let forward = |f: &keel_config::model::LogForward| st::RunningForward {
-        buffer_lines: f.buffer_lines as u64,
-        ca: if f.ca.is_some() { "config" } else { "image" }.into(),
-        format: f.format.as_str().into(),
-        url: f.url.clone(),
-    };
-    let body = st::RunningBody {
-        file: cfg.files.iter().map(file).collect(),
-        generation: a.generation,
-        log: st::RunningLog { forward: cfg.log_forward.iter().map(forward).collect() },
-        network: st::RunningNetwork {
-            link: cfg.network.links.iter().map(link).collect(),
-            nameservers: strings(&cfg.network.nameservers),
-            ntp: strings(&cfg.network.ntp),
-            route: cfg.network.routes.iter().map(route).collect(),
-            search: cfg.network.search.clone(),
-        },
-        node: st::RunningNode {
-            expires: cfg.target.expires.map(|t| t.unix_seconds),
-            hostname: cfg.target.hostname.clone(),
-            mac: cfg.target.mac.map(|m| m.to_string()),
-            uuid: cfg.target.machine_id.clone(),
-        },
-        service: cfg.services.iter().map(service).collect(),
-        storage: st::RunningStorage { volume: cfg.volumes.iter().map(volume).collect() },
-        sysctl: cfg.sysctl.clone(),
-        version: 1,
-    };
     st::RunningConfig {
-        config: Some(body),
+        config: Some(st::RunningBody::of(&a.config, a.generation)),
         generation: Some(a.generation),
         signer: Some(a.signer.clone()),
         source: Some(a.source.clone()),
