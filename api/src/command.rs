@@ -4,7 +4,7 @@
 
 use keel_config::sshsig::{self, AllowedSigners};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub const NAMESPACE: &str = "keel-command";
@@ -38,9 +38,13 @@ struct Document {
 #[derive(Default)]
 pub struct Nonces {
     seen: BTreeMap<String, u64>,
-    file: Option<PathBuf>,
+    file: Option<(PathBuf, WriteFile)>,
     floor: Option<Box<dyn Floor>>,
 }
+
+/// How the nonce file is written. The node passes its one atomic durable write (`safe_fs::write_atomic`: temp
+/// file, fsync, rename, fsync of the directory), so a remembered nonce survives a power cut right after the reply.
+pub type WriteFile = fn(&Path, &[u8]) -> std::io::Result<()>;
 
 /// At most this many unexpired commands are remembered in the floor (a UEFI variable has little room); one more is
 /// refused (`too-many`) until some expire, at most [`MAX_AHEAD`] later.
@@ -67,8 +71,9 @@ fn normalize_id(id: &str) -> String {
 }
 
 impl Nonces {
-    /// The nonces remembered in `file` (lines `nonce expires`); a missing or damaged file remembers nothing.
-    pub fn load(file: PathBuf) -> Nonces {
+    /// The nonces remembered in `file` (lines `nonce expires`), written back with `write`; a missing or damaged
+    /// file remembers nothing.
+    pub fn load(file: PathBuf, write: WriteFile) -> Nonces {
         let text = std::fs::read_to_string(&file).unwrap_or_default();
         let seen = text
             .lines()
@@ -77,7 +82,7 @@ impl Nonces {
                 Some((nonce.to_string(), expires.trim().parse().ok()?))
             })
             .collect();
-        Nonces { seen, file: Some(file), floor: None }
+        Nonces { seen, file: Some((file, write)), floor: None }
     }
 
     /// Also remembers in (and consults) `floor`.
@@ -86,19 +91,14 @@ impl Nonces {
         self
     }
 
-    /// Written before the command is acted on: temp file, fsync, rename.
+    /// Written before the command is acted on.
     fn save(&self) -> std::io::Result<()> {
-        use std::io::Write;
-        let Some(file) = &self.file else { return Ok(()) };
+        let Some((file, write)) = &self.file else { return Ok(()) };
         if let Some(dir) = file.parent() {
             std::fs::create_dir_all(dir)?;
         }
         let text: String = self.seen.iter().map(|(n, e)| format!("{n} {e}\n")).collect();
-        let tmp = file.with_extension("tmp");
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, file)
+        write(file, text.as_bytes())
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -227,19 +227,20 @@ mod tests {
         let t = now_secs(now);
         let dir = std::env::temp_dir().join(format!("keel-nonces-{}", std::process::id()));
         let file = dir.join("api/command-nonces");
+        let write: WriteFile = |p, b| std::fs::write(p, b);
         let cmd = doc("reboot", ID, "nonce-persisted-0001", t + 60);
         let sig = sign(cmd.as_bytes(), &k, NAMESPACE, HashAlg::Sha512);
-        assert!(Nonces::load(file.clone()).verify(&cmd, &sig, &allowed, ID, "reboot", now).is_ok());
+        assert!(Nonces::load(file.clone(), write).verify(&cmd, &sig, &allowed, ID, "reboot", now).is_ok());
         // A new PID 1 (after the reboot) reads the memory back and refuses the same command.
-        let refused = Nonces::load(file.clone()).verify(&cmd, &sig, &allowed, ID, "reboot", now);
+        let refused = Nonces::load(file.clone(), write).verify(&cmd, &sig, &allowed, ID, "reboot", now);
         assert_eq!(refused.err().map(|r| r.code), Some("replayed"));
         // Garbage in the file is ignored, not fatal; an unwritable place refuses rather than forgets.
         std::fs::write(&file, "junk\nnonce x\n").unwrap();
         let fresh = doc("reboot", ID, "nonce-persisted-0002", t + 60);
         let sig2 = sign(fresh.as_bytes(), &k, NAMESPACE, HashAlg::Sha512);
-        assert!(Nonces::load(file.clone()).verify(&fresh, &sig2, &allowed, ID, "reboot", now).is_ok());
+        assert!(Nonces::load(file.clone(), write).verify(&fresh, &sig2, &allowed, ID, "reboot", now).is_ok());
         let blocked = file.join("not-a-dir/nonces");
-        let r = Nonces::load(blocked).verify(&cmd, &sig, &allowed, ID, "reboot", now);
+        let r = Nonces::load(blocked, write).verify(&cmd, &sig, &allowed, ID, "reboot", now);
         assert_eq!(r.err().map(|r| r.code), Some("not-persisted"));
         let _ = std::fs::remove_dir_all(dir);
     }

@@ -82,8 +82,10 @@ pub async fn start(parts: Parts) {
         power: parts.power,
         allowed: trust,
         nonces: Arc::new(Mutex::new(
-            keel_api::command::Nonces::load(std::path::Path::new(TLS_DIR).join("command-nonces"))
-                .with_floor(Box::new(crate::trust::floor::Places::system())),
+            keel_api::command::Nonces::load(std::path::Path::new(TLS_DIR).join("command-nonces"), |path, bytes| {
+                crate::safe_fs::write_atomic(path, bytes, 0o600, None)
+            })
+            .with_floor(Box::new(crate::trust::floor::Places::system())),
         )),
     });
     serve(listener, tls_config, routes::router(state), gates).await
