@@ -153,6 +153,7 @@ pub async fn run(exec_at: Duration) -> ! {
         node.machine_id.as_str(),
         node.hostname,
     );
+    procfs::log_memory("ready", log::Level::Debug);
 
     // The persistent /var (when there is a state volume) before the config pipeline reads its last-known-good
     // and the API its TLS identity. Without an SMBIOS uuid the machine id is the one recorded there: then /var
