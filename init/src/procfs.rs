@@ -26,7 +26,12 @@ pub fn userspace_pids() -> Vec<i32> {
 
 /// `VmRSS` in KiB from the text of /proc/<pid>/status.
 pub fn vm_rss_kib(status: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    status_field(status, "VmRSS:")
+}
+
+/// The number after `name` (`VmRSS:`, `Threads:`) in the text of /proc/<pid>/status.
+fn status_field(status: &str, name: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with(name))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
@@ -49,7 +54,8 @@ pub struct Memory {
     pub thread_stacks: u64,
     pub anon: u64,
     pub other: u64,
-    /// Mappings that are thread stacks: one per thread but the main one (exited threads' stacks are unmapped).
+    /// Threads, the main one included (`Threads:` of /proc/self/status; each thread's stack is unmapped when it
+    /// exits).
     pub threads: u64,
 }
 
@@ -65,7 +71,8 @@ fn mapping(line: &str) -> Option<(u64, u64, &str, &str)> {
 
 /// Sums the `Rss:` of every mapping of an smaps text by kind. `exe` is the binary's path as smaps names it.
 /// A thread stack is an anonymous read-write mapping that starts where a no-access one (its guard page) ends:
-/// that is how musl's `pthread_create` maps them.
+/// that is how musl's `pthread_create` maps them (and Rust's std its threads' signal stacks, musl's malloc its
+/// metadata pages: both small). Adjacent anonymous mappings the kernel merged count as one.
 pub fn memory(smaps: &str, exe: &str) -> Memory {
     let mut m = Memory::default();
     // The current mapping's kind, and the end of the last no-access mapping (a guard page).
@@ -80,10 +87,7 @@ pub fn memory(smaps: &str, exe: &str) -> Memory {
                 (p, _) if p == exe => |m| &mut m.rodata,
                 ("[heap]", _) => |m| &mut m.heap,
                 ("[stack]", _) => |m| &mut m.stack,
-                (_, [b'r', b'w', ..]) if anon && guard_end == Some(start) => {
-                    m.threads += 1;
-                    |m| &mut m.thread_stacks
-                }
+                (_, [b'r', b'w', ..]) if anon && guard_end == Some(start) => |m| &mut m.thread_stacks,
                 _ if anon => |m| &mut m.anon,
                 _ => |m| &mut m.other,
             });
@@ -111,7 +115,9 @@ pub fn log_memory(at: &str, level: log::Level) {
     let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
         return;
     };
-    let m = memory(&smaps, &exe);
+    let mut m = memory(&smaps, &exe);
+    m.threads =
+        std::fs::read_to_string("/proc/self/status").ok().and_then(|s| status_field(&s, "Threads:")).unwrap_or(0);
     log::log!(
         level,
         "boot.memory at={at} rss_kib={} text_kib={} rodata_kib={} data_kib={} heap_kib={} stack_kib={} \
@@ -147,6 +153,7 @@ mod tests {
         let status = "Name:\tinit\nVmPeak:\t 1000 kB\nVmRSS:\t    1234 kB\nThreads:\t1\n";
         assert_eq!(vm_rss_kib(status), Some(1234));
         assert_eq!(vm_rss_kib("Name:\tx\n"), None);
+        assert_eq!(status_field("Name:\tx\nThreads:\t7\n", "Threads:"), Some(7));
     }
 
     #[test]
@@ -193,7 +200,7 @@ Rss:                   4 kB
             thread_stacks: 28,
             anon: 500,
             other: 4,
-            threads: 2,
+            threads: 0,
         };
         assert_eq!(m, want);
     }
