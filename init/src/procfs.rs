@@ -41,8 +41,9 @@ pub fn self_rss_kib() -> u64 {
 }
 
 /// Where PID 1's resident memory is, in KiB, from /proc/self/smaps: its own binary (code, read-only data,
-/// writable data), the brk heap, the main stack, the threads' stacks, other anonymous memory (malloc's mmapped
-/// groups), and the rest (vdso).
+/// writable data: relocated pointers, statics), the brk heap, the main thread's stack, all other anonymous memory
+/// (musl's malloc maps its groups with mmap, and the other threads' stacks are mappings too: the kernel merges
+/// adjacent ones, so smaps cannot tell them apart), and the rest (vdso).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Memory {
     pub rss: u64,
@@ -51,47 +52,38 @@ pub struct Memory {
     pub data: u64,
     pub heap: u64,
     pub stack: u64,
-    pub thread_stacks: u64,
     pub anon: u64,
     pub other: u64,
-    /// Threads, the main one included (`Threads:` of /proc/self/status; each thread's stack is unmapped when it
-    /// exits).
+    /// Threads, the main one included (`Threads:` of /proc/self/status).
     pub threads: u64,
 }
 
-/// One mapping's header line: `start-end perms offset dev inode [path]`.
-fn mapping(line: &str) -> Option<(u64, u64, &str, &str)> {
+/// One mapping's header line: `start-end perms offset dev inode [path]`: its permissions and path.
+fn mapping(line: &str) -> Option<(&str, &str)> {
     let mut f = line.split_whitespace();
     let (start, end) = f.next()?.split_once('-')?;
-    let (start, end) = (u64::from_str_radix(start, 16).ok()?, u64::from_str_radix(end, 16).ok()?);
+    u64::from_str_radix(start, 16).ok()?;
+    u64::from_str_radix(end, 16).ok()?;
     let perms = f.next()?;
     let path = f.nth(3).unwrap_or("");
-    Some((start, end, perms, path))
+    Some((perms, path))
 }
 
 /// Sums the `Rss:` of every mapping of an smaps text by kind. `exe` is the binary's path as smaps names it.
-/// A thread stack is an anonymous read-write mapping that starts where a no-access one (its guard page) ends:
-/// that is how musl's `pthread_create` maps them (and Rust's std its threads' signal stacks, musl's malloc its
-/// metadata pages: both small). Adjacent anonymous mappings the kernel merged count as one.
 pub fn memory(smaps: &str, exe: &str) -> Memory {
     let mut m = Memory::default();
-    // The current mapping's kind, and the end of the last no-access mapping (a guard page).
     let mut kind: Option<fn(&mut Memory) -> &mut u64> = None;
-    let mut guard_end = None;
     for line in smaps.lines() {
-        if let Some((start, end, perms, path)) = mapping(line) {
-            let anon = path.is_empty();
+        if let Some((perms, path)) = mapping(line) {
             kind = Some(match (path, perms.as_bytes()) {
                 (p, [_, _, b'x', ..]) if p == exe => |m| &mut m.text,
                 (p, [_, b'w', ..]) if p == exe => |m| &mut m.data,
                 (p, _) if p == exe => |m| &mut m.rodata,
                 ("[heap]", _) => |m| &mut m.heap,
                 ("[stack]", _) => |m| &mut m.stack,
-                (_, [b'r', b'w', ..]) if anon && guard_end == Some(start) => |m| &mut m.thread_stacks,
-                _ if anon => |m| &mut m.anon,
+                ("", _) => |m| &mut m.anon,
                 _ => |m| &mut m.other,
             });
-            guard_end = (anon && perms.starts_with("---")).then_some(end);
         } else if let Some(v) = line.strip_prefix("Rss:") {
             let kib: u64 = v.trim().trim_end_matches("kB").trim().parse().unwrap_or(0);
             if let Some(k) = kind {
@@ -121,17 +113,16 @@ pub fn log_memory(at: &str, level: log::Level) {
     log::log!(
         level,
         "boot.memory at={at} rss_kib={} text_kib={} rodata_kib={} data_kib={} heap_kib={} stack_kib={} \
-         thread_stacks_kib={} threads={} anon_kib={} other_kib={}",
+         anon_kib={} other_kib={} threads={}",
         m.rss,
         m.text,
         m.rodata,
         m.data,
         m.heap,
         m.stack,
-        m.thread_stacks,
-        m.threads,
         m.anon,
-        m.other
+        m.other,
+        m.threads
     );
 }
 
@@ -197,8 +188,7 @@ Rss:                   4 kB
             data: 40,
             heap: 300,
             stack: 24,
-            thread_stacks: 28,
-            anon: 500,
+            anon: 528,
             other: 4,
             threads: 0,
         };
@@ -210,6 +200,6 @@ Rss:                   4 kB
         let exe = std::fs::read_link("/proc/self/exe").unwrap();
         let m = memory(&std::fs::read_to_string("/proc/self/smaps").unwrap(), &exe.to_string_lossy());
         assert!(m.text > 0, "{m:?}");
-        assert!(m.rss >= m.text + m.heap + m.anon + m.thread_stacks, "{m:?}");
+        assert!(m.rss >= m.text + m.heap + m.anon, "{m:?}");
     }
 }

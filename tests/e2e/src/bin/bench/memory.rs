@@ -8,17 +8,16 @@ use keel_e2e::{field, Vm, STEP_TIMEOUT};
 /// The milestones the node logs its memory at, in boot order.
 pub const MILESTONES: [&str; 3] = ["ready", "net.ready", "converged"];
 /// The fields of a `boot.memory` line, as the table's columns.
-const FIELDS: [(&str, &str); 10] = [
+const FIELDS: [(&str, &str); 9] = [
     ("rss_kib", "rss"),
     ("text_kib", "text"),
     ("rodata_kib", "rodata"),
     ("data_kib", "data"),
     ("heap_kib", "heap"),
     ("stack_kib", "stack"),
-    ("thread_stacks_kib", "thr.st"),
-    ("threads", "thr"),
     ("anon_kib", "anon"),
     ("other_kib", "other"),
+    ("threads", "thr"),
 ];
 
 /// Each boot's `boot.memory` lines.
