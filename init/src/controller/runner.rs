@@ -216,7 +216,7 @@ pub fn start_with<C: Controller>(
     log::debug!("controller.start kind={} area={}", C::KIND, C::AREA);
     let (desired_tx, desired) = watch::channel(None);
     let (status_tx, status) = watch::channel(ControllerStatus { area: C::AREA, ..Default::default() });
-    tokio::spawn(run(c, desired, events, status_tx));
+    crate::spawn_apart(move || run(c, desired, events, status_tx));
     (desired_tx, status)
 }
 
