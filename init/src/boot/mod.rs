@@ -153,6 +153,7 @@ pub async fn run(exec_at: Duration) -> ! {
         node.machine_id.as_str(),
         node.hostname,
     );
+    procfs::log_memory("ready", log::Level::Debug);
 
     // The persistent /var (when there is a state volume) before the config pipeline reads its last-known-good
     // and the API its TLS identity. Without an SMBIOS uuid the machine id is the one recorded there: then /var
@@ -188,14 +189,17 @@ pub async fn run(exec_at: Duration) -> ! {
         tx.clone(),
     );
     #[cfg(feature = "api")]
-    tokio::spawn(crate::api::start(crate::api::Parts {
-        machine_id: node.machine_id.as_str().to_string(),
-        hostname: node.hostname.clone(),
-        config: config.clone(),
-        net: net.as_ref().map(|n| n.status.clone()),
-        time,
-        power: tx.clone(),
-    }));
+    {
+        let parts = crate::api::Parts {
+            machine_id: node.machine_id.as_str().to_string(),
+            hostname: node.hostname.clone(),
+            config: config.clone(),
+            net: net.as_ref().map(|n| n.status.clone()),
+            time,
+            power: tx.clone(),
+        };
+        crate::spawn_apart(move || crate::api::start(parts));
+    }
     crate::upgrade::trial::start(
         state.mode == crate::storage::state::StateMode::Volume,
         node.settings.upgrade_deadline,
@@ -206,13 +210,9 @@ pub async fn run(exec_at: Duration) -> ! {
         Some(n) => crate::services::flag(n.status.clone(), |s: &crate::net::controller::NetStatus| s.ready),
         None => tokio::sync::watch::channel(false).1,
     };
-    tokio::spawn(crate::install::run(
-        config.applied.clone(),
-        network_ready,
-        tx.clone(),
-        reaper.clone(),
-        node.machine_id.as_str().to_string(),
-    ));
+    let (applied, power, spawner, id) =
+        (config.applied.clone(), tx.clone(), reaper.clone(), node.machine_id.as_str().to_string());
+    crate::spawn_apart(move || crate::install::run(applied, network_ready, power, spawner, id));
 
     if let Some(argv) = &node.settings.run {
         start_program(&reaper, argv);
@@ -267,7 +267,7 @@ fn start_time_sync(
             }
         });
     }
-    tokio::spawn(crate::time::run(servers_rx, status_tx, crate::time::SystemClock::default()));
+    crate::spawn_apart(move || crate::time::run(servers_rx, status_tx, crate::time::SystemClock::default()));
     status_rx
 }
 

@@ -86,7 +86,7 @@ pub fn start(
         }
     }
     let waiting = pipeline.waiting();
-    tokio::spawn(async move {
+    crate::spawn_apart(move || async move {
         loop {
             // A config held for its rollout turn wakes the task at its time (re-checked at least once a minute
             // against the wall clock); otherwise it sleeps until something is submitted.
@@ -151,7 +151,7 @@ pub fn start(
     let logs_desired = logs.desired.clone();
     let mut applied_rx = applied.clone();
     let handle_registry = registry.clone();
-    tokio::spawn(async move {
+    crate::spawn_apart(move || async move {
         loop {
             let current = applied_rx.borrow_and_update().clone();
             if let Some(a) = current {
@@ -185,7 +185,8 @@ pub fn start(
     let (pull_tx, pull) = watch::channel(pull::PullStatus::default());
     if let (Some(url), Some(n)) = (&settings.config_url, &net) {
         let interval = settings.config_interval;
-        tokio::spawn(pull::run(url.clone(), interval, machine_id, n.status.clone(), submit.clone(), pull_tx));
+        let (url, status, submit) = (url.clone(), n.status.clone(), submit.clone());
+        crate::spawn_apart(move || pull::run(url, interval, machine_id, status, submit, pull_tx));
     }
     let (sysctl, files) = (sysctl_status, files_status);
     ConfigHandle {
@@ -227,6 +228,9 @@ async fn report_convergence(
                 crate::clock::ms(took),
                 crate::procfs::self_rss_kib()
             );
+            // Once a boot: where PID 1's memory is once it runs what its config asks (`make bench` prints it).
+            static MEMORY: std::sync::Once = std::sync::Once::new();
+            MEMORY.call_once(|| crate::procfs::log_memory("converged", log::Level::Info));
             crate::metrics::bump(&crate::metrics::CONFIG_CONVERGED);
             crate::metrics::CONFIG_CONVERGE_US.store(took.as_micros() as u64, std::sync::atomic::Ordering::Relaxed);
             true

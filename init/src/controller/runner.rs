@@ -115,7 +115,9 @@ pub async fn run<C: Controller>(
         let target = desired.borrow_and_update().clone();
         let mut next = None;
         if let Some(target) = &target {
-            let out = pass(&mut c, target, reason).await;
+            // Boxed: a pass's future (up to 13 KiB: the upgrade source's) lives on the heap only while it runs,
+            // not in every controller's task for good.
+            let out = Box::pin(pass(&mut c, target, reason)).await;
             let (wait, why) = if out.failed() {
                 let wait = backoff.failed();
                 // Only a failed operation or observation is news; an item the plan reports failed (a crash-looping
@@ -216,7 +218,7 @@ pub fn start_with<C: Controller>(
     log::debug!("controller.start kind={} area={}", C::KIND, C::AREA);
     let (desired_tx, desired) = watch::channel(None);
     let (status_tx, status) = watch::channel(ControllerStatus { area: C::AREA, ..Default::default() });
-    tokio::spawn(run(c, desired, events, status_tx));
+    crate::spawn_apart(move || run(c, desired, events, status_tx));
     (desired_tx, status)
 }
 

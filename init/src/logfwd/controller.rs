@@ -215,7 +215,7 @@ pub fn start(machine_id: String) -> LogsHandle {
     let (events, inbox) = mpsc::channel(1024);
     if let Some(mut intake) = super::take_intake() {
         let lines = events.clone();
-        tokio::spawn(async move {
+        crate::spawn_apart(move || async move {
             while let Some(r) = intake.recv().await {
                 if lines.send(LogEvent::Line(r)).await.is_err() {
                     return;
@@ -223,7 +223,7 @@ pub fn start(machine_id: String) -> LogsHandle {
             }
         });
     }
-    tokio::spawn(async move {
+    crate::spawn_apart(move || async move {
         let mut tick = tokio::time::interval(STATUS_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -269,6 +269,7 @@ impl controller::Controller for Network {
                 },
                 eff.addresses.len()
             );
+            crate::procfs::log_memory("net.ready", log::Level::Debug);
         }
         crate::metrics::NET_RECONCILES.store(status.runs, std::sync::atomic::Ordering::Relaxed);
         crate::metrics::NET_REPAIRS.store(status.repairs, std::sync::atomic::Ordering::Relaxed);

@@ -138,7 +138,7 @@ pub fn start_with(
 /// A `bool` that follows `source` through `test` (e.g. "the network is ready" from the network's status).
 pub fn flag<T: Send + Sync + 'static>(mut source: watch::Receiver<T>, test: fn(&T) -> bool) -> watch::Receiver<bool> {
     let (tx, rx) = watch::channel(test(&source.borrow_and_update()));
-    tokio::spawn(async move {
+    crate::spawn_apart(move || async move {
         while source.changed().await.is_ok() {
             let now = test(&source.borrow_and_update());
             tx.send_if_modified(|v| std::mem::replace(v, now) != now);

@@ -105,7 +105,10 @@ impl Handle {
 /// `applied`: when the config with this definition reached the services task.
 pub fn start(ctx: Arc<Ctx>, def: Arc<Service>, applied: Instant) -> Handle {
     let (stop, stop_rx) = watch::channel(None);
-    let task = tokio::spawn(supervise(ctx, def.clone(), stop_rx, applied));
+    let task = crate::spawn_apart({
+        let def = def.clone();
+        move || supervise(ctx, def, stop_rx, applied)
+    });
     Handle { def, stop, task }
 }
 

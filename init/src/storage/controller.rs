@@ -344,7 +344,7 @@ pub fn start(
 ) -> (controller::DesiredTx<Vec<Volume>>, watch::Receiver<ControllerStatus>) {
     let (events, inbox) = tokio::sync::mpsc::channel(16);
     let mut changes = services.clone();
-    tokio::spawn(async move {
+    crate::spawn_apart(move || async move {
         while changes.changed().await.is_ok() {
             // A full inbox already holds a wake-up.
             let _ = events.try_send(StorageEvent::Services);

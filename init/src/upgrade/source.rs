@@ -182,7 +182,7 @@ pub fn start(
 ) -> (crate::controller::DesiredTx<Option<Upgrade>>, watch::Receiver<crate::controller::ControllerStatus>) {
     let (events, inbox) = mpsc::channel(4);
     let mut up = network.clone();
-    tokio::spawn(async move {
+    crate::spawn_apart(move || async move {
         while up.changed().await.is_ok() {
             if events.send(()).await.is_err() {
                 return;

@@ -9,7 +9,8 @@
 //! (`bench/api.rs`); `BENCH_ONLY=api` runs only that. Then Keel side by side with a busybox sh init on the same
 //! kernel, in four setups (`bench/side.rs`); `BENCH_ONLY=side` runs only that. Then the kernel flavours
 //! (`bench/flavours.rs`: virt and metal, sizes and boot to ready); `BENCH_ONLY=flavours` runs only those.
-//! `BENCH_ONLY=boot` stops after the boot table (with `KEEL_BUILD_DIR=<another build>` it measures that build).
+//! `BENCH_ONLY=boot` stops after the boot table (with `KEEL_BUILD_DIR=<another build>` it measures that build);
+//! `BENCH_ONLY=memory` boots only for PID 1's memory by kind at ready, network ready and converged (`bench/memory.rs`).
 
 #[path = "bench/storage.rs"]
 mod storage;
@@ -32,6 +33,9 @@ mod compress;
 
 #[path = "bench/flavours.rs"]
 mod flavours;
+
+#[path = "bench/memory.rs"]
+mod memory;
 
 use keel_e2e::{build_dir, field, media, Boot, Vm, VmConfig, BOOT_TIMEOUT, STEP_TIMEOUT, UEFI_BOOT_TIMEOUT};
 use std::time::Duration;
@@ -62,6 +66,7 @@ struct Samples {
     rss: Vec<f64>,
     net: Vec<f64>,
     rss_net: Vec<f64>,
+    memory: memory::Memory,
 }
 
 fn num(line: &str, key: &str) -> f64 {
@@ -90,6 +95,7 @@ fn boot(name: &str, cfg: &VmConfig, s: &mut Samples) {
     if let Some(rss) = field(&net, "rss_kib").and_then(|v| v.parse().ok()) {
         s.rss_net.push(rss);
     }
+    s.memory.collect(&mut vm);
     eprintln!("bench: {name} wall_ms={:.0} {} | {}", s.wall.last().unwrap_or(&0.0), ready.trim(), net.trim());
     vm.qmp(r#"{"execute":"quit"}"#);
     let _ = vm.expect_exit(Duration::from_secs(30));
@@ -244,10 +250,23 @@ fn main() {
     let dhcp_cfg = VmConfig { uuid: uuid.clone(), ..VmConfig::default() };
     let static_cfg =
         VmConfig { uuid, append: "ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off".into(), ..VmConfig::default() };
+    // BENCH_ONLY=memory: PID 1's memory at every milestone, which the node logs with keel.log=debug.
+    let (dhcp_cfg, static_cfg) = match memory::every_milestone() {
+        true => (
+            VmConfig { append: "keel.log=debug".into(), ..dhcp_cfg },
+            VmConfig { append: format!("{} keel.log=debug", static_cfg.append), ..static_cfg },
+        ),
+        false => (dhcp_cfg, static_cfg),
+    };
     let (mut dhcp, mut fixed) = (Samples::default(), Samples::default());
     for i in 0..runs {
         boot(&format!("bench-dhcp-{i}"), &dhcp_cfg, &mut dhcp);
         boot(&format!("bench-static-{i}"), &static_cfg, &mut fixed);
+    }
+    // BENCH_ONLY=memory: only where PID 1's memory is, at ready, network ready and converged.
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("memory") {
+        dhcp.memory.print("DHCP");
+        return fixed.memory.print("static");
     }
     let (converge, idle_bytes) = config_bench(runs);
     let all = |f: fn(&Samples) -> &Vec<f64>| [f(&dhcp).clone(), f(&fixed).clone()].concat();
@@ -265,10 +284,13 @@ fn main() {
     row("config accepted -> converged (1+20+20)", median(converge), "ms", "<= 20 ms");
     row("idle poll (304), HTTP bytes", idle_bytes, "B", "-");
     row("PID 1 VmRSS at ready", median(all(|s| &s.rss)), "KiB", "<= 3072 KiB");
-    row("PID 1 VmRSS at network ready", median(all(|s| &s.rss_net)), "KiB", "<= 4096 KiB");
+    row("PID 1 VmRSS at network ready", median(all(|s| &s.rss_net)), "KiB", "-");
+    row("PID 1 RSS at converged, DHCP", dhcp.memory.median("converged", "rss_kib"), "KiB", "<= 4096 KiB");
+    row("PID 1 RSS at converged, static", fixed.memory.median("converged", "rss_kib"), "KiB", "<= 4096 KiB");
     row("kernel (bzImage)", kernel, "KiB", "-");
     row("initramfs (cpio.zst)", initrd, "KiB", "-");
     row("kernel + initramfs", kernel + initrd, "KiB", "<= 5120 KiB");
+    dhcp.memory.print("DHCP");
     // BENCH_ONLY=boot: only this table (before/after comparisons: KEEL_BUILD_DIR points at another build).
     if std::env::var("BENCH_ONLY").as_deref() == Ok("boot") {
         return;
