@@ -34,8 +34,9 @@ pub struct Settings {
     /// A program inside the image (and its arguments) started once the node is ready.
     pub run: Option<Vec<String>>,
     pub test: Option<TestHook>,
-    /// The kernel's `ip=` (interpreted by the network controller; the kernel itself has no IP autoconfig).
-    pub ip: Option<String>,
+    /// The kernel's `ip=` words, in order (interpreted by the network controller; the kernel itself has no IP
+    /// autoconfig). Repeatable, as in dracut: one per interface.
+    pub ip: Vec<String>,
     /// `bond=`, `vlan=`, `bridge=` (dracut's syntax), in order; parsed by the network (net/topology.rs).
     pub bond: Vec<String>,
     pub vlan: Vec<String>,
@@ -63,7 +64,7 @@ impl Default for Settings {
             hostname: None,
             run: None,
             test: None,
-            ip: None,
+            ip: Vec::new(),
             bond: Vec::new(),
             vlan: Vec::new(),
             bridge: Vec::new(),
@@ -138,7 +139,7 @@ impl Settings {
         let mut warnings = Vec::new();
         for (key, value) in split(cmdline) {
             if key == "ip" {
-                s.ip = value;
+                s.ip.extend(value);
                 continue;
             }
             // dracut's network topology words (net/topology.rs); each may repeat.
@@ -295,7 +296,7 @@ mod tests {
         assert_eq!(s.hostname.as_deref(), Some("edge-1"));
         assert_eq!(s.run, Some(vec!["/usr/libexec/t".into(), "orphans".into(), "3".into()]));
         assert_eq!(s.test, Some(TestHook::Panic));
-        assert_eq!(s.ip.as_deref(), Some("10.0.2.15::10.0.2.2:255.255.255.0"));
+        assert_eq!(s.ip, ["10.0.2.15::10.0.2.2:255.255.255.0"]);
         assert_eq!(s.ntp, ["10.0.2.2", "pool.example"]);
     }
 

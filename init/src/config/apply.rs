@@ -108,7 +108,7 @@ mod tests {
             "version = 1\ngeneration = 2\n[node]\nhostname = \"edge-1\"\n[network]\nnameservers = [\"10.0.2.3\"]\n\
              ntp = [\"10.0.2.2\", \"pool.example\"]\n",
         );
-        let d = network(&c, &before_config(None));
+        let d = network(&c, &before_config(&[]));
         assert!(d.dhcp_all_physical);
         assert_eq!(d.hostname.as_deref(), Some("edge-1"));
         assert_eq!(d.nameservers, vec!["10.0.2.3".parse::<std::net::IpAddr>().unwrap()]);
@@ -122,7 +122,7 @@ mod tests {
              addresses = [\"10.0.2.15/24\", \"fd00::15/64\"]\n[[network.route]]\nto = \"default\"\nvia = \"10.0.2.2\"\n\
              link = \"52:54:00:12:34:56\"\nmetric = 5\n",
         );
-        let d = network(&c, &before_config(None));
+        let d = network(&c, &before_config(&[]));
         assert!(!d.dhcp_all_physical);
         let mac = LinkMatch::Mac([0x52, 0x54, 0, 0x12, 0x34, 0x56]);
         assert_eq!(d.links, vec![LinkSpec { link: mac.clone(), up: true, mtu: Some(1400), dhcp4: false }]);

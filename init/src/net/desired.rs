@@ -30,44 +30,53 @@ pub fn dhcp_metric(ifindex: u32) -> u32 {
     1024 + ifindex
 }
 
-/// The desired state before any node config: from `ip=` if given, else DHCP on every physical link.
-pub fn before_config(ip: Option<&KernelIp>) -> Desired {
+/// The desired state before any node config: from the `ip=` words if any (each adds one interface), else DHCP on
+/// every physical link.
+pub fn before_config(ips: &[KernelIp]) -> Desired {
     let mut d = Desired::default();
-    match ip {
-        None => d.dhcp_all_physical = true,
-        Some(KernelIp::Off) => {}
-        Some(KernelIp::Dhcp { device: None, hostname }) => {
-            d.dhcp_all_physical = true;
-            d.hostname = hostname.clone();
-        }
-        Some(KernelIp::Dhcp { device: Some(dev), hostname }) => {
-            d.links.push(LinkSpec { link: LinkMatch::Name(dev.clone()), up: true, mtu: None, dhcp4: true });
-            d.hostname = hostname.clone();
-        }
-        Some(KernelIp::Static { addr, prefix, gateway, hostname, device, dns, ntp }) => {
-            d.ntp = ntp.iter().map(|a| a.to_string()).collect();
-            // No device: the first physical link, resolved against the kernel's links by `effective`.
-            let link = LinkMatch::Name(device.clone().unwrap_or_default());
-            d.links.push(LinkSpec { link: link.clone(), up: true, mtu: None, dhcp4: false });
-            d.addresses.push(AddrSpec {
-                link: link.clone(),
-                addr: IpAddr::V4(*addr),
-                prefix: *prefix,
-                origin: Origin::Static,
-            });
-            if let Some(gw) = gateway {
-                d.routes.push(RouteSpec {
-                    dest: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-                    prefix: 0,
-                    gateway: Some(IpAddr::V4(*gw)),
-                    link: Some(link),
-                    metric: 0,
-                    onlink: false,
+    if ips.is_empty() {
+        d.dhcp_all_physical = true;
+    }
+    // Each `ip=` adds its interface, as dracut's repeated `ip=` do; the first that names a host names it.
+    for ip in ips {
+        let name = match ip {
+            KernelIp::Off => None,
+            KernelIp::Dhcp { device: None, hostname } => {
+                d.dhcp_all_physical = true;
+                hostname.clone()
+            }
+            KernelIp::Dhcp { device: Some(dev), hostname } => {
+                d.links.push(LinkSpec { link: LinkMatch::Name(dev.clone()), up: true, mtu: None, dhcp4: true });
+                hostname.clone()
+            }
+            KernelIp::Static { addr, prefix, gateway, hostname, device, dns, ntp } => {
+                d.ntp.extend(ntp.iter().map(|a| a.to_string()));
+                // No device: the first physical link, resolved against the kernel's links by `effective`.
+                let link = LinkMatch::Name(device.clone().unwrap_or_default());
+                d.links.push(LinkSpec { link: link.clone(), up: true, mtu: None, dhcp4: false });
+                d.addresses.push(AddrSpec {
+                    link: link.clone(),
+                    addr: IpAddr::V4(*addr),
+                    prefix: *prefix,
                     origin: Origin::Static,
                 });
+                if let Some(gw) = gateway {
+                    d.routes.push(RouteSpec {
+                        dest: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                        prefix: 0,
+                        gateway: Some(IpAddr::V4(*gw)),
+                        link: Some(link),
+                        metric: 0,
+                        onlink: false,
+                        origin: Origin::Static,
+                    });
+                }
+                d.nameservers.extend(dns.iter().map(|a| IpAddr::V4(*a)));
+                hostname.clone()
             }
-            d.nameservers = dns.iter().map(|a| IpAddr::V4(*a)).collect();
-            d.hostname = hostname.clone();
+        };
+        if d.hostname.is_none() {
+            d.hostname = name;
         }
     }
     d

@@ -43,7 +43,7 @@ fn lease() -> LeaseInfo {
 
 #[test]
 fn default_is_dhcp_on_physical_links_with_carrier() {
-    let base = before_config(None);
+    let base = before_config(&[]);
     let eff = effective(&base, &obs(), &BTreeMap::new());
     let names: Vec<_> = eff.links.iter().map(|l| l.link.to_string()).collect();
     assert_eq!(names, ["eth0", "eth1"], "physical links come up; veths are left alone");
@@ -62,7 +62,7 @@ fn static_ip_without_device_takes_first_physical_link() {
         dns: vec![v4("10.0.2.3")],
         ntp: vec![],
     };
-    let eff = effective(&before_config(Some(&ip)), &obs(), &BTreeMap::new());
+    let eff = effective(&before_config(std::slice::from_ref(&ip)), &obs(), &BTreeMap::new());
     assert_eq!(eff.addresses[0].link, LinkMatch::Name("eth0".into()));
     assert_eq!(eff.routes[0].link, Some(LinkMatch::Name("eth0".into())));
     assert_eq!(eff.routes[0].gateway, Some("10.0.2.2".parse().unwrap()));
@@ -73,14 +73,14 @@ fn static_ip_without_device_takes_first_physical_link() {
 
 #[test]
 fn ip_off_configures_nothing() {
-    let eff = effective(&before_config(Some(&KernelIp::Off)), &obs(), &BTreeMap::new());
+    let eff = effective(&before_config(&[KernelIp::Off]), &obs(), &BTreeMap::new());
     assert!(eff.links.is_empty() && eff.addresses.is_empty() && eff.routes.is_empty());
 }
 
 #[test]
 fn lease_brings_address_default_route_dns_hostname_and_mtu() {
     let leases = BTreeMap::from([(2, lease())]);
-    let eff = effective(&before_config(None), &obs(), &leases);
+    let eff = effective(&before_config(&[]), &obs(), &leases);
     assert_eq!(eff.addresses.len(), 1);
     assert_eq!(eff.addresses[0].origin, Origin::Dhcp);
     assert_eq!(eff.routes.len(), 1);
@@ -100,7 +100,7 @@ fn classless_routes_replace_the_router_option() {
         (v4("0.0.0.0"), 0, v4("10.0.2.9")),
         (v4("10.0.3.0"), 24, v4("0.0.0.0")),
     ];
-    let eff = effective(&before_config(None), &obs(), &BTreeMap::from([(2, l)]));
+    let eff = effective(&before_config(&[]), &obs(), &BTreeMap::from([(2, l)]));
     let routes: Vec<_> = eff.routes.iter().map(|r| (r.dest.to_string(), r.prefix, r.gateway)).collect();
     assert_eq!(
         routes,
@@ -114,7 +114,7 @@ fn classless_routes_replace_the_router_option() {
 
 #[test]
 fn configured_resolvers_and_hostname_win_over_dhcp() {
-    let mut base = before_config(None);
+    let mut base = before_config(&[]);
     base.nameservers = vec!["9.9.9.9".parse().unwrap()];
     base.hostname = Some("configured".into());
     let eff = effective(&base, &obs(), &BTreeMap::from([(2, lease())]));

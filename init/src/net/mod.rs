@@ -27,14 +27,19 @@ use std::time::Duration;
 /// Starts the network controller on the boot's settings: `ip=` if given, else DHCP on every physical link.
 /// Returns its handle, or `None` when netlink is unavailable (logged; the node runs on without network).
 pub fn start(settings: &Settings, default_hostname: String, exec_at: Duration) -> (Option<NetHandle>, Desired) {
-    let ip = settings.ip.as_deref().and_then(|v| match kernel_ip::parse(v) {
-        Ok(ip) => Some(ip),
-        Err(e) => {
-            log::warn!("net.ip_invalid value={} error={} using=dhcp", crate::logging::q(v), crate::logging::q(&e));
-            None
+    let (mut ips, mut invalid) = (Vec::new(), Vec::new());
+    for v in &settings.ip {
+        match kernel_ip::parse(v) {
+            Ok(ip) => ips.push(ip),
+            Err(e) => invalid.push((v, e)),
         }
-    });
-    let base = boot_desired(settings, ip.as_ref());
+    }
+    // A bad one is left out; with no valid `ip=` at all, DHCP on every link with carrier.
+    let using = if ips.is_empty() { "dhcp" } else { "other-ip" };
+    for (v, e) in invalid {
+        log::warn!("net.ip_invalid value={} error={} using={using}", crate::logging::q(v), crate::logging::q(&e));
+    }
+    let base = boot_desired(settings, &ips);
     // The name DHCP announces: the one the node will carry.
     let announced = base.hostname.clone().unwrap_or_else(|| default_hostname.clone());
     let opts = Options { default_hostname, resolv_path: resolv::PATH.into(), manage_hostname: true, exec_at };
@@ -49,8 +54,8 @@ pub fn start(settings: &Settings, default_hostname: String, exec_at: Duration) -
 
 /// The desired network before any config: `ip=` (or DHCP everywhere), `keel.ntp=`, and `keel.hostname=`, which
 /// is the node's name unless a config names another (it wins over `ip=`'s and DHCP's names).
-pub fn boot_desired(settings: &Settings, ip: Option<&kernel_ip::KernelIp>) -> Desired {
-    let mut base = desired::before_config(ip);
+pub fn boot_desired(settings: &Settings, ips: &[kernel_ip::KernelIp]) -> Desired {
+    let mut base = desired::before_config(ips);
     // bond=, vlan=, bridge=: a bad one is logged and left out; the boot goes on.
     let (virtual_links, errors) = topology::from_cmdline(&settings.bond, &settings.vlan, &settings.bridge);
     for e in errors {
@@ -76,8 +81,8 @@ mod boot_tests {
     #[test]
     fn keel_hostname_survives_dhcp_and_a_config_without_a_name() {
         let settings = Settings { hostname: Some("edge-7".into()), ..Settings::default() };
-        let ip = kernel_ip::parse("dhcp").ok();
-        let base = boot_desired(&settings, ip.as_ref());
+        let ip = kernel_ip::parse("dhcp").unwrap();
+        let base = boot_desired(&settings, &[ip]);
         assert_eq!(base.hostname.as_deref(), Some("edge-7"));
         // A DHCP lease that names the host does not rename it.
         let lease = LeaseInfo {
@@ -104,7 +109,32 @@ mod boot_tests {
             keel_config::parse("node.toml", "version = 1\ngeneration = 2\n[node]\nhostname = \"cfg\"\n").unwrap();
         assert_eq!(crate::config::apply::network(&named, &base).hostname.as_deref(), Some("cfg"), "the config wins");
         // Without keel.hostname, `ip=`'s name stays.
-        let ip = kernel_ip::parse("::::from-ip::dhcp").ok();
-        assert_eq!(boot_desired(&Settings::default(), ip.as_ref()).hostname.as_deref(), Some("from-ip"));
+        let ip = kernel_ip::parse("::::from-ip::dhcp").unwrap();
+        assert_eq!(boot_desired(&Settings::default(), &[ip]).hostname.as_deref(), Some("from-ip"));
+    }
+
+    #[test]
+    fn repeated_ip_words_each_add_their_interface() {
+        // dracut's way: DHCP on the management NIC, a static address on VLAN 100 of the bond.
+        let (settings, _) = Settings::from_cmdline(
+            "bond=bond0:eth1,eth2:mode=active-backup vlan=bond0.100:bond0 ip=eth0:dhcp \
+             ip=10.9.100.1:::255.255.255.0:node-a:bond0.100:off:10.9.100.53 ip=bad:words:here:x",
+        );
+        let ips: Vec<_> = settings.ip.iter().filter_map(|v| kernel_ip::parse(v).ok()).collect();
+        assert_eq!(ips.len(), 2, "{:?}", settings.ip);
+        let base = boot_desired(&settings, &ips);
+        let names: Vec<_> = base.links.iter().map(|l| (format!("{:?}", l.link), l.dhcp4)).collect();
+        assert_eq!(names, [("Name(\"eth0\")".to_string(), true), ("Name(\"bond0.100\")".to_string(), false)]);
+        assert!(!base.dhcp_all_physical, "named interfaces only");
+        assert_eq!(base.addresses.len(), 1);
+        assert_eq!(base.addresses[0].addr.to_string(), "10.9.100.1");
+        assert_eq!(base.nameservers.iter().map(|a| a.to_string()).collect::<Vec<_>>(), ["10.9.100.53"]);
+        assert_eq!(base.hostname.as_deref(), Some("node-a"));
+        assert_eq!(base.virtual_links.len(), 2);
+        // `ip=off` next to another adds nothing; no `ip=` at all is DHCP on every physical link.
+        let off = kernel_ip::parse("off").unwrap();
+        let one = kernel_ip::parse("eth0:dhcp").unwrap();
+        assert_eq!(boot_desired(&Settings::default(), &[off, one]).links.len(), 1);
+        assert!(boot_desired(&Settings::default(), &[]).dhcp_all_physical);
     }
 }

@@ -4,8 +4,17 @@
 //! `bond=bond0:eth1,eth2:mode=802.3ad,…` and `vlan=bond0.100:bond0` with a static address on the VLAN; the
 //! first link is cut on both ends (QMP `set_link … off`) as they boot. The bond must still negotiate LACP over the link
 //! that is left, and the node must reach the partner's demo service (port 8080) over VLAN 100 on the bond.
+//!
+//! Also: an active-backup bond with a VLAN, from the command line, fetches the node's first signed config through
+//! a partner that stands in for the switch (a bridge of its two links, VLAN 100 on it) and keeps its traffic
+//! flowing when either link is cut; and a bond member released and a VLAN deleted by hand are put back.
 
-use keel_e2e::{free_port, Initrd, Vm, VmConfig, BOOT_TIMEOUT, STEP_TIMEOUT};
+use keel_e2e::http_server::{ssh_sign, FileServer};
+use keel_e2e::services::{default_demo, lines_with};
+use keel_e2e::{build_dir, field, free_port, Initrd, Vm, VmConfig, BOOT_TIMEOUT, STEP_TIMEOUT};
+use std::time::{Duration, Instant};
+
+const HELPER: &str = "/usr/libexec/keel-testhelper";
 
 const BOND: &str = "bond=bond0:eth1,eth2:mode=802.3ad,miimon=100,lacp_rate=fast vlan=bond0.100:bond0";
 
@@ -75,5 +84,141 @@ fn qemu_lacp_bond_with_vlan_from_the_command_line_survives_a_cut_link() {
             "{}: LACP did not negotiate",
             vm.name
         );
+    }
+}
+
+/// The last `ok=` count of the node's `connect-loop` (0 before the first line).
+fn connects(vm: &Vm) -> u64 {
+    lines_with(&vm.transcript(), &["testhelper: connect-loop ok="])
+        .last()
+        .and_then(|l| field(l, "ok").and_then(|n| n.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Waits until the node's connect-loop has `more` successful connects beyond `from`; the count reached.
+fn more_connects(vm: &Vm, from: u64, more: u64, why: &str) -> u64 {
+    let deadline = Instant::now() + STEP_TIMEOUT;
+    loop {
+        let now = connects(vm);
+        if now >= from + more {
+            return now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{why}: {now} connects over the bond and VLAN, want {} within {}s (console in target/e2e/{}.log)",
+            from + more,
+            STEP_TIMEOUT.as_secs(),
+            vm.name
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn set_link(vm: &mut Vm, netdev: &str, up: bool) {
+    let reply = vm.qmp(&format!(r#"{{"execute":"set_link","arguments":{{"name":"{netdev}","up":{up}}}}}"#));
+    assert!(reply.contains("return"), "{}: set_link {netdev} {up}: {reply}", vm.name);
+}
+
+#[test]
+fn qemu_active_backup_bond_with_vlan_fetches_the_first_config_and_fails_over_both_ways() {
+    let server = FileServer::start();
+    let config = format!("version = 1\ngeneration = 7\n\n{}", default_demo());
+    let key = build_dir().join("keys/dev_ed25519");
+    server.put("/node.toml.sig", ssh_sign(&config, &key, "keel-config"));
+    server.put("/node.toml", config.into_bytes());
+    let ports = (free_port(), free_port());
+    // The switch: a bridge of both links with VLAN 100 on it; it relays port 8081 to the host's config server,
+    // which it reaches over its own eth0 (QEMU's user network, by DHCP).
+    let partner_cfg = VmConfig {
+        initrd: Initrd::Test,
+        append: format!(
+            "bridge=br0:eth1,eth2 vlan=br0.100:br0 ip=eth0:dhcp ip=10.9.100.2:::255.255.255.0::br0.100:off \
+             keel.run=\"{HELPER} proxy 10.9.100.2:8081 10.0.2.2:{}\"",
+            server.port
+        ),
+        extra_args: links("listen", ports, ("52:54:00:00:04:01", "52:54:00:00:04:02")),
+        ..VmConfig::default()
+    };
+    let mut partner = Vm::boot("bond_ab_partner", &partner_cfg);
+    // The node's only way to its config server is VLAN 100 on the bond.
+    let node_cfg = VmConfig {
+        initrd: Initrd::Test,
+        append: format!(
+            "bond=bond0:eth1,eth2:mode=active-backup,miimon=100 vlan=bond0.100:bond0 \
+             ip=10.9.100.1:::255.255.255.0::bond0.100:off \
+             keel.config=http://10.9.100.2:8081/node.toml keel.config_interval=2 \
+             keel.run=\"{HELPER} connect-loop 10.9.100.2:8080\""
+        ),
+        extra_args: links("connect", ports, ("52:54:00:00:05:01", "52:54:00:00:05:02")),
+        ..VmConfig::default()
+    };
+    let mut node = Vm::boot("bond_ab_node", &node_cfg);
+    partner.expect_ready();
+    partner.expect_anywhere("testhelper: proxy listening=", BOOT_TIMEOUT);
+    node.expect_ready();
+    node.expect_anywhere("keel: net.apply op=link-add if=bond0 kind=bond", STEP_TIMEOUT);
+    node.expect_anywhere("keel: net.apply op=link-add if=bond0.100 kind=vlan", STEP_TIMEOUT);
+    // The first config, fetched over the bond and the VLAN through the partner, verified and applied.
+    node.expect_anywhere("keel: config.accepted generation=7", BOOT_TIMEOUT);
+    assert!(server.requests() > 0, "the config server saw no request");
+    let before = more_connects(&node, 0, 3, "before any cut");
+
+    // Cut each link in turn (on both ends, as a pulled cable drops carrier on both); traffic goes on over the other.
+    for cut in ["s1", "s2"] {
+        let at = connects(&node);
+        for vm in [&mut node, &mut partner] {
+            set_link(vm, cut, false);
+        }
+        let after = more_connects(&node, at, 5, &format!("after cutting {cut}"));
+        eprintln!("{cut} cut: connects {at} -> {after}");
+        for vm in [&mut node, &mut partner] {
+            set_link(vm, cut, true);
+        }
+        // Back to both links before the next cut (miimon notices in 100 ms; a moment more for the bridge).
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    let total = more_connects(&node, before, 10, "after both cuts");
+    eprintln!("connects over the bond: {before} before the cuts, {total} after");
+    // The config kept being polled over the bond and nothing was refused.
+    let transcript = node.transcript();
+    assert!(lines_with(&transcript, &["keel: config.refused"]).is_empty(), "a config was refused");
+}
+
+#[test]
+fn qemu_a_bond_member_released_and_a_vlan_deleted_by_hand_are_put_back() {
+    let mut extra = Vec::new();
+    for i in 1..=2 {
+        extra.extend([
+            "-netdev".to_string(),
+            format!("user,id=s{i},restrict=on"),
+            "-device".to_string(),
+            format!("virtio-net-pci,netdev=s{i},mac=52:54:00:00:06:0{i}"),
+        ]);
+    }
+    let cfg = VmConfig {
+        initrd: Initrd::Test,
+        append: format!(
+            "bond=bond0:eth1,eth2:mode=active-backup,miimon=100 vlan=bond0.100:bond0 \
+             ip=10.9.100.1:::255.255.255.0::bond0.100:off keel.run=\"{HELPER} drift bond0 eth2 bond0.100\""
+        ),
+        extra_args: extra,
+        ..VmConfig::default()
+    };
+    let mut vm = Vm::boot("bond_drift", &cfg);
+    vm.expect_ready();
+    let drifted = vm.expect_anywhere("testhelper: drifted ", BOOT_TIMEOUT);
+    let repaired = vm.expect_anywhere("testhelper: repaired ", STEP_TIMEOUT);
+    eprintln!("{drifted}\n{repaired}");
+    // The node did it, from the kernel's link events (a repair, not the boot's first pass): the member put back
+    // under the bond, the VLAN made again with its address.
+    let transcript = vm.transcript();
+    for what in [
+        "op=link-master if=eth2 master=bond0",
+        "op=link-add if=bond0.100 kind=vlan",
+        "op=addr-add if=bond0.100 addr=10.9.100.1/24",
+    ] {
+        let repairs = lines_with(&transcript, &[&format!("keel: net.repair {what} ")]);
+        assert_eq!(repairs.len(), 1, "one net.repair {what:?}, reason=event: {repairs:?}");
+        assert_eq!(field(&repairs[0], "reason"), Some("event"), "{}", repairs[0]);
     }
 }

@@ -13,11 +13,16 @@
 //!   writable; with PORT, serves that line over HTTP ([`container`]).
 //! - `read-direct DEVICE`: reads DEVICE with O_DIRECT and reports when its reader is stuck in uninterruptible
 //!   sleep (a disk the host throttles to nothing) ([`direct`]).
+//! - `drift BOND MEMBER VLAN`: releases MEMBER from BOND and deletes VLAN by hand, then times their repair
+//!   ([`links`]).
+//! - `proxy LISTEN TARGET`, `connect-loop ADDR`: TCP relay and a steady stream of connects ([`relay`]).
 
 mod attack;
 mod container;
 mod direct;
 mod kill;
+mod links;
+mod relay;
 mod storm;
 
 use nix::sys::signal::{kill, Signal};
@@ -80,6 +85,7 @@ fn connect(addr: &str, token: &str) -> ExitCode {
             }
             Err(e) if std::time::Instant::now() >= deadline => {
                 eprintln!("testhelper: connect {addr} failed: {e}");
+                links::dump_bonds();
                 return ExitCode::FAILURE;
             }
             Err(_) => std::thread::sleep(Duration::from_millis(100)),
@@ -127,11 +133,14 @@ fn main() -> ExitCode {
         ["container", port] => container::run(Some(port)),
         ["connect", addr, token] => connect(addr, token),
         ["read-direct", device] => direct::run(device),
+        ["drift", bond, member, vlan] => links::drift(bond, member, vlan),
+        ["proxy", listen, target] => relay::proxy(listen, target),
+        ["connect-loop", addr] => relay::connect_loop(addr),
         _ => {
             eprintln!(
                 "usage: keel-testhelper orphans N | orphan-storm N | kill-service NAME ROUNDS | exit CODE | \
                  signal-init TERM|INT|PWR | connect ADDR:PORT TOKEN | attack | container [PORT] | \
-                 read-direct DEVICE"
+                 read-direct DEVICE | drift BOND MEMBER VLAN | proxy LISTEN TARGET | connect-loop ADDR"
             );
             ExitCode::from(2)
         }
