@@ -100,4 +100,14 @@ pub fn dump_bonds() {
             }
         }
     }
+    // Per-link packet counters and addresses: did a member receive nothing at all (LACPDUs included), and does it
+    // carry the bond's MAC?
+    let dev = std::fs::read_to_string("/proc/net/dev").unwrap_or_default();
+    for line in dev.lines().skip(2) {
+        println!("testhelper: /proc/net/dev: {}", line.trim());
+    }
+    for name in ["eth1", "eth2", "bond0"] {
+        let addr = std::fs::read_to_string(format!("/sys/class/net/{name}/address")).unwrap_or_default();
+        println!("testhelper: {name} address={}", addr.trim());
+    }
 }
