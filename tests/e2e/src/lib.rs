@@ -17,6 +17,7 @@ mod qmp;
 pub mod registry;
 pub mod services;
 mod slots;
+pub use slots::PairTurn;
 pub mod tls;
 
 pub use console::Console;
@@ -284,6 +285,12 @@ fn netdev(tap: Option<&str>, hostfwd: &[(u16, u16)]) -> String {
         spec.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
     }
     spec
+}
+
+/// Taken by a test before it boots the first of two VMs that live at once, and held until both are gone (bind it
+/// before them: `let _turn = two_vm_turn();`), so two such tests never deadlock on the machine's two VM slots.
+pub fn two_vm_turn() -> PairTurn {
+    slots::PairTurn::take(&slots::lock_dir(), Duration::from_secs(1800))
 }
 
 /// A TCP port on the host's loopback that nothing listens on right now (for a `hostfwd`).

@@ -24,22 +24,42 @@ pub struct Slot {
 
 impl Slot {
     pub fn acquire(dir: &Path, timeout: Duration) -> Slot {
-        let deadline = Instant::now() + timeout;
-        loop {
-            for i in 0..SLOTS {
-                let path = dir.join(format!(".vm-slot-{i}.lock"));
-                let file = OpenOptions::new()
-                    .create(true)
-                    .truncate(false)
-                    .write(true)
-                    .open(&path)
-                    .unwrap_or_else(|e| panic!("cannot open VM slot lock {}: {e}", path.display()));
-                if file.try_lock().is_ok() {
-                    return Slot { _file: file };
-                }
+        let names: Vec<String> = (0..SLOTS).map(|i| format!(".vm-slot-{i}.lock")).collect();
+        Slot { _file: lock_one_of(dir, &names, timeout, "no free VM slot: other VMs hold both") }
+    }
+}
+
+/// The turn of a test that runs two VMs at once: it takes this before booting either and holds it while both live.
+/// Two such tests could otherwise each hold one slot and wait for the other forever. Tests with one VM at a time
+/// do not take it: they never wait for a slot while holding one.
+pub struct PairTurn {
+    _file: File,
+}
+
+impl PairTurn {
+    pub fn take(dir: &Path, timeout: Duration) -> PairTurn {
+        let names = [".vm-pair.lock".to_string()];
+        PairTurn { _file: lock_one_of(dir, &names, timeout, "another two-VM test kept its turn") }
+    }
+}
+
+/// An exclusive lock on the first free of `names` in `dir`, polling until `timeout` (then panics with `why`).
+fn lock_one_of(dir: &Path, names: &[String], timeout: Duration, why: &str) -> File {
+    let deadline = Instant::now() + timeout;
+    loop {
+        for name in names {
+            let path = dir.join(name);
+            let file = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .unwrap_or_else(|e| panic!("cannot open VM lock {}: {e}", path.display()));
+            if file.try_lock().is_ok() {
+                return file;
             }
-            assert!(Instant::now() < deadline, "no free VM slot after {}s: other VMs hold both", timeout.as_secs());
-            std::thread::sleep(Duration::from_millis(200));
         }
+        assert!(Instant::now() < deadline, "{why} for {}s", timeout.as_secs());
+        std::thread::sleep(Duration::from_millis(200));
     }
 }

@@ -1,9 +1,9 @@
 //! End to end: an LACP bond with a tagged VLAN on it, made from the kernel command line before any config, between
 //! two Keel VMs joined by two QEMU socket links (this host's kernel has neither bonding nor 8021q, so the switch
 //! side is a guest too: the partner node, configured by its own command line). Each node has
-//! `bond=bond0:eth1,eth2:mode=802.3ad,…` and `vlan=bond0.100:bond0` with a static address on the VLAN; the
-//! first link is cut on both ends (QMP `set_link … off`) as they boot. The bond must still negotiate LACP over the link
-//! that is left, and the node must reach the partner's demo service (port 8080) over VLAN 100 on the bond.
+//! `bond=bond0:eth1,eth2:mode=802.3ad,…` and `vlan=bond0.100:bond0` with a static address on the VLAN. The bonds
+//! negotiate LACP and the node reaches the partner's demo service (port 8080) over VLAN 100 on the bond; then each
+//! link in turn is cut on both ends (QMP `set_link … off`) and the connects go on over the other.
 //!
 //! Also: an active-backup bond with a VLAN, from the command line, fetches the node's first signed config through
 //! a partner that stands in for the switch (a bridge of its two links, VLAN 100 on it) and keeps its traffic
@@ -11,7 +11,7 @@
 
 use keel_e2e::http_server::{ssh_sign, FileServer};
 use keel_e2e::services::{default_demo, lines_with};
-use keel_e2e::{build_dir, field, free_port, Initrd, Vm, VmConfig, BOOT_TIMEOUT, STEP_TIMEOUT};
+use keel_e2e::{build_dir, field, free_port, two_vm_turn, Initrd, Vm, VmConfig, BOOT_TIMEOUT, STEP_TIMEOUT};
 use std::time::{Duration, Instant};
 
 const HELPER: &str = "/usr/libexec/keel-testhelper";
@@ -59,6 +59,7 @@ fn expect_links_joined(vm: &mut Vm) {
 // QEMU had connected before the partner's QEMU listened, and QEMU 7.2 keeps such a socket netdev dead without an
 // error. `boot_listener` and `expect_links_joined` close that race.
 fn qemu_lacp_bond_with_vlan_from_the_command_line_survives_a_cut_link() {
+    let _turn = two_vm_turn();
     let ports = (free_port(), free_port());
     // The partner listens on both sockets; it boots first and serves the demo on 10.9.100.2:8080.
     let partner_cfg = VmConfig {
@@ -71,20 +72,13 @@ fn qemu_lacp_bond_with_vlan_from_the_command_line_survives_a_cut_link() {
         initrd: Initrd::Test,
         append: format!(
             "{BOND} ip=10.9.100.1:::255.255.255.0::bond0.100:off \
-             keel.run=\"/usr/libexec/keel-testhelper connect 10.9.100.2:8080 over-the-bond\""
+             keel.run=\"{HELPER} connect-loop 10.9.100.2:8080\""
         ),
         extra_args: links("connect", ports, ("52:54:00:00:03:01", "52:54:00:00:03:02")),
         ..VmConfig::default()
     };
     let mut node = Vm::boot("bond_node", &node_cfg);
     expect_links_joined(&mut partner);
-    // Cut the first link at once, on both ends (as a pulled cable drops carrier on both): the bonds have to do
-    // with the second.
-    for vm in [&mut partner, &mut node] {
-        let reply = vm.qmp(r#"{"execute":"set_link","arguments":{"name":"s1","up":false}}"#);
-        assert!(reply.contains("return"), "{reply}");
-    }
-
     for vm in [&mut partner, &mut node] {
         vm.expect_ready();
         vm.expect_anywhere("keel: net.apply op=link-add if=bond0 kind=bond", STEP_TIMEOUT);
@@ -93,20 +87,24 @@ fn qemu_lacp_bond_with_vlan_from_the_command_line_survives_a_cut_link() {
         vm.expect_anywhere("keel: net.apply op=link-add if=bond0.100 kind=vlan", STEP_TIMEOUT);
         vm.expect_anywhere("keel: net.apply op=addr-add if=bond0.100 addr=10.9.100.", STEP_TIMEOUT);
     }
-    // Traffic over VLAN 100 on the bond, on the one link left. When it never flows, QEMU's own view of every
-    // member's receive filter goes into the failure (a stale filter drops the partner's frames before the guest).
-    let deadline = Instant::now() + BOOT_TIMEOUT;
-    while lines_with(&node.transcript(), &["testhelper: connected to 10.9.100.2:8080"]).is_empty() {
-        if Instant::now() > deadline || !lines_with(&node.transcript(), &["keel: run.exit "]).is_empty() {
-            let mut filters = String::new();
-            for vm in [&mut partner, &mut node] {
-                let reply = vm.qmp(r#"{"execute":"query-rx-filter"}"#);
-                filters.push_str(&format!("{}: {reply}\n", vm.name));
+    // Traffic over VLAN 100 on the bond with both links up, then with the first cut on both ends (as a pulled
+    // cable drops carrier on both): the aggregator has to carry on over the second.
+    let before = more_connects(&node, 0, 3, "LACP bond, both links up");
+    // The layer2 hash puts this flow on one link: cut each in turn (the other one back up), so the cut hits it.
+    let mut at = before;
+    for (cut, back) in [("s1", None), ("s2", Some("s1"))] {
+        for vm in [&mut partner, &mut node] {
+            for (link, up) in back.map(|b| (b, true)).into_iter().chain([(cut, false)]) {
+                let cmd = format!(r#"{{"execute":"set_link","arguments":{{"name":"{link}","up":{up}}}}}"#);
+                let reply = vm.qmp(&cmd);
+                assert!(reply.contains("return"), "{}: {cmd}: {reply}", vm.name);
             }
-            panic!("no connect over bond0.100 (console in target/e2e/bond_node.log); QEMU rx filters:\n{filters}");
         }
-        std::thread::sleep(Duration::from_millis(500));
+        let from = connects(&node);
+        at = more_connects(&node, from, 5, &format!("LACP bond, {cut} cut"));
+        eprintln!("lacp: {cut} cut: connects {from} -> {at}");
     }
+    eprintln!("lacp: connects {before} with both links, {at} after both cuts");
     partner.expect_anywhere("keel: net.ready ", STEP_TIMEOUT);
     // LACP negotiated with the partner (the kernel's 802.3ad code complains when no partner answers).
     for vm in [&partner, &node] {
@@ -153,6 +151,7 @@ fn set_link(vm: &mut Vm, netdev: &str, up: bool) {
 
 #[test]
 fn qemu_active_backup_bond_with_vlan_fetches_the_first_config_and_fails_over_both_ways() {
+    let _turn = two_vm_turn();
     let server = FileServer::start();
     let config = format!("version = 1\ngeneration = 7\n\n{}", default_demo());
     let key = build_dir().join("keys/dev_ed25519");
