@@ -46,15 +46,13 @@ Firmware for these drivers comes from Debian's firmware packages at image build 
 README); CPU microcode is loaded early from the image when it is built with `KEEL_MICROCODE=auto` (off by default).
 
 Tested under QEMU, in one boot (`tests/e2e/tests/hardware.rs`): a disk behind NVMe, ICH9 AHCI, MegaRAID SAS
-(`megasas-gen2`), LSI 53c895a, VMware PVSCSI and virtio-scsi is listed with its identity, partitioned, formatted
-and mounted; DHCP is answered over virtio-net, e1000e, vmxnet3 and rtl8139. QEMU's `mptsas1068` is not in the
-matrix: the built-in mptsas driver brings the controller up (`LSISAS1068 A0`) but reports no disk behind it under
-QEMU 7.2; on real LSI SAS1068 hardware it is the driver Linux has always used. Checked (metal kernel: `FUSION_SAS`,
-`SCSI_SAS_ATTRS` built in; `SCSI_SCAN_ASYNC`, `FUSION_LOGGING` off): `-device mptsas1068,id=mpt -device
-scsi-hd,bus=mpt.0,drive=…` (and with `channel=0,scsi-id=1,lun=0`), waiting 40 s after `keel: ready`: the controller
-comes up in both (`scsi host2: ioc0: LSISAS1068 A0, FwRev=01329200h, Ports=8`), then nothing: no `mptsas: ioc0:
-attaching … device`, no `sd` device, no `storage.disk` line. Not tried: a kernel with
-`FUSION_LOGGING` (then `mptbase.mpt_debug_level=` shows the port/phy discovery), which needs a metal kernel rebuild.
+(`megasas-gen2`), LSI 53c895a, VMware PVSCSI, virtio-scsi and the LSI SAS1068 HBA (`mptsas1068`, Linux's
+mptsas) is listed with its identity, partitioned, formatted and mounted, each named by a selector (serial,
+by-path, or for the SAS disk its WWN); DHCP is answered over virtio-net, e1000e, vmxnet3 and rtl8139. A disk
+behind QEMU's `mptsas1068` needs a WWN (`-device scsi-hd,bus=mpt.0,wwn=0x5000c50015ea71ac,…`): mptsas attaches
+SAS end devices by their SAS address, and QEMU gives a disk without `wwn=` address 0, which mptsas skips without
+a message (seen with `FUSION_LOGGING` and `mptbase.mpt_debug_level=`: SAS device page 0 reports the disk with
+SAS address 0x0). Real SAS disks always carry one.
 
 Also tested under QEMU: UEFI boots through OVMF (PXE over TFTP, the disk's UKI on virtio-blk, Secure Boot
 enforcing) and legacy boots through SeaBIOS and iPXE (`tests/e2e/tests/pxe.rs`, `disk.rs`, `secureboot.rs`), and

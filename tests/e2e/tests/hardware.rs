@@ -1,27 +1,31 @@
 //! End to end: the drivers a real server needs, on every storage controller and NIC QEMU emulates, in one boot.
-//! Six blank disks, one behind each controller (NVMe, ICH9 AHCI, MegaRAID SAS, LSI 53c895a, VMware PVSCSI,
-//! virtio-scsi), each with its own serial: the node lists every one with its identity (the
+//! Seven blank disks, one behind each controller (NVMe, ICH9 AHCI, MegaRAID SAS, LSI 53c895a, VMware PVSCSI,
+//! virtio-scsi, LSI SAS1068), each with its own serial: the node lists every one with its identity (the
 //! `storage.disk` lines and `storage.disks` in the status), makes one the state volume (`keel.state=` names it
-//! by serial, the NVMe one) and each of the others a config volume named by a stable selector (serial, and
-//! by-path for one, taken from what the node reported), so a GPT and ext4 are written and mounted through every
-//! driver. Four NICs
+//! by serial, the NVMe one) and each of the others a config volume named by a stable selector (serial; by-path
+//! for one, taken from what the node reported; WWN for the SAS one), so a GPT and ext4 are written and mounted
+//! through every driver. Four NICs
 //! (virtio-net, e1000e, vmxnet3, rtl8139), each on its own QEMU user network: DHCP is answered over each.
 
 use keel_e2e::http_server::{ssh_sign, FileServer};
 use keel_e2e::{build_dir, field, Vm, VmConfig, STEP_TIMEOUT};
 use std::path::PathBuf;
 
-/// (QEMU controller device, the disk device on it, the serial, the transport the node reports). QEMU's
-/// `mptsas1068` is left out: Linux's mptsas (built in, `FUSION_SAS`) brings the controller up ("LSISAS1068 A0")
-/// but never reports a disk behind it under QEMU 7.2 (docs/hardware.md).
-const CONTROLLERS: [(&str, &str, &str, &str); 6] = [
+/// (QEMU controller device, the disk device on it, the serial, the transport the node reports). The disk behind
+/// the SAS HBA (`mptsas1068`) has a WWN, as every real SAS disk does: Linux's mptsas attaches an end device by its
+/// SAS address, and QEMU reports a disk without `wwn=` with address 0, which mptsas skips without a word.
+const CONTROLLERS: [(&str, &str, &str, &str); 7] = [
     ("", "nvme,serial=hw-nvme", "hw-nvme", "nvme"),
     ("ich9-ahci,id=ahci", "ide-hd,bus=ahci.0,serial=hw-ahci", "hw-ahci", "ata"),
     ("megasas-gen2,id=mega", "scsi-hd,bus=mega.0,serial=hw-megasas", "hw-megasas", "scsi"),
     ("lsi53c895a,id=lsi", "scsi-hd,bus=lsi.0,serial=hw-lsi", "hw-lsi", "scsi"),
     ("pvscsi,id=pv", "scsi-hd,bus=pv.0,serial=hw-pvscsi", "hw-pvscsi", "scsi"),
     ("virtio-scsi-pci,id=vscsi", "scsi-hd,bus=vscsi.0,serial=hw-vscsi", "hw-vscsi", "scsi"),
+    ("mptsas1068,id=mpt", "scsi-hd,bus=mpt.0,serial=hw-mptsas,wwn=0x5000c50015ea71ac", "hw-mptsas", "sas"),
 ];
+
+/// The WWN of the SAS disk, as the node reports it and a selector names it.
+const SAS_WWN: &str = "naa.5000c50015ea71ac";
 
 /// (QEMU NIC model, its MAC, the user network it is on). virtio-net (the VM's n0, 10.0.2.0/24) is the fourth.
 const NICS: [(&str, &str, &str); 3] = [
@@ -55,16 +59,18 @@ fn qemu_every_emulated_controller_and_nic_works() {
         args.extend(["-device".into(), format!("{model},netdev=hw{i},mac={mac}")]);
     }
 
-    // Volumes on six controllers, each named by a selector an operator would write; the seventh (NVMe) is the
+    // Volumes on seven controllers, each named by a selector an operator would write; the NVMe one is the
     // state volume, named on the command line. The PVSCSI disk is found by where it sits (by-path), read from
     // what the node reports, in a second config.
     let mut config = String::from("version = 1\ngeneration = 2\n");
     for (i, (_, _, serial, _)) in CONTROLLERS.iter().enumerate().skip(1) {
-        if *serial == "hw-pvscsi" {
-            continue;
-        }
+        let device = match *serial {
+            "hw-pvscsi" => continue,
+            "hw-mptsas" => format!("wwn:{SAS_WWN}"),
+            _ => format!("serial:{serial}"),
+        };
         config.push_str(&format!(
-            "[[storage.volume]]\nname = \"v{i}\"\ndevice = \"serial:{serial}\"\nmount = \"/var/lib/v{i}\"\n"
+            "[[storage.volume]]\nname = \"v{i}\"\ndevice = \"{device}\"\nmount = \"/var/lib/v{i}\"\n"
         ));
     }
     let key = build_dir().join("keys/dev_ed25519");
@@ -94,13 +100,16 @@ fn qemu_every_emulated_controller_and_nic_works() {
         if serial == "hw-pvscsi" {
             pv_path = field(&line, "path").unwrap_or_default().to_string();
         }
+        if serial == "hw-mptsas" {
+            assert_eq!(field(&line, "wwn"), Some(SAS_WWN), "{line}");
+        }
     }
     // The NVMe disk is the state volume; the others become config volumes, each through its own driver.
     let state = vm.expect_anywhere("keel: storage.state mode=volume", STEP_TIMEOUT);
     assert_eq!(field(&state, "formatted"), Some("true"), "{state}");
     assert!(field(&state, "device").is_some_and(|d| d.starts_with("/dev/nvme0n1")), "{state}");
     vm.expect_anywhere("keel: config.converged generation=2", STEP_TIMEOUT * 3);
-    for i in [1, 2, 3, 5] {
+    for i in [1, 2, 3, 5, 6] {
         vm.expect_anywhere(&format!("mount=/var/lib/v{i} phase=mounted"), STEP_TIMEOUT);
     }
 
