@@ -1,6 +1,8 @@
 //! At most two VMs at a time on this machine, across every test process: a VM holds an exclusive lock on one of
 //! two lock files for its whole life. The lock files live in one machine-wide directory (`KEEL_VM_SLOTS_DIR`,
 //! default `$TMPDIR/keel-vm-slots`), so test runs from several checkouts share the same two slots.
+//! A test that runs two VMs at once first takes the one two-VM turn there (`PairTurn`), so two such tests never
+//! hold one slot each while waiting for the other.
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
