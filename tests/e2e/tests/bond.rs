@@ -242,13 +242,18 @@ fn qemu_a_bond_member_released_and_a_vlan_deleted_by_hand_are_put_back() {
     let repaired = vm.expect_anywhere("testhelper: repaired ", STEP_TIMEOUT);
     eprintln!("{drifted}\n{repaired}");
     // The node did it, from the kernel's link events (a repair, not the boot's first pass): the member put back
-    // under the bond, the VLAN made again with its address.
-    let transcript = vm.transcript();
-    for what in [
+    // under the bond, the VLAN made again with its address. The helper sees the links back before the address
+    // is, so each repair line is waited for.
+    let repairs = [
         "op=link-master if=eth2 master=bond0",
         "op=link-add if=bond0.100 kind=vlan",
         "op=addr-add if=bond0.100 addr=10.9.100.1/24",
-    ] {
+    ];
+    for what in repairs {
+        vm.expect_anywhere(&format!("keel: net.repair {what} "), STEP_TIMEOUT);
+    }
+    let transcript = vm.transcript();
+    for what in repairs {
         let repairs = lines_with(&transcript, &[&format!("keel: net.repair {what} ")]);
         assert_eq!(repairs.len(), 1, "one net.repair {what:?}, reason=event: {repairs:?}");
         assert_eq!(field(&repairs[0], "reason"), Some("event"), "{}", repairs[0]);
