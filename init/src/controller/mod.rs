@@ -133,7 +133,8 @@ pub trait Controller: Send + 'static {
     const RESYNC: Duration;
     /// How often a kind with a waiting item looks again.
     const POLL: Duration = Duration::from_secs(1);
-    /// Events come in bursts (one change notifies several netlink groups): gather them this long first.
+    /// Host changes come in bursts (one change notifies several netlink groups): after a [`Wake::Now`] event,
+    /// gather them this long first. A [`Wake::Input`] passes at once.
     const SETTLE: Duration = Duration::ZERO;
     /// The first delay after a failure, doubled up to [`Controller::BACKOFF_CAP`] (jittered ±20%).
     const BACKOFF_FIRST: Duration = Duration::from_secs(1);

@@ -93,9 +93,15 @@ async fn pass<C: Controller>(c: &mut C, target: &Target<C::Desired>, reason: Rea
             *s = ItemState::Failed(format!("still differs after {MAX_ROUNDS} rounds"));
         }
     }
-    out.items.sort_by(|a, b| a.0.cmp(&b.0));
-    out.items.dedup_by(|later, earlier| later.0 == earlier.0 && later.1 == earlier.1);
+    by_item(&mut out.items);
     out
+}
+
+/// Sorts a pass's items by name and drops repeats. Not generic: `pass` is compiled once per kind, and a sort
+/// inside it would be too (8 copies, 28 KiB of the init); from here one copy serves them all.
+fn by_item(items: &mut Vec<(String, ItemState)>) {
+    items.sort_by(|a, b| a.0.cmp(&b.0));
+    items.dedup_by(|later, earlier| later.0 == earlier.0 && later.1 == earlier.1);
 }
 
 /// Runs `c` for ever: on every new desired state from `desired`, on every event from `events`, and on its
@@ -179,7 +185,10 @@ pub async fn run<C: Controller>(
                     None => events_open = false,
                     Some(event) => {
                         let mut wake = c.event(event).await;
-                        if matches!(wake, Wake::Now | Wake::Input) && !C::SETTLE.is_zero() {
+                        // Only host changes settle: they come in bursts. An input (a lease) is one event that
+                        // ends a wait, and the network's readiness is on its path: a boot measured the 5 ms sleep
+                        // last 216 ms on one vCPU while every other kind ran its first pass on this thread.
+                        if wake == Wake::Now && !C::SETTLE.is_zero() {
                             tokio::time::sleep(C::SETTLE).await;
                         }
                         // Coalesce what is already queued: one pass covers all of it.
