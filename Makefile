@@ -6,7 +6,7 @@ SHELL := /bin/bash
 
 BUILD    := build
 TARGET   := x86_64-unknown-linux-musl
-RELEASE  := target/$(TARGET)/release
+RELEASE  := target/$(TARGET)/image
 MKIMAGE  := target/release/keel-mkimage
 CARGO    := $(shell command -v cargo 2>/dev/null || echo $(HOME)/.cargo/bin/cargo)
 RUSTUP   := $(shell command -v rustup 2>/dev/null || echo $(HOME)/.cargo/bin/rustup)
@@ -64,9 +64,9 @@ kernel: setup
 	@kernel-config/build.sh $(BUILD) $(KEEL_KERNEL)
 	@cmp -s $(BUILD)/vmlinuz-$(KEEL_KERNEL) $(BUILD)/vmlinuz || cp -f $(BUILD)/vmlinuz-$(KEEL_KERNEL) $(BUILD)/vmlinuz
 
-## init: the static PID 1, the demo workload, the test helper, and the image writer; built once per run.
+## init: the static PID 1 (the demo workload is part of it), the test helper, and the image writer; built once per run.
 init: setup
-	@$(CARGO) build --quiet --release --target $(TARGET) -p keel-init -p keel-demo -p keel-testhelper
+	@$(CARGO) build --quiet --profile image --target $(TARGET) -p keel-init -p keel-testhelper
 	@$(CARGO) build --quiet --release -p keel-mkimage
 
 ## keys: the development signing key and the allowed_signers that trusts it (only when none is given).
@@ -88,12 +88,15 @@ $(BUILD)/default.toml.sig: $(KEEL_DEFAULT_CONFIG) $(KEEL_SIGNING_KEY)
 INITRAMFS_COMPRESS := zstd -q -19 -c
 
 ## image: build/vmlinuz, build/initramfs.cpio.zst, and build/initramfs-test.cpio.zst (= production + test helper).
-IMAGE_VARS = KEEL_INIT=$(RELEASE)/keel-init KEEL_DEMO=$(RELEASE)/keel-demo KEEL_ALLOWED_SIGNERS=$(KEEL_ALLOWED_SIGNERS) \
+IMAGE_VARS = KEEL_INIT=$(RELEASE)/keel-init KEEL_ALLOWED_SIGNERS=$(KEEL_ALLOWED_SIGNERS) \
              KEEL_DEFAULT_CONFIG=$(KEEL_DEFAULT_CONFIG) KEEL_DEFAULT_SIG=$(KEEL_DEFAULT_SIG)
+# $(call root_initramfs,CPIO,ZST[,VARS]): the production root (image/initramfs.manifest) as CPIO and compressed as
+# ZST; VARS go after IMAGE_VARS and override them (virt-image: the virt kernel's firmware manifest).
+root_initramfs = $(IMAGE_VARS) $(3) $(MKIMAGE) image/initramfs.manifest $(1) >/dev/null && \
+  $(INITRAMFS_COMPRESS) < $(1) > $(2)
 
 image: kernel init keys $(KEEL_DEFAULT_SIG)
-	@$(IMAGE_VARS) $(MKIMAGE) image/initramfs.manifest $(BUILD)/initramfs.cpio >/dev/null
-	@$(INITRAMFS_COMPRESS) < $(BUILD)/initramfs.cpio > $(BUILD)/initramfs-root.cpio.zst
+	@$(call root_initramfs,$(BUILD)/initramfs.cpio,$(BUILD)/initramfs-root.cpio.zst)
 	@cat $(MICROCODE_CPIO) $(BUILD)/initramfs-root.cpio.zst > $(BUILD)/initramfs.cpio.zst
 	@KEEL_TESTHELPER=$(RELEASE)/keel-testhelper $(MKIMAGE) image/initramfs-test.manifest $(BUILD)/test-extra.cpio >/dev/null
 	@$(INITRAMFS_COMPRESS) < $(BUILD)/test-extra.cpio > $(BUILD)/test-extra.cpio.zst
@@ -103,14 +106,12 @@ image: kernel init keys $(KEEL_DEFAULT_SIG)
 	  "initramfs-root.cpio.zst" $$(stat -c %s $(BUILD)/initramfs-root.cpio.zst) \
 	  initramfs.cpio.zst $$(stat -c %s $(BUILD)/initramfs.cpio.zst) \
 	  initramfs-test.cpio.zst $$(stat -c %s $(BUILD)/initramfs-test.cpio.zst) \
-	  "init (static musl)" $$(stat -c %s $(RELEASE)/keel-init) \
-	  "demo (static musl)" $$(stat -c %s $(RELEASE)/keel-demo)
+	  "init (static musl, + demo)" $$(stat -c %s $(RELEASE)/keel-init)
 
 ## reproducible: rebuilds the initramfs from the same inputs and fails unless it is byte-identical.
 reproducible: image
 	@mkdir -p $(BUILD)/repro
-	@$(IMAGE_VARS) $(MKIMAGE) image/initramfs.manifest $(BUILD)/repro/initramfs.cpio >/dev/null
-	@$(INITRAMFS_COMPRESS) < $(BUILD)/repro/initramfs.cpio > $(BUILD)/repro/initramfs-root.cpio.zst
+	@$(call root_initramfs,$(BUILD)/repro/initramfs.cpio,$(BUILD)/repro/initramfs-root.cpio.zst)
 	@$(MKIMAGE) $(FIRMWARE_DIR)/microcode.manifest $(BUILD)/repro/microcode.cpio >/dev/null
 	@if [ -s $(MICROCODE_CPIO) ]; then cmp $(MICROCODE_CPIO) $(BUILD)/repro/microcode.cpio; fi
 	@cmp $(BUILD)/initramfs-root.cpio.zst $(BUILD)/repro/initramfs-root.cpio.zst && echo "reproducible: initramfs rebuilt byte-identical"
@@ -165,13 +166,12 @@ test: setup lint unit reproducible hardware-doc-check e2e netns fuzz-ci
 ## BENCH_ONLY=boot|services|api|side|flavours|media|oci|fleet runs only that section (boot: the boot table; with
 ## KEEL_BUILD_DIR=<dir> it measures another build, for before/after) (side: Keel vs the busybox peer, image/bench.mk;
 ## fleet: the node's pull client for BENCH_FLEET_NODES=10000 simulated nodes against one nginx origin, docs/fleet.md).
-bench: image peer
+bench: image peer virt-image
 	@if [ -z "$${BENCH_ONLY:-}" ]; then \
 	  $(CARGO) test --quiet --release -p keel-init root_netns_bench -- --ignored --nocapture 2>&1 | grep '^net bench'; \
 	  $(MAKE) --no-print-directory api-size; \
 	fi
 	@if [ -z "$${BENCH_ONLY:-}" ] || [ "$${BENCH_ONLY}" = fleet ]; then $(MAKE) --no-print-directory fleet-bench; fi
-	@[ "$${BENCH_ONLY:-}" = fleet ] || kernel-config/build.sh $(BUILD) virt >/dev/null
 	@[ "$${BENCH_ONLY:-}" = fleet ] || $(CARGO) run --quiet --release -p keel-e2e --bin keel-bench -- $${BENCH_RUNS:-5}
 
 ## fleet-bench: the fleet pull, measured (init/src/config/fleet_bench.rs): one simulated hour, real HTTP to nginx.
@@ -182,9 +182,9 @@ fleet-bench:
 ## the bytes the API and its TLS add are measured, not estimated. LTO drops every crate only the API uses.
 API_SIZE_DIR := target/api-size
 api-size: init
-	@RUSTFLAGS="-A warnings" $(CARGO) build --quiet --release --target $(TARGET) -p keel-init --no-default-features \
+	@RUSTFLAGS="-A warnings" $(CARGO) build --quiet --profile image --target $(TARGET) -p keel-init --no-default-features \
 	  --target-dir $(API_SIZE_DIR)
-	@with=$$(stat -c %s $(RELEASE)/keel-init); without=$$(stat -c %s $(API_SIZE_DIR)/$(TARGET)/release/keel-init); \
+	@with=$$(stat -c %s $(RELEASE)/keel-init); without=$$(stat -c %s $(API_SIZE_DIR)/$(TARGET)/image/keel-init); \
 	  printf 'api-size: keel-init %s bytes, without the API %s bytes: the API + TLS add %s bytes\n' \
 	    $$with $$without $$((with - without))
 

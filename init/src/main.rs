@@ -47,8 +47,15 @@ where
     tokio::spawn(Box::pin(make()))
 }
 
+/// The name `/usr/libexec/keel-demo` (a link to `/init` in the image) runs the demo workload instead of PID 1.
+const DEMO_NAME: &str = "keel-demo";
+
 fn main() {
     let exec_at = clock::uptime();
+    // Before anything PID 1 does: called by the demo's name, this process is a service, not the init.
+    if std::env::args_os().next().is_some_and(|a| std::path::Path::new(&a).file_name() == Some(DEMO_NAME.as_ref())) {
+        std::process::exit(if keel_demo::main() == std::process::ExitCode::SUCCESS { 0 } else { 1 });
+    }
     logging::init(log::LevelFilter::Info);
     if nix::unistd::getpid().as_raw() != 1 {
         // Everything below mounts filesystems and reboots the machine: never do that to a host by accident.

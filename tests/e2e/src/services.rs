@@ -74,7 +74,7 @@ pub fn printk_secs(line: &str) -> f64 {
 /// The test helper as built for the image (`make image`), to serve as an artifact.
 pub fn testhelper_binary() -> Vec<u8> {
     let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/x86_64-unknown-linux-musl/release/keel-testhelper");
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/x86_64-unknown-linux-musl/image/keel-testhelper");
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}: run 'make image' first", path.display()))
 }
 

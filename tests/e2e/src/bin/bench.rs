@@ -289,7 +289,10 @@ fn main() {
     row("PID 1 RSS at converged, static", fixed.memory.median("converged", "rss_kib"), "KiB", "<= 4096 KiB");
     row("kernel (bzImage)", kernel, "KiB", "-");
     row("initramfs (cpio.zst)", initrd, "KiB", "-");
-    row("kernel + initramfs", kernel + initrd, "KiB", "<= 5120 KiB");
+    row("kernel + initramfs", kernel + initrd, "KiB", "-");
+    // The size target is the virt pair's (make virt-image): servers' drivers and firmware are the metal image's.
+    let (virt_kernel, virt_initrd) = (size_kib("virt/vmlinuz"), size_kib("virt/initramfs.cpio.zst"));
+    row("virt kernel + its initramfs", virt_kernel + virt_initrd, "KiB", "<= 5120 KiB");
     dhcp.memory.print("DHCP");
     // BENCH_ONLY=boot: only this table (before/after comparisons: KEEL_BUILD_DIR points at another build).
     if std::env::var("BENCH_ONLY").as_deref() == Ok("boot") {

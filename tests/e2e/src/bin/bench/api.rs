@@ -73,8 +73,8 @@ pub fn run(runs: usize) {
     let _ = vm.expect_exit(Duration::from_secs(30));
 
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target");
-    let with = size(&target.join("x86_64-unknown-linux-musl/release/keel-init"));
-    let without = size(&target.join("api-size/x86_64-unknown-linux-musl/release/keel-init"));
+    let with = size(&target.join("x86_64-unknown-linux-musl/image/keel-init"));
+    let without = size(&target.join("api-size/x86_64-unknown-linux-musl/image/keel-init"));
 
     println!(
         "Node API: {runs} pushes, {READERS} authenticated keep-alive status readers for {load_s} s, QEMU TCG, \
