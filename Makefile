@@ -41,13 +41,18 @@ setup:
 	  echo "setup: adding Debian's non-free-firmware component (/etc/apt/sources.list.d/keel-firmware.sources)"; \
 	  cp image/keel-firmware.sources /etc/apt/sources.list.d/keel-firmware.sources; \
 	fi
-	@missing=$$(for p in $(APT_PACKAGES); do \
+	@# Two rounds: installing one package can remove another that was installed (a fresh machine of this kind has
+	@# qemu-utils 10 from backports, which bookworm's qemu-system-x86 7.2 replaces); the second round puts it back.
+	@export DEBIAN_FRONTEND=noninteractive; updated=; \
+	for round in 1 2 3; do \
+	  missing=$$(for p in $(APT_PACKAGES); do \
 	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
+	  [ -n "$$missing" ] || break; \
+	  if [ $$round = 3 ]; then echo "setup: apt-get did not install (or removed again):" $$missing >&2; exit 1; fi; \
 	  echo "setup: installing" $$missing; \
-	  export DEBIAN_FRONTEND=noninteractive; \
-	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
-	fi
+	  [ -n "$$updated" ] || { apt-get update -qq && updated=1; } || exit 1; \
+	  apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
+	done
 	@for p in $(PIP_PACKAGES); do \
 	  /usr/bin/python3 -m pip show -q $$p >/dev/null 2>&1 || { echo "setup: installing $$p (PyPI)"; \
 	    /usr/bin/python3 -m pip install -q --root-user-action=ignore --break-system-packages $$p; }; done
